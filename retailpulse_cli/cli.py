@@ -1,0 +1,636 @@
+"""Typer commands: parse options, build settings, call one core function, render.
+
+Heavy modules (requests, Pillow, Rich) are imported inside the commands that need them,
+so `status` and `list` start fast.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from . import __version__
+from .errors import EXIT_CODE_HELP, ExitCode, RetailpulseError
+
+EXIT_CODES_TEXT = "\n\n".join(f"**{int(c)}** {text}" for c, text in EXIT_CODE_HELP.items())
+
+app = typer.Typer(
+    name="retailpulse",
+    help=(
+        "Check store visits against the store master, download and measure shelf photos, "
+        "and keep each job's results on disk.\n\nExit codes:\n\n" + EXIT_CODES_TEXT
+    ),
+    rich_markup_mode="markdown",
+    pretty_exceptions_enable=False,
+    no_args_is_help=True,
+    add_completion=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"retailpulse {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", "-V", help="Print the version and exit.", callback=_version, is_eager=True
+        ),
+    ] = False,
+) -> None:
+    """retailpulse: shelf-photo jobs from the command line."""
+
+
+def handle_errors(func: F) -> F:
+    """The one place where exceptions become one line on stderr and an exit code."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from . import report
+
+        try:
+            return func(*args, **kwargs)
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except RetailpulseError as exc:
+            from .errors import InvalidJobFile
+
+            if isinstance(exc, InvalidJobFile) and len(exc.problems) > 1:
+                for problem in exc.problems:
+                    report.error_line(f"{exc.source}: {problem}")
+            else:
+                report.error_line(exc.message)
+            if exc.hint:
+                report.hint_line(exc.hint)
+            raise typer.Exit(int(exc.exit_code)) from None
+        except KeyboardInterrupt:
+            report.error_line("interrupted")
+            raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+        except Exception as exc:
+            if os.environ.get("RETAILPULSE_DEBUG"):
+                raise
+            report.error_line(f"internal error: {type(exc).__name__}: {exc}")
+            report.hint_line(
+                "this is a bug; rerun with RETAILPULSE_DEBUG=1 for the traceback and report it"
+            )
+            raise typer.Exit(int(ExitCode.INTERNAL)) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+# -- shared options ------------------------------------------------------------------------
+
+JobsDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--jobs-dir",
+        help="Where jobs live. [env: RETAILPULSE_JOBS_DIR; default: per-user data dir]",
+        show_default=False,
+    ),
+]
+StoreMasterOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--store-master",
+        help="Store master CSV. [env: RETAILPULSE_STORE_MASTER; default: the shipped one]",
+        show_default=False,
+    ),
+]
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print JSON on stdout (nothing else on stdout).")
+]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print only data and errors.")]
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="A line per image on stderr.")]
+NoColor = Annotated[bool, typer.Option("--no-color", help="No colour (also: NO_COLOR env var).")]
+Workers = Annotated[
+    int | None,
+    typer.Option(
+        "--workers",
+        "-w",
+        min=1,
+        max=1024,
+        help="Images processed at once. [default: 32]",
+        show_default=False,
+    ),
+]
+GpuDelay = Annotated[
+    str | None,
+    typer.Option(
+        "--gpu-delay",
+        metavar="MIN:MAX",
+        help="Simulated GPU seconds per image; 0 turns it off. [default: 0.1:0.4]",
+        show_default=False,
+    ),
+]
+Seed = Annotated[int | None, typer.Option("--seed", help="Make the GPU delays reproducible.")]
+Retries = Annotated[
+    int | None,
+    typer.Option(
+        "--retries",
+        min=0,
+        max=20,
+        help="Extra attempts for transient failures. [default: 3]",
+        show_default=False,
+    ),
+]
+Timeout = Annotated[
+    float | None,
+    typer.Option(
+        "--timeout",
+        min=0.1,
+        help="Total seconds per image, retries included. [default: 60]",
+        show_default=False,
+    ),
+]
+ReadTimeout = Annotated[
+    float | None,
+    typer.Option(
+        "--read-timeout",
+        min=0.1,
+        help="Longest silence from a server. [default: 20]",
+        show_default=False,
+    ),
+]
+MaxBytes = Annotated[
+    int | None,
+    typer.Option(
+        "--max-bytes",
+        min=1,
+        help="Largest image body accepted. [default: 52428800 (50 MiB)]",
+        show_default=False,
+    ),
+]
+MaxPixels = Annotated[
+    int | None,
+    typer.Option(
+        "--max-pixels",
+        min=1,
+        help="Largest width x height accepted. [default: 100000000]",
+        show_default=False,
+    ),
+]
+PerHost = Annotated[
+    int | None,
+    typer.Option(
+        "--per-host",
+        min=1,
+        help="Connections at once to one host. [default: 32]",
+        show_default=False,
+    ),
+]
+Rate = Annotated[
+    float | None,
+    typer.Option(
+        "--rate",
+        min=0.0,
+        help="Requests per second per host; 0 = no limit. [default: 0]",
+        show_default=False,
+    ),
+]
+NoLocal = Annotated[
+    bool, typer.Option("--no-local-files", help="Refuse file:// URLs and paths (untrusted jobs).")
+]
+BlockPrivate = Annotated[
+    bool,
+    typer.Option(
+        "--block-private-networks",
+        help="Refuse hosts on loopback, private, link-local or metadata addresses.",
+    ),
+]
+
+
+def parse_gpu_delay(text: str) -> tuple[float, float]:
+    """'0' -> off, '0.25' -> fixed, '0.1:0.4' -> uniform range."""
+    try:
+        parts = [float(p) for p in text.split(":")]
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not MIN:MAX seconds, e.g. 0.1:0.4 or 0") from None
+    if len(parts) == 1:
+        parts = parts * 2
+    if len(parts) != 2 or parts[0] < 0 or parts[1] < parts[0]:
+        raise typer.BadParameter(f"{text!r}: need 0 <= MIN <= MAX, e.g. 0.1:0.4 or 0")
+    return parts[0], parts[1]
+
+
+def build_settings(base: dict[str, Any] | None = None, **given: Any) -> Any:
+    """Defaults, then settings stored with the job (resume/retry), then flags given now."""
+    from .settings import Settings
+
+    values: dict[str, Any] = {}
+    fields = set(Settings.__dataclass_fields__)
+    for key, value in (base or {}).items():
+        if key in fields:
+            values[key] = tuple(value) if key == "gpu_delay" else value
+    if given.get("gpu_delay") is not None:
+        given["gpu_delay"] = parse_gpu_delay(given["gpu_delay"])
+    for flag in ("allow_local_files", "block_private_networks"):
+        if given.get(flag) is False:
+            given[flag] = None  # an unset switch keeps the stored value
+    values.update({k: v for k, v in given.items() if v is not None})
+    if "per_host" not in values and "workers" in values:
+        values["per_host"] = values["workers"]
+    return Settings(**values)
+
+
+def _jobs_store(jobs_dir: Path | None) -> Any:
+    from .jobstore import JobStore, default_jobs_dir
+
+    return JobStore(jobs_dir.expanduser() if jobs_dir else default_jobs_dir())
+
+
+def _store_master(path: Path | None) -> Any:
+    from . import stores
+
+    return stores.load(stores.resolve_path(path))
+
+
+def _output(quiet: bool, verbose: bool, no_color: bool) -> Any:
+    from .report import Output
+
+    return Output(quiet=quiet, verbose=verbose, no_color=no_color)
+
+
+def outcome_code(status: dict[str, Any]) -> int:
+    state = status.get("status")
+    if state == "completed":
+        return int(ExitCode.OK)
+    if state == "failed":
+        return int(ExitCode.JOB_FAILED)
+    if state == "interrupted":
+        by = str(status.get("interrupted_by") or "")
+        return int(ExitCode.TERMINATED if "SIGTERM" in by else ExitCode.INTERRUPTED)
+    return int(ExitCode.OK)
+
+
+class Signals:
+    """SIGINT/SIGTERM: first one stops the job gracefully, a second one exits at once."""
+
+    def __init__(self, stop: Any) -> None:
+        self.stop = stop
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> Signals:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            # ValueError: not the main thread (some test runners); then no handler is needed
+            with contextlib.suppress(ValueError):
+                self.previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        name = signal.Signals(signum).name
+        if self.stop.is_set():
+            os._exit(int(ExitCode.TERMINATED if signum == signal.SIGTERM else ExitCode.INTERRUPTED))
+        self.stop.request(name)
+        sys.stderr.write(
+            f"\nretailpulse: {name}: stopping; finishing images in flight (again to quit now)\n"
+        )
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+def run_locked_job(
+    job: Any, lock: Any, *, mode: Any, settings: Any, store_master: Any, output: Any
+) -> dict[str, Any]:
+    """Run a job we hold the lock of, with progress and signal handling."""
+    from . import report, service
+    from .runner import StopFlag
+
+    stop = StopFlag()
+    observer = report.ProgressObserver(output)
+    try:
+        with Signals(stop):
+            status = service.execute(
+                job,
+                mode=mode,
+                settings=settings,
+                store_master=store_master,
+                stop=stop,
+                observer=observer,
+            )
+    finally:
+        observer.close()
+        lock.release()
+    return status
+
+
+def finish(status: dict[str, Any], output: Any, *, as_json: bool, bare_id: bool = True) -> None:
+    """Print a finished run's outcome and exit with its code."""
+    from . import report
+
+    code = outcome_code(status)
+    if as_json:
+        report.print_json(status)
+    elif sys.stdout.isatty():
+        if not output.quiet:
+            report.show_status(output, status, output.err)
+        output.out.print(status["job_id"])
+    elif bare_id:
+        sys.stdout.write(status["job_id"] + "\n")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if status.get("status") == "interrupted":
+        # Threads stuck in a DNS lookup must not keep an interrupted process alive.
+        os._exit(code)
+    raise typer.Exit(code)
+
+
+# -- commands ------------------------------------------------------------------------------
+
+
+@app.command()
+@handle_errors
+def submit(
+    job_file: Annotated[
+        str, typer.Argument(metavar="JOB_FILE", help="Job file (JSON); - reads stdin.")
+    ],
+    detach: Annotated[
+        bool,
+        typer.Option(
+            "--detach", "-d", help="Create the job, print its id, run it in the background."
+        ),
+    ] = False,
+    as_json: JsonOpt = False,
+    jobs_dir: JobsDir = None,
+    store_master: StoreMasterOpt = None,
+    workers: Workers = None,
+    gpu_delay: GpuDelay = None,
+    seed: Seed = None,
+    retries: Retries = None,
+    timeout: Timeout = None,
+    read_timeout: ReadTimeout = None,
+    max_bytes: MaxBytes = None,
+    max_pixels: MaxPixels = None,
+    per_host: PerHost = None,
+    rate: Rate = None,
+    no_local_files: NoLocal = False,
+    block_private_networks: BlockPrivate = False,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
+    no_color: NoColor = False,
+) -> None:
+    """Validate a job file, create a job and process it. Prints the job id on stdout.
+
+    Exit codes: 0 completed, 1 failed, 3 invalid job file, 4 store master problem,
+    7 storage problem, 130/143 interrupted (see `retailpulse --help` for all).
+    """
+    from . import service, spec
+
+    output = _output(quiet, verbose, no_color)
+    settings = build_settings(
+        workers=workers,
+        gpu_delay=gpu_delay,
+        seed=seed,
+        retries=retries,
+        timeout=timeout,
+        read_timeout=read_timeout,
+        max_bytes=max_bytes,
+        max_pixels=max_pixels,
+        per_host=per_host,
+        rate=rate,
+        allow_local_files=not no_local_files,
+        block_private_networks=block_private_networks,
+    )
+    job_spec = spec.load(job_file)
+    master = _store_master(store_master)
+    store = _jobs_store(jobs_dir)
+    job, lock = service.create_job(store, job_spec, settings, master)
+    if detach:
+        from .detach import spawn_worker
+
+        spawn_worker(job, lock, store_master=master.path)
+        if as_json:
+            from . import report
+
+            report.print_json(service.read_status(job))
+        else:
+            sys.stdout.write(job.id + "\n")
+        return
+    status = run_locked_job(
+        job, lock, mode="submit", settings=settings, store_master=master, output=output
+    )
+    finish(status, output, as_json=as_json)
+
+
+@app.command(name="_worker", hidden=True)
+@handle_errors
+def worker(
+    job_dir: Annotated[Path, typer.Argument()],
+    store_master: StoreMasterOpt = None,
+) -> None:
+    """Detached worker: runs a job created by `submit --detach` (its lock inherited)."""
+    from . import report, service
+    from .detach import inherited_lock
+    from .jobstore import Job
+
+    job = Job(job_dir)
+    lock = inherited_lock(job)
+    try:
+        settings = build_settings(service.stored_settings(job))
+        master = _store_master(store_master)
+    except BaseException:
+        lock.release()
+        raise
+    report.info_line(f"worker pid {os.getpid()} started on job {job.id}")
+    status = run_locked_job(
+        job,
+        lock,
+        mode="submit",
+        settings=settings,
+        store_master=master,
+        output=_output(False, False, True),
+    )
+    report.info_line(f"job {job.id} {status['status']}")
+    raise typer.Exit(outcome_code(status))
+
+
+def _resume_or_retry(
+    mode: str,
+    job_id: str,
+    jobs_dir: Path | None,
+    store_master: Path | None,
+    as_json: bool,
+    output: Any,
+    given: dict[str, Any],
+) -> None:
+    from . import service
+    from .jobstore import Lock
+
+    store = _jobs_store(jobs_dir)
+    job = store.job(job_id)
+    lock = Lock.acquire(job.lock_path)
+    try:
+        settings = build_settings(service.stored_settings(job), **given)
+        master = _store_master(store_master)
+    except BaseException:
+        lock.release()
+        raise
+    status = run_locked_job(
+        job, lock, mode=mode, settings=settings, store_master=master, output=output
+    )
+    finish(status, output, as_json=as_json)
+
+
+@app.command()
+@handle_errors
+def resume(
+    job_id: Annotated[str, typer.Argument(help="The job to finish.")],
+    as_json: JsonOpt = False,
+    jobs_dir: JobsDir = None,
+    store_master: StoreMasterOpt = None,
+    workers: Workers = None,
+    gpu_delay: GpuDelay = None,
+    seed: Seed = None,
+    retries: Retries = None,
+    timeout: Timeout = None,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
+    no_color: NoColor = False,
+) -> None:
+    """Finish an interrupted job: images already recorded are not downloaded again.
+
+    Settings are those the job was submitted with unless given again. Exit codes as for
+    `submit`; 6 when another process is working on the job.
+    """
+    given = {
+        "workers": workers,
+        "gpu_delay": gpu_delay,
+        "seed": seed,
+        "retries": retries,
+        "timeout": timeout,
+    }
+    _resume_or_retry(
+        "resume", job_id, jobs_dir, store_master, as_json, _output(quiet, verbose, no_color), given
+    )
+
+
+@app.command()
+@handle_errors
+def retry(
+    job_id: Annotated[str, typer.Argument(help="The job whose failed images to run again.")],
+    as_json: JsonOpt = False,
+    jobs_dir: JobsDir = None,
+    store_master: StoreMasterOpt = None,
+    workers: Workers = None,
+    gpu_delay: GpuDelay = None,
+    seed: Seed = None,
+    retries: Retries = None,
+    timeout: Timeout = None,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
+    no_color: NoColor = False,
+) -> None:
+    """Run the failed images of a job again (and any never processed); unknown stores stay failed.
+
+    Exit codes as for `submit`; 6 when another process is working on the job.
+    """
+    given = {
+        "workers": workers,
+        "gpu_delay": gpu_delay,
+        "seed": seed,
+        "retries": retries,
+        "timeout": timeout,
+    }
+    _resume_or_retry(
+        "retry", job_id, jobs_dir, store_master, as_json, _output(quiet, verbose, no_color), given
+    )
+
+
+@app.command()
+@handle_errors
+def status(
+    job_id: Annotated[str, typer.Argument(help="Job id, as printed by submit.")],
+    as_json: JsonOpt = False,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Block until the job ends; exit with its outcome code.")
+    ] = False,
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--timeout", min=0.0, help="With --wait: give up after this many seconds (exit 8)."
+        ),
+    ] = None,
+    jobs_dir: JobsDir = None,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
+    no_color: NoColor = False,
+) -> None:
+    """Show a job's status, counts and errors.
+
+    `ongoing` jobs whose worker died show as `interrupted`. Exit codes: 0 shown, 5 no such
+    job, 7 damaged job directory; with --wait the job's outcome (0, 1, 130, 143) or 8.
+    """
+    from . import report, service
+
+    output = _output(quiet, verbose, no_color)
+    store = _jobs_store(jobs_dir)
+    job = store.job(job_id)
+    current = service.read_status(job)
+    if wait:
+        current = service.wait_for(job, timeout)
+    if as_json:
+        report.print_json(current)
+    else:
+        report.show_status(output, current)
+    if wait:
+        raise typer.Exit(outcome_code(current))
+
+
+@app.command()
+@handle_errors
+def results(
+    job_id: Annotated[str, typer.Argument(help="Job id.")],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="jsonl or csv.")] = "jsonl",
+    failed: Annotated[bool, typer.Option("--failed", help="Only images that failed.")] = False,
+    jobs_dir: JobsDir = None,
+) -> None:
+    """Print one record per image (JSON Lines or CSV), streamed in the order images finished."""
+    from . import results as results_mod
+
+    if fmt not in ("jsonl", "csv"):
+        raise typer.BadParameter("use jsonl or csv", param_hint="--format")
+    job = _jobs_store(jobs_dir).job(job_id)
+    job.status()  # checks the job directory is readable and of a known schema
+    try:
+        results_mod.write(job, fmt=fmt, only_failed=failed, out=sys.stdout)
+    except BrokenPipeError:  # `results ID | head` is fine
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+@app.command()
+@handle_errors
+def schema() -> None:
+    """Print the JSON Schema of the job file (for editors and other tools)."""
+    from . import report
+    from .spec import JOB_SCHEMA
+
+    report.print_json(JOB_SCHEMA)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,471 @@
+"""URL or local path -> bytes, with timeouts, retries, size caps and safety checks.
+
+Failures are data: `FetchFailure` carries a stable code (see README, "Error codes"), a
+message with any credentials redacted, and how many attempts were made.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import ipaddress
+import itertools
+import random
+import re
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import SplitResult, urljoin, urlsplit, urlunsplit
+from urllib.request import url2pathname
+
+import requests
+import urllib3
+from requests.adapters import HTTPAdapter
+
+from . import __version__
+from .settings import Settings
+
+RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504}) | frozenset(range(505, 600))
+_SECRET_PARAM = re.compile(
+    r"(?i)([?&;](?:[^=&;#]*(?:token|key|sig|signature|secret|pass|password|auth|credential|"
+    r"session)[^=&;#]*)=)[^&;#]*"
+)
+
+
+class FetchFailure(Exception):
+    """A download that failed for good; `retryable` says whether another attempt may help."""
+
+    def __init__(self, code: str, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.retryable = retryable
+        self.retry_after: float | None = None
+        self.attempts = 1
+
+
+def redact(url: str) -> str:
+    """Hide user:password in the authority and the values of token-like query parameters."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return _SECRET_PARAM.sub(r"\1***", url)
+    if parts.username is not None or parts.password is not None:
+        host = parts.hostname or ""
+        if parts.port:
+            host = f"{host}:{parts.port}"
+        parts = parts._replace(netloc=f"***@{host}")
+    return _SECRET_PARAM.sub(r"\1***", urlunsplit(parts))
+
+
+def scrub(text: str, url: str) -> str:
+    """Remove any trace of `url`'s secrets from a message built by a library."""
+    parts = urlsplit(url)
+    for secret in (parts.password, parts.username, parts.query):
+        if secret:
+            text = text.replace(secret, "***")
+    return _SECRET_PARAM.sub(r"\1***", text)
+
+
+def is_blocked_address(address: str) -> bool:
+    """Loopback, private, link-local (cloud metadata), CGNAT, multicast or unspecified."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return (
+        ip.is_private
+        or ip.is_loopback
+        or ip.is_link_local
+        or ip.is_multicast
+        or ip.is_unspecified
+        or ip.is_reserved
+        or ip in ipaddress.ip_network("100.64.0.0/10")
+    )
+
+
+class Watchdog:
+    """Enforces the per-image deadline by shutting down the socket of a response that is
+    still being read when its deadline passes: a server that trickles one byte a second
+    never trips a read timeout, and reading the body in one call leaves no loop to check."""
+
+    def __init__(self) -> None:
+        self._cv = threading.Condition()
+        self._heap: list[tuple[float, int]] = []
+        self._armed: dict[int, socket.socket] = {}
+        self._ids = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def arm(self, deadline: float, sock: socket.socket) -> int:
+        with self._cv:
+            token = next(self._ids)
+            self._armed[token] = sock
+            heapq.heappush(self._heap, (deadline, token))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="rp-watchdog", daemon=True)
+                self._thread.start()
+            self._cv.notify()
+            return token
+
+    def disarm(self, token: int) -> None:
+        with self._cv:
+            self._armed.pop(token, None)
+
+    def abort_all(self) -> None:
+        """Cut every response being read (used on Ctrl-C / SIGTERM)."""
+        with self._cv:
+            socks = list(self._armed.values())
+            self._armed.clear()
+        for sock in socks:
+            _shutdown(sock)
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                while not self._heap:
+                    self._cv.wait()
+                deadline, token = self._heap[0]
+                now = time.monotonic()
+                if deadline > now:
+                    self._cv.wait(deadline - now)
+                    continue
+                heapq.heappop(self._heap)
+                sock = self._armed.pop(token, None)
+            if sock is not None:
+                _shutdown(sock)
+
+
+def _shutdown(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+@dataclass
+class _Host:
+    """Per-host politeness: a connection cap, an optional request rate, and 429 back-off."""
+
+    slots: threading.BoundedSemaphore
+    interval: float
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    next_start: float = 0.0
+
+    def reserve_start(self) -> float:
+        """Book the next start time allowed by the rate and any Retry-After; return the wait."""
+        with self.lock:
+            now = time.monotonic()
+            start = max(now, self.next_start)
+            self.next_start = start + self.interval
+            return start - now
+
+    def hold_off(self, seconds: float) -> None:
+        with self.lock:
+            self.next_start = max(self.next_start, time.monotonic() + seconds)
+
+
+class Fetcher:
+    """Downloads images. One instance per run: one connection pool shared by all workers."""
+
+    def __init__(self, settings: Settings, stop: threading.Event | None = None) -> None:
+        self.settings = settings
+        self.stop = stop or threading.Event()
+        self.watchdog = Watchdog()
+        self.session = requests.Session()
+        adapter = HTTPAdapter(
+            pool_connections=16, pool_maxsize=max(settings.workers, 1), max_retries=0
+        )
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        ua = settings.user_agent or f"retailpulse/{__version__} (+shelf-photo measurement)"
+        self.session.headers["User-Agent"] = ua
+        self._hosts: dict[str, _Host] = {}
+        self._hosts_lock = threading.Lock()
+        self._rng = random.Random()
+
+    def close(self) -> None:
+        self.session.close()
+
+    def fetch(self, url: str, base_dir: Path) -> tuple[bytes, int]:
+        """Return (body, attempts) or raise FetchFailure (with `.attempts` set)."""
+        deadline = time.monotonic() + self.settings.timeout
+        try:
+            parts = urlsplit(url)
+        except ValueError as exc:
+            raise FetchFailure("invalid_url", f"not a valid URL: {exc}") from None
+        scheme = parts.scheme.lower()
+        if scheme in ("http", "https"):
+            return self._fetch_http(url, deadline)
+        if scheme == "file" or scheme == "" or (len(scheme) == 1 and url[1:2] == ":"):
+            return self._read_local(url, parts, base_dir), 1
+        raise FetchFailure(
+            "unsupported_scheme", f"scheme {scheme!r} is not supported (use http, https or a file)"
+        )
+
+    # -- local files ---------------------------------------------------------------------
+
+    def _read_local(self, url: str, parts: SplitResult, base_dir: Path) -> bytes:
+        if not self.settings.allow_local_files:
+            raise FetchFailure(
+                "local_files_disabled", "local files are turned off (--no-local-files)"
+            )
+        if parts.scheme.lower() == "file":
+            if parts.netloc not in ("", "localhost"):
+                raise FetchFailure("unsupported_scheme", f"file URL on host {parts.netloc!r}")
+            path = Path(url2pathname(parts.path))
+        else:
+            path = Path(url).expanduser()
+        if not path.is_absolute():
+            path = base_dir / path
+        try:
+            with path.open("rb") as fh:
+                data = fh.read(self.settings.max_bytes + 1)
+        except FileNotFoundError:
+            raise FetchFailure("file_not_found", f"no such file: {path}") from None
+        except IsADirectoryError:
+            raise FetchFailure("file_not_found", f"is a directory: {path}") from None
+        except OSError as exc:
+            raise FetchFailure("file_unreadable", f"cannot read {path}: {exc.strerror}") from None
+        if len(data) > self.settings.max_bytes:
+            raise FetchFailure("too_large", f"file is over --max-bytes {self.settings.max_bytes:,}")
+        return data
+
+    # -- HTTP ----------------------------------------------------------------------------
+
+    def _fetch_http(self, url: str, deadline: float) -> tuple[bytes, int]:
+        s = self.settings
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return self._follow(url, deadline), attempt
+            except FetchFailure as failure:
+                failure.attempts = attempt
+                if not failure.retryable or attempt > s.retries or self.stop.is_set():
+                    raise
+                pause = min(s.backoff_max, s.backoff * 2 ** (attempt - 1))
+                pause *= 0.5 + self._rng.random()  # jitter: spread out a thundering herd
+                if failure.retry_after is not None:
+                    pause = max(pause, failure.retry_after)
+                if time.monotonic() + pause >= deadline:
+                    raise
+                if self.stop.wait(pause):
+                    raise
+
+    def _host(self, parts: SplitResult) -> _Host:
+        key = f"{parts.scheme}://{parts.netloc.rpartition('@')[2].lower()}"
+        with self._hosts_lock:
+            host = self._hosts.get(key)
+            if host is None:
+                rate = self.settings.rate
+                host = _Host(
+                    slots=threading.BoundedSemaphore(max(1, self.settings.per_host)),
+                    interval=1.0 / rate if rate > 0 else 0.0,
+                )
+                self._hosts[key] = host
+            return host
+
+    def _follow(self, url: str, deadline: float) -> bytes:
+        """One attempt: request, following redirects by hand so each hop is checked."""
+        seen = {url}
+        current = url
+        for _hop in range(self.settings.max_redirects + 1):
+            outcome = self._request_once(current, deadline)
+            if isinstance(outcome, bytes):
+                return outcome
+            nxt = urljoin(current, outcome)
+            scheme = urlsplit(nxt).scheme.lower()
+            if scheme not in ("http", "https"):
+                raise FetchFailure(
+                    "redirect_refused",
+                    f"redirect to a {scheme or 'relative'}: URL refused ({redact(nxt)})",
+                )
+            if nxt in seen:
+                raise FetchFailure("redirect_loop", f"redirect loop at {redact(nxt)}")
+            seen.add(nxt)
+            current = nxt
+        raise FetchFailure(
+            "too_many_redirects", f"more than {self.settings.max_redirects} redirects"
+        )
+
+    def _request_once(self, url: str, deadline: float) -> bytes | str:
+        """GET one URL: the body, or the Location of a redirect."""
+        parts = urlsplit(url)
+        if self.settings.block_private_networks:
+            self._check_resolves_public(parts)
+        host = self._host(parts)
+        wait = host.reserve_start()
+        if wait > 0 and self.stop.wait(wait):
+            raise FetchFailure("interrupted", "stopped before the request was sent")
+        with host.slots:
+            return self._get(url, parts, host, deadline)
+
+    def _get(self, url: str, parts: SplitResult, host: _Host, deadline: float) -> bytes | str:
+        s = self.settings
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise FetchFailure("timeout", f"gave up after --timeout {s.timeout:g}s")
+        timeout = (min(s.connect_timeout, remaining), min(s.read_timeout, remaining))
+        try:
+            r = self.session.get(url, stream=True, timeout=timeout, allow_redirects=False)
+        except requests.exceptions.RequestException as exc:
+            raise _classify_request_error(exc, url) from None
+        try:
+            if s.block_private_networks:
+                self._check_peer(r, parts)
+            if r.is_redirect:
+                return str(r.headers["location"])
+            if r.status_code != 200:
+                raise _http_failure(r, host)
+            return self._read_body(r, url, deadline)
+        finally:
+            r.close()
+
+    def _read_body(self, r: requests.Response, url: str, deadline: float) -> bytes:
+        s = self.settings
+        declared = r.headers.get("content-length")
+        length = int(declared) if declared and declared.isdigit() else None
+        if length is not None and length > s.max_bytes:
+            raise FetchFailure(
+                "too_large", f"Content-Length {length:,} is over --max-bytes {s.max_bytes:,}"
+            )
+        sock = _socket_of(r)
+        token = self.watchdog.arm(deadline, sock) if sock is not None else None
+        try:
+            # One read call for the whole body: reading in small chunks from many threads
+            # measured about half as fast (GIL contention), see README "Performance".
+            data = r.raw.read(s.max_bytes + 1, decode_content=True)
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            if time.monotonic() >= deadline:
+                raise FetchFailure(
+                    "timeout", f"body not received within --timeout {s.timeout:g}s"
+                ) from None
+            if isinstance(exc, urllib3.exceptions.ReadTimeoutError):
+                raise FetchFailure(
+                    "timeout", f"no data for {s.read_timeout:g}s", retryable=True
+                ) from None
+            raise FetchFailure(
+                "truncated_body",
+                scrub(f"connection broken while reading the body: {_reason(exc)}", url),
+                retryable=True,
+            ) from None
+        finally:
+            if token is not None:
+                self.watchdog.disarm(token)
+        if time.monotonic() >= deadline:
+            raise FetchFailure("timeout", f"body not received within --timeout {s.timeout:g}s")
+        if len(data) > s.max_bytes:
+            raise FetchFailure("too_large", f"body is over --max-bytes {s.max_bytes:,}")
+        if length is not None and len(data) < length and "content-encoding" not in r.headers:
+            raise FetchFailure(
+                "truncated_body",
+                f"got {len(data):,} of {length:,} bytes (Content-Length)",
+                retryable=True,
+            )
+        return data
+
+    def _check_resolves_public(self, parts: SplitResult) -> None:
+        hostname = parts.hostname or ""
+        try:
+            infos = socket.getaddrinfo(hostname, parts.port or 443, proto=socket.IPPROTO_TCP)
+        except OSError as exc:
+            raise FetchFailure(
+                "dns_error", f"cannot resolve {hostname}: {exc}", retryable=True
+            ) from None
+        for info in infos:
+            address = str(info[4][0])
+            if is_blocked_address(address):
+                raise FetchFailure(
+                    "blocked_address",
+                    f"{hostname} resolves to {address}, a private/loopback/link-local address "
+                    "(--block-private-networks)",
+                )
+
+    def _check_peer(self, r: requests.Response, parts: SplitResult) -> None:
+        """Check the address actually connected, which DNS rebinding cannot fake."""
+        sock = _socket_of(r)
+        if sock is None:
+            return
+        try:
+            address = str(sock.getpeername()[0])
+        except OSError:
+            return
+        if is_blocked_address(address):
+            raise FetchFailure(
+                "blocked_address",
+                f"{parts.hostname} connected to {address}, a private/loopback/link-local address "
+                "(--block-private-networks)",
+            )
+
+
+def _socket_of(r: requests.Response) -> socket.socket | None:
+    conn: Any = getattr(r.raw, "connection", None) or getattr(r.raw, "_connection", None)
+    sock = getattr(conn, "sock", None)
+    return sock if isinstance(sock, socket.socket) else None
+
+
+def _reason(exc: BaseException) -> str:
+    """The innermost useful reason of a requests/urllib3 error, without the URL."""
+    text = str(exc)
+    m = re.search(r"\[Errno -?\d+\] [^'\")]+", text)
+    if m:
+        return m.group(0).strip()
+    for marker in ("IncompleteRead", "Connection aborted", "RemoteDisconnected", "timed out"):
+        if marker in text:
+            return marker
+    return type(exc).__name__
+
+
+def _classify_request_error(exc: requests.exceptions.RequestException, url: str) -> FetchFailure:
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return FetchFailure("timeout", "connect timed out", retryable=True)
+    if isinstance(exc, requests.exceptions.ReadTimeout):
+        return FetchFailure(
+            "timeout", "no response headers before the read timeout", retryable=True
+        )
+    if isinstance(exc, requests.exceptions.SSLError):
+        return FetchFailure("tls_error", scrub(f"TLS error: {_reason(exc)}", url))
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        return FetchFailure(
+            "connection_error", scrub(f"connection failed: {_reason(exc)}", url), retryable=True
+        )
+    if isinstance(exc, requests.exceptions.InvalidURL | requests.exceptions.InvalidSchema):
+        return FetchFailure("invalid_url", scrub(f"not a valid URL: {_reason(exc)}", url))
+    return FetchFailure(
+        "connection_error", scrub(f"request failed: {_reason(exc)}", url), retryable=True
+    )
+
+
+def _http_failure(r: requests.Response, host: _Host) -> FetchFailure:
+    status = r.status_code
+    reason = r.reason or ""
+    if 500 <= status <= 599:
+        failure = FetchFailure("http_5xx", f"HTTP {status} {reason}".strip(), retryable=True)
+    else:
+        failure = FetchFailure(
+            f"http_{status}",
+            f"HTTP {status} {reason}".strip(),
+            retryable=status in RETRYABLE_STATUS,
+        )
+    if status in (429, 503):
+        retry_after = _retry_after(r.headers.get("retry-after"))
+        if retry_after is not None:
+            failure.retry_after = retry_after
+            host.hold_off(retry_after)  # slow the whole host down, not just this image
+        elif status == 429:
+            host.hold_off(1.0)
+    return failure
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return min(float(value), 300.0)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, min(when.timestamp() - time.time(), 300.0))

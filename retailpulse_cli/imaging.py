@@ -1,0 +1,94 @@
+"""Image bytes -> (width, height). Pure: reads only the header, plus cheap end-of-file checks."""
+
+from __future__ import annotations
+
+import io
+import struct
+import warnings
+from typing import NamedTuple
+
+from PIL import Image, UnidentifiedImageError
+
+# Pillow's own bomb guard warns at MAX_IMAGE_PIXELS and raises at twice that; we apply our
+# own limit (settings.max_pixels) so the threshold is the user's, and silence the warning.
+Image.MAX_IMAGE_PIXELS = None
+warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+
+try:  # HEIC/HEIF (and AVIF on older Pillow) when the optional plugin is installed
+    import pillow_heif  # type: ignore[import-not-found]
+
+    pillow_heif.register_heif_opener()
+except ImportError:  # pragma: no cover - optional
+    pass
+
+
+class ImageFailure(Exception):
+    """An image that cannot be measured; `code` is a stable machine-readable reason."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class Size(NamedTuple):
+    width: int
+    height: int
+    format: str
+
+    @property
+    def perimeter(self) -> int:
+        return 2 * (self.width + self.height)
+
+
+def measure(data: bytes, *, max_pixels: int) -> Size:
+    """Width and height as stored in the file (EXIF orientation is not applied)."""
+    if not data:
+        raise ImageFailure("not_an_image", "empty body")
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            width, height = im.size
+            fmt = im.format or "unknown"
+    except UnidentifiedImageError:
+        raise ImageFailure("not_an_image", "not an image Pillow can read") from None
+    except Image.DecompressionBombError as exc:
+        raise ImageFailure("decompression_bomb", str(exc)) from None
+    except (OSError, SyntaxError, ValueError, struct.error) as exc:
+        raise ImageFailure("truncated_image", f"unreadable image header: {exc}") from None
+    if width <= 0 or height <= 0:
+        raise ImageFailure("not_an_image", f"image has no pixels ({width}x{height})")
+    if width * height > max_pixels:
+        raise ImageFailure(
+            "decompression_bomb",
+            f"{width}x{height} = {width * height:,} pixels, over the limit of {max_pixels:,}",
+        )
+    problem = truncation(data, fmt)
+    if problem:
+        raise ImageFailure("truncated_image", f"{fmt} {problem}")
+    return Size(width, height, fmt)
+
+
+_TAIL = 4096  # end markers are searched in the last few KB: some encoders append padding
+
+
+def truncation(data: bytes, fmt: str) -> str | None:
+    """Say why a file looks cut off, or None. Cheap: looks at the end of the file only."""
+    tail_start = max(0, len(data) - _TAIL)
+    if fmt in ("JPEG", "MPO"):
+        if data.rfind(b"\xff\xd9", tail_start) == -1:
+            return "has no end-of-image marker (FFD9): the file is cut off"
+    elif fmt == "PNG":
+        if data.rfind(b"IEND", tail_start) == -1:
+            return "has no IEND chunk: the file is cut off"
+    elif fmt == "WEBP":
+        declared = struct.unpack_from("<I", data, 4)[0] + 8
+        if len(data) < declared:
+            return f"is {len(data):,} bytes but its RIFF header declares {declared:,}"
+    elif fmt == "GIF":
+        if data.rstrip(b"\x00")[-1:] != b";":
+            return "has no trailer byte (0x3B): the file is cut off"
+    elif fmt == "BMP":
+        declared = struct.unpack_from("<I", data, 2)[0]
+        if declared and len(data) < declared:
+            return f"is {len(data):,} bytes but its header declares {declared:,}"
+    return None

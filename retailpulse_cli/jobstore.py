@@ -1,0 +1,382 @@
+"""The on-disk job directory: ids, atomic writes, the worker lock, reading state back.
+
+Layout of `<jobs_dir>/<job_id>/` (README, "The job directory", documents every field):
+  job.json       the submitted job file, byte for byte
+  meta.json      what was submitted, when, from where, with which settings
+  status.json    status and counts, rewritten atomically as the job runs
+  errors.json    one entry per store with a problem, rewritten atomically
+  results.jsonl  a header line, then one line per image, appended and fsynced as images finish
+  worker.log     log of a detached worker (submit --detach)
+  .lock          flock()ed by the one process working on the job
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import secrets
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import IO, Any
+
+from .errors import JobBusy, JobDamaged, JobNotFound, StorageError
+
+SCHEMA_VERSION = 1
+ENV_VAR = "RETAILPULSE_JOBS_DIR"
+LIVE_STATES = ("ongoing",)
+FINAL_STATES = ("completed", "failed", "interrupted")
+RESULTS_HEADER = {"retailpulse": "results", "schema_version": SCHEMA_VERSION}
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def default_jobs_dir() -> Path:
+    """--jobs-dir, else $RETAILPULSE_JOBS_DIR, else the per-user data dir."""
+    env = os.environ.get(ENV_VAR, "").strip()
+    if env:
+        return Path(env).expanduser()
+    from platformdirs import user_data_path
+
+    return user_data_path("retailpulse", appauthor=False) / "jobs"
+
+
+def _storage_error(action: str, path: Path, exc: OSError) -> StorageError:
+    reason = {
+        errno.ENOSPC: "no space left on device",
+        errno.EROFS: "read-only file system",
+        errno.EACCES: "permission denied",
+        errno.EPERM: "permission denied",
+        errno.EDQUOT: "disk quota exceeded",
+    }.get(exc.errno or 0, exc.strerror or str(exc))
+    return StorageError(f"cannot {action} {path}: {reason}")
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write to a temp file in the same folder, fsync, then os.replace: never half a file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(3)}.tmp")
+    try:
+        with tmp.open("wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise _storage_error("write", path, exc) from None
+
+
+def write_json(path: Path, obj: Any) -> None:
+    write_atomic(path, (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode())
+
+
+def new_job_id() -> str:
+    """Sortable by creation time; 6 random hex digits keep same-second submits apart."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return f"{stamp}-{secrets.token_hex(3)}"
+
+
+class Lock:
+    """An exclusive flock on `<job>/.lock`: released by the kernel when its holder dies,
+    so a SIGKILLed worker never leaves a stale lock and PID reuse cannot fool it."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    @classmethod
+    def acquire(cls, path: Path, *, wait: float = 1.0) -> Lock:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise _storage_error("open lock file", path, exc) from None
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return cls(fd)
+            except BlockingIOError:
+                # `status` probes the lock for an instant; only a holder that stays is busy.
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise JobBusy(
+                        f"job {path.parent.name} is being worked on by another process"
+                    ) from None
+                time.sleep(0.05)
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def lock_is_held(path: Path) -> bool:
+    """True while some live process holds the job's lock."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+@dataclass(frozen=True)
+class Job:
+    """An existing job directory."""
+
+    dir: Path
+
+    @property
+    def id(self) -> str:
+        return self.dir.name
+
+    @property
+    def lock_path(self) -> Path:
+        return self.dir / ".lock"
+
+    @property
+    def results_path(self) -> Path:
+        return self.dir / "results.jsonl"
+
+    @property
+    def log_path(self) -> Path:
+        return self.dir / "worker.log"
+
+    def read_json(self, name: str) -> dict[str, Any]:
+        path = self.dir / name
+        try:
+            doc = json.loads(path.read_bytes())
+        except FileNotFoundError:
+            raise JobDamaged(f"job {self.id}: {name} is missing from {self.dir}") from None
+        except (OSError, ValueError) as exc:
+            raise JobDamaged(f"job {self.id}: {path} is unreadable: {exc}") from None
+        if not isinstance(doc, dict):
+            raise JobDamaged(f"job {self.id}: {path} is not a JSON object")
+        check_schema(doc, path)
+        return doc
+
+    def meta(self) -> dict[str, Any]:
+        return self.read_json("meta.json")
+
+    def is_live(self) -> bool:
+        return lock_is_held(self.lock_path)
+
+    def status(self) -> dict[str, Any]:
+        """status.json, with `ongoing` turned into `interrupted` when nobody holds the lock."""
+        doc = self.read_json("status.json")
+        if doc.get("status") in LIVE_STATES and not self.is_live():
+            # Re-read: the worker may have finished between our two reads.
+            doc = self.read_json("status.json")
+            if doc.get("status") in LIVE_STATES and not self.is_live():
+                doc["status"] = "interrupted"
+                doc["interrupted_by"] = doc.get("interrupted_by") or "worker died"
+        return doc
+
+    def errors(self) -> list[dict[str, Any]]:
+        errors = self.read_json("errors.json").get("error", [])
+        return errors if isinstance(errors, list) else []
+
+    def write_state(self, status: dict[str, Any], errors: list[dict[str, Any]]) -> None:
+        # errors first: a reader that sees the new status also sees errors at least as new
+        write_json(self.dir / "errors.json", {"schema_version": SCHEMA_VERSION, "error": errors})
+        write_json(self.dir / "status.json", status)
+
+    def job_file(self) -> bytes:
+        try:
+            return (self.dir / "job.json").read_bytes()
+        except OSError as exc:
+            raise JobDamaged(f"job {self.id}: job.json is missing or unreadable: {exc}") from None
+
+    def iter_results(self, path: Path | None = None) -> Iterator[dict[str, Any]]:
+        """Stream result records; a torn last line (a crash mid-write) is skipped."""
+        path = path or self.results_path
+        try:
+            fh = path.open("rb")
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise JobDamaged(f"job {self.id}: cannot read {path}: {exc}") from None
+        with fh:
+            for lineno, line in enumerate(fh, 1):
+                if not line.endswith(b"\n"):
+                    return  # torn tail: the writer died mid-line
+                try:
+                    rec = json.loads(line)
+                except ValueError:
+                    raise JobDamaged(f"job {self.id}: {path} line {lineno} is not JSON") from None
+                if lineno == 1 and isinstance(rec, dict) and rec.get("retailpulse") == "results":
+                    check_schema(rec, path)
+                    continue
+                if isinstance(rec, dict):
+                    yield rec
+
+
+def check_schema(doc: dict[str, Any], path: Path) -> None:
+    version = doc.get("schema_version")
+    if not isinstance(version, int):
+        raise JobDamaged(f"{path}: no schema_version; not a retailpulse file")
+    if version > SCHEMA_VERSION:
+        raise JobDamaged(
+            f"{path} was written by a newer retailpulse (schema {version}, this one reads "
+            f"up to {SCHEMA_VERSION})",
+            hint="upgrade retailpulse to read this job",
+        )
+
+
+class ResultsWriter:
+    """Appends result lines; `sync()` flushes and fsyncs (the runner calls it on a cadence)."""
+
+    def __init__(self, path: Path, fh: IO[bytes]) -> None:
+        self.path = path
+        self.fh = fh
+        self.unsynced = 0
+        self.last_sync = time.monotonic()
+
+    @classmethod
+    def open(cls, path: Path) -> ResultsWriter:
+        try:
+            _repair_tail(path)
+            fh = path.open("ab")
+            if fh.tell() == 0:
+                fh.write(json.dumps(RESULTS_HEADER).encode() + b"\n")
+        except OSError as exc:
+            raise _storage_error("write", path, exc) from None
+        return cls(path, fh)
+
+    def append(self, record: dict[str, Any]) -> None:
+        try:
+            self.fh.write(json.dumps(record, ensure_ascii=False).encode() + b"\n")
+        except OSError as exc:
+            raise _storage_error("write", self.path, exc) from None
+        self.unsynced += 1
+
+    def sync(self) -> None:
+        try:
+            self.fh.flush()
+            os.fsync(self.fh.fileno())
+        except OSError as exc:
+            raise _storage_error("write", self.path, exc) from None
+        self.unsynced = 0
+        self.last_sync = time.monotonic()
+
+    def close(self) -> None:
+        try:
+            self.sync()
+        finally:
+            self.fh.close()
+
+
+def _repair_tail(path: Path) -> None:
+    """Cut a torn last line left by a crash, so the next append starts on a fresh line."""
+    try:
+        fh = path.open("r+b")
+    except FileNotFoundError:
+        return
+    with fh:
+        pos = fh.seek(0, os.SEEK_END)
+        if pos == 0:
+            return
+        fh.seek(pos - 1)
+        if fh.read(1) == b"\n":
+            return
+        while pos > 0:  # scan back block by block for the last complete line
+            start = max(0, pos - (1 << 16))
+            fh.seek(start)
+            cut = fh.read(pos - start).rfind(b"\n")
+            if cut != -1:
+                fh.truncate(start + cut + 1)
+                return
+            pos = start
+        fh.truncate(0)
+
+
+class JobStore:
+    """A jobs directory."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def job(self, job_id: str) -> Job:
+        job_id = job_id.strip()
+        if not job_id or "/" in job_id or job_id.startswith("."):
+            raise JobNotFound(f"no job {job_id!r} in {self.root}")
+        path = self.root / job_id
+        if not (path / "status.json").exists() and not (path / "meta.json").exists():
+            if path.is_dir():
+                raise JobDamaged(f"job {job_id}: {path} has no status.json or meta.json")
+            raise JobNotFound(f"no job {job_id!r} in {self.root}")
+        return Job(path)
+
+    def job_ids(self) -> list[str]:
+        """Job ids, newest first (ids sort by creation time)."""
+        try:
+            names = os.listdir(self.root)
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise _storage_error("read", self.root, exc) from None
+        return sorted((n for n in names if not n.startswith(".")), reverse=True)
+
+    def create(
+        self, job_file: bytes, meta: dict[str, Any], status: dict[str, Any]
+    ) -> tuple[Job, Lock]:
+        """Create a job directory atomically (built under a temp name, then renamed) and
+        return it locked, so no reader ever sees a half-made job and nobody can steal it."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _storage_error("create jobs directory", self.root, exc) from None
+        for _ in range(20):
+            job_id = new_job_id()
+            tmp = self.root / f".tmp-{job_id}-{os.getpid()}"
+            try:
+                tmp.mkdir()
+            except FileExistsError:
+                continue
+            except OSError as exc:
+                raise _storage_error("create a job in", self.root, exc) from None
+            lock = Lock.acquire(tmp / ".lock")
+            try:
+                meta = {**meta, "job_id": job_id}
+                status = {**status, "job_id": job_id}
+                write_atomic(tmp / "job.json", job_file)
+                write_json(tmp / "meta.json", meta)
+                write_json(tmp / "errors.json", {"schema_version": SCHEMA_VERSION, "error": []})
+                write_json(tmp / "status.json", status)
+                ResultsWriter.open(tmp / "results.jsonl").close()
+                os.rename(tmp, self.root / job_id)
+            except OSError as exc:
+                lock.release()
+                _remove_tree(tmp)
+                if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
+                    continue
+                raise _storage_error("create a job in", self.root, exc) from None
+            except BaseException:
+                lock.release()
+                _remove_tree(tmp)
+                raise
+            return Job(self.root / job_id), lock
+        raise StorageError(f"could not find a free job id in {self.root}")
+
+
+def _remove_tree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def host_info() -> dict[str, Any]:
+    return {"pid": os.getpid(), "host": socket.gethostname()}

@@ -1,0 +1,216 @@
+"""Everything users see: Rich progress and tables on a terminal, plain text or JSON elsewhere.
+
+Data (tables, JSON, ids) goes to stdout; progress, logs and diagnostics go to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+from rich.console import Console
+from rich.table import Table
+
+from .tally import Tally
+
+
+@dataclass(frozen=True)
+class Output:
+    """How much and in what form to print; one per command invocation."""
+
+    quiet: bool = False
+    verbose: bool = False
+    no_color: bool = False
+
+    def console(self, stream: TextIO) -> Console:
+        no_color = self.no_color or bool(os.environ.get("NO_COLOR"))
+        return Console(file=stream, no_color=no_color, highlight=False, soft_wrap=True)
+
+    @property
+    def out(self) -> Console:
+        return self.console(sys.stdout)
+
+    @property
+    def err(self) -> Console:
+        return self.console(sys.stderr)
+
+
+def print_json(obj: Any) -> None:
+    """JSON on stdout, nothing else: safe to pipe into jq."""
+    sys.stdout.write(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+def print_jsonl(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
+
+
+def error_line(message: str) -> None:
+    sys.stderr.write(f"retailpulse: error: {message}\n")
+
+
+def hint_line(message: str) -> None:
+    sys.stderr.write(f"retailpulse: hint: {message}\n")
+
+
+def info_line(message: str) -> None:
+    sys.stderr.write(f"retailpulse: {message}\n")
+    sys.stderr.flush()
+
+
+def _fmt_rate(n: float) -> str:
+    return f"{n:,.1f}" if n < 100 else f"{n:,.0f}"
+
+
+class ProgressObserver:
+    """Live progress on stderr: a Rich bar on a terminal, a plain line every few seconds
+    (and at each 10 %) otherwise, so cron logs stay short and free of escape codes."""
+
+    PLAIN_EVERY = 10.0
+
+    def __init__(self, output: Output, label: str = "") -> None:
+        self.output = output
+        self.label = label
+        self.console = output.err
+        self.live = self.console.is_terminal and not output.quiet and not output.verbose
+        self.progress: Any = None
+        self.task: Any = None
+        self.t0 = time.monotonic()
+        self.start_done = 0
+        self.last_plain = 0.0
+        self.last_decile = -1
+
+    def started(self, job: Any, tally: Tally, todo: int) -> None:
+        self.t0 = time.monotonic()
+        self.start_done = tally.done
+        self.label = self.label or job.id
+        if self.output.quiet:
+            return
+        if self.live:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self.progress = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]} img/s"),
+                TextColumn("[red]{task.fields[failed]} failed"),
+                TimeElapsedColumn(),
+                TextColumn("eta"),
+                TimeRemainingColumn(),
+                console=self.console,
+                transient=False,
+            )
+            self.progress.start()
+            self.task = self.progress.add_task(
+                self.label,
+                total=tally.images_total,
+                completed=tally.done,
+                rate="-",
+                failed=tally.failed,
+            )
+        else:
+            info_line(f"job {self.label}: {todo:,} of {tally.images_total:,} images to process")
+
+    def record(self, record: dict[str, Any], tally: Tally) -> None:
+        if self.output.verbose and not self.output.quiet:
+            if record.get("status") == "ok":
+                what = f"ok {record['width']}x{record['height']} perimeter={record['perimeter']}"
+            else:
+                what = f"FAILED {record.get('error_code')}: {record.get('error')}"
+            where = f"[{record['index'] + 1}/{tally.images_total}] {record['store_id']}"
+            info_line(f"{where} {record['image_url']} {what}")
+
+    def tick(self, tally: Tally) -> None:
+        if self.output.quiet:
+            return
+        elapsed = max(time.monotonic() - self.t0, 1e-6)
+        rate = (tally.done - self.start_done) / elapsed
+        if self.progress is not None:
+            self.progress.update(
+                self.task, completed=tally.done, rate=_fmt_rate(rate), failed=tally.failed
+            )
+            return
+        if self.output.verbose:
+            return
+        decile = tally.done * 10 // max(tally.images_total, 1)
+        now = time.monotonic()
+        if decile != self.last_decile or now - self.last_plain >= self.PLAIN_EVERY:
+            if tally.done < tally.images_total:
+                info_line(
+                    f"job {self.label}: {tally.done:,}/{tally.images_total:,} images, "
+                    f"{tally.failed:,} failed, {_fmt_rate(rate)} img/s"
+                )
+            self.last_decile = decile
+            self.last_plain = now
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+
+STATUS_STYLE = {
+    "completed": "green",
+    "failed": "red",
+    "ongoing": "yellow",
+    "interrupted": "magenta",
+}
+
+
+def status_table(status: dict[str, Any]) -> Table:
+    state = str(status.get("status"))
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("job", str(status.get("job_id")))
+    table.add_row("status", f"[{STATUS_STYLE.get(state, 'white')}]{state}[/]")
+    if status.get("interrupted_by"):
+        table.add_row("interrupted by", str(status["interrupted_by"]))
+    table.add_row("visits", f"{status.get('visits', 0):,}")
+    done, total = status.get("images_done", 0), status.get("images_total", 0)
+    table.add_row(
+        "images",
+        f"{done:,} of {total:,} done, {status.get('images_ok', 0):,} ok, "
+        f"{status.get('images_failed', 0):,} failed",
+    )
+    if status.get("stores_unknown"):
+        table.add_row("unknown stores", f"{status['stores_unknown']:,}")
+    by_code = status.get("failures_by_code") or {}
+    if by_code:
+        table.add_row("failures", ", ".join(f"{c} x{n}" for c, n in by_code.items()))
+    for key in ("created_at", "started_at", "finished_at"):
+        if status.get(key):
+            table.add_row(key.replace("_at", ""), str(status[key]))
+    return table
+
+
+def errors_table(errors: list[dict[str, Any]], limit: int = 50) -> Table:
+    table = Table(title=f"errors ({len(errors)})", title_justify="left")
+    table.add_column("store_id", style="bold")
+    table.add_column("code")
+    table.add_column("error")
+    for err in errors[:limit]:
+        table.add_row(str(err.get("store_id")), str(err.get("code", "")), str(err.get("error")))
+    if len(errors) > limit:
+        table.add_row("...", "", f"{len(errors) - limit} more (status --json lists all)")
+    return table
+
+
+def show_status(output: Output, status: dict[str, Any], console: Console | None = None) -> None:
+    con = console or output.out
+    con.print(status_table(status))
+    errors = status.get("error") or []
+    if errors:
+        con.print(errors_table(errors))

@@ -1,0 +1,283 @@
+"""Use cases: create a job, run it (submit / resume / retry), and read it back.
+
+The CLI calls one function here per command; nothing here prints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from . import runner, spec
+from .errors import InvalidJobFile, JobDamaged
+from .jobstore import SCHEMA_VERSION, Job, JobStore, Lock, ResultsWriter, host_info, now_iso
+from .settings import Settings
+from .stores import StoreMaster
+from .tally import STORE_NOT_FOUND, Tally
+
+Mode = Literal["submit", "resume", "retry"]
+STATUS_SYNC_SECONDS = 0.5  # how stale `status` may be while a job runs
+RESULTS_SYNC_SECONDS = 1.0  # a kill loses at most this much finished work (plus in-flight)
+RESULTS_SYNC_RECORDS = 500
+
+
+class Observer(Protocol):
+    """Progress callbacks; the CLI's Rich display implements them."""
+
+    def started(self, job: Job, tally: Tally, todo: int) -> None: ...
+    def record(self, record: dict[str, Any], tally: Tally) -> None: ...
+    def tick(self, tally: Tally) -> None: ...
+
+
+class NullObserver:
+    def started(self, job: Job, tally: Tally, todo: int) -> None:
+        pass
+
+    def record(self, record: dict[str, Any], tally: Tally) -> None:
+        pass
+
+    def tick(self, tally: Tally) -> None:
+        pass
+
+
+def create_job(
+    store: JobStore, job_spec: spec.JobSpec, settings: Settings, store_master: StoreMaster
+) -> tuple[Job, Lock]:
+    """Create the job directory (status `ongoing`, no results yet), returned locked."""
+    created = now_iso()
+    meta = {
+        "schema_version": SCHEMA_VERSION,
+        "created_at": created,
+        "source": job_spec.source,
+        "base_dir": str(job_spec.base_dir),
+        "visits": len(job_spec.visits),
+        "images_total": job_spec.image_count,
+        "store_master": str(store_master.path),
+        "settings": _settings_to_json(settings),
+    }
+    tally = new_tally(job_spec)
+    status = status_doc("", "ongoing", tally, created=created, mode="submit")
+    return store.create(job_spec.raw, meta, status)
+
+
+def new_tally(job_spec: spec.JobSpec) -> Tally:
+    per_store: Counter[str] = Counter()
+    for visit in job_spec.visits:
+        per_store[visit.store_id] += len(visit.image_urls)
+    return Tally(
+        images_total=job_spec.image_count, images_per_store=per_store, visits=len(job_spec.visits)
+    )
+
+
+def status_doc(
+    job_id: str,
+    state: str,
+    tally: Tally,
+    *,
+    created: str,
+    mode: str,
+    started: str | None = None,
+    finished: str | None = None,
+    interrupted_by: str | None = None,
+) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "job_id": job_id,
+        "status": state,
+        "created_at": created,
+        "started_at": started,
+        "updated_at": now_iso(),
+        "finished_at": finished,
+        **tally.counts(),
+        "run": {"mode": mode, **host_info()},
+    }
+    if interrupted_by:
+        doc["interrupted_by"] = interrupted_by
+    return doc
+
+
+def load_spec(job: Job) -> spec.JobSpec:
+    meta = job.meta()
+    try:
+        return spec.parse(
+            job.job_file(), source=str(meta.get("source")), base_dir=Path(meta["base_dir"])
+        )
+    except (KeyError, InvalidJobFile) as exc:
+        raise JobDamaged(f"job {job.id}: stored job file or meta.json is damaged: {exc}") from None
+
+
+def stored_settings(job: Job) -> dict[str, Any]:
+    value = job.meta().get("settings")
+    return value if isinstance(value, dict) else {}
+
+
+def _settings_to_json(settings: Settings) -> dict[str, Any]:
+    out = dataclasses.asdict(settings)
+    out["gpu_delay"] = list(settings.gpu_delay)
+    return out
+
+
+@dataclass
+class _Plan:
+    tally: Tally
+    skip: set[int]  # indices already recorded and not to redo
+    redo: dict[int, dict[str, Any]]  # retry: failed records to replace, by index
+
+
+def _plan(job: Job, job_spec: spec.JobSpec, mode: Mode) -> _Plan:
+    """What is already done, from results.jsonl (and any unmerged retry.jsonl)."""
+    merge_retry(job)
+    tally = new_tally(job_spec)
+    skip: set[int] = set()
+    redo: dict[int, dict[str, Any]] = {}
+    for rec in job.iter_results():
+        index = rec.get("index")
+        if not isinstance(index, int) or index in skip or index in redo:
+            continue  # duplicates cannot arise from our writer; never count one twice
+        if (
+            mode == "retry"
+            and rec.get("status") != "ok"
+            and rec.get("error_code") != STORE_NOT_FOUND
+        ):
+            redo[index] = rec
+        else:
+            skip.add(index)
+            tally.add(rec)
+    return _Plan(tally, skip, redo)
+
+
+def merge_retry(job: Job) -> None:
+    """Fold retry.jsonl into results.jsonl (atomically), one record per image."""
+    retry_path = job.dir / "retry.jsonl"
+    if not retry_path.exists():
+        return
+    newer = {
+        rec["index"]: rec
+        for rec in job.iter_results(retry_path)
+        if isinstance(rec.get("index"), int)
+    }
+    tmp = job.dir / ".results.jsonl.merge"
+    writer = ResultsWriter.open(tmp)
+    try:
+        for rec in job.iter_results():
+            writer.append(newer.pop(rec.get("index"), rec))
+        for rec in newer.values():  # images a crashed run never recorded
+            writer.append(rec)
+    finally:
+        writer.close()
+    os.replace(tmp, job.results_path)
+    retry_path.unlink()
+
+
+def execute(
+    job: Job,
+    *,
+    mode: Mode,
+    settings: Settings,
+    store_master: StoreMaster,
+    stop: runner.StopFlag,
+    observer: Observer | None = None,
+) -> dict[str, Any]:
+    """Run (or finish, or retry) a job while holding its lock; return its final status."""
+    from .fetch import Fetcher  # heavy (requests): only commands that download import it
+
+    obs = observer or NullObserver()
+    meta = job.meta()
+    job_spec = load_spec(job)
+    plan = _plan(job, job_spec, mode)
+    tally = plan.tally
+    created = str(meta.get("created_at"))
+    started = now_iso()
+
+    def state_doc(state: str, **kw: Any) -> dict[str, Any]:
+        return status_doc(job.id, state, tally, created=created, mode=mode, started=started, **kw)
+
+    job.write_state(state_doc("ongoing"), tally.errors())
+    todo = tally.images_total - tally.done
+    tasks: Iterator[spec.ImageTask] = (
+        t for t in job_spec.tasks() if t.image_index not in plan.skip
+    )
+    writer = ResultsWriter.open(job.dir / "retry.jsonl" if mode == "retry" else job.results_path)
+    fetcher = Fetcher(settings, stop)
+    last_status = time.monotonic()
+    aborted = False
+
+    def sink(record: dict[str, Any]) -> None:
+        writer.append(record)
+        tally.add(record)
+        obs.record(record, tally)
+        if writer.unsynced >= RESULTS_SYNC_RECORDS:
+            writer.sync()
+
+    def tick() -> None:
+        nonlocal last_status, aborted
+        if stop.is_set() and not aborted:
+            aborted = True
+            fetcher.watchdog.abort_all()  # cut downloads in flight: they are redone on resume
+        now = time.monotonic()
+        if writer.unsynced and now - writer.last_sync >= RESULTS_SYNC_SECONDS:
+            writer.sync()
+        if now - last_status >= STATUS_SYNC_SECONDS:
+            writer.sync()  # status never counts a result that is not on disk yet
+            job.write_state(state_doc("ongoing"), tally.errors())
+            last_status = now
+        obs.tick(tally)
+
+    obs.started(job, tally, todo)
+    base_dir = Path(str(meta.get("base_dir", ".")))
+    try:
+        complete = runner.run(
+            tasks,
+            work=lambda task: runner.process_image(
+                task, base_dir=base_dir, fetcher=fetcher, settings=settings
+            ),
+            is_known=store_master.__contains__,
+            sink=sink,
+            tick=tick,
+            workers=settings.workers,
+            stop=stop,
+        )
+    finally:
+        writer.close()
+        fetcher.close()
+    if mode == "retry":
+        merge_retry(job)
+    if complete:
+        final = state_doc("failed" if tally.failed else "completed", finished=now_iso())
+    else:
+        final = state_doc("interrupted", interrupted_by=stop.reason or "stopped")
+    job.write_state(final, tally.errors())
+    return with_errors(final, tally.errors())
+
+
+def with_errors(status: dict[str, Any], errors: list[dict[str, Any]]) -> dict[str, Any]:
+    """The status object users see: status.json plus `error` (the per-store list)."""
+    out = dict(status)
+    if errors or status.get("status") == "failed":
+        out["error"] = errors
+    return out
+
+
+def read_status(job: Job) -> dict[str, Any]:
+    status = job.status()
+    return with_errors(status, job.errors())
+
+
+def wait_for(job: Job, timeout: float | None, poll: float = 0.2) -> dict[str, Any]:
+    """Block until the job is no longer `ongoing`; WaitTimeout after `timeout` seconds."""
+    from .errors import WaitTimeout
+
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        current = read_status(job)
+        if current.get("status") != "ongoing":
+            return current
+        if deadline is not None and time.monotonic() >= deadline:
+            raise WaitTimeout(f"job {job.id} still ongoing after {timeout:g}s")
+        time.sleep(poll)
