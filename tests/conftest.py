@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from retailpulse_cli.cli import app
+
+from .imageserver import ImageServer
+
+KNOWN = ["S00339218", "S01408764", "S00339198", "S00339204", "S00339215"]
+
+
+@pytest.fixture(scope="session")
+def server() -> Iterator[ImageServer]:
+    srv = ImageServer().start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """A private jobs dir for each test, set through the environment as users would."""
+    jobs = tmp_path / "jobs"
+    monkeypatch.setenv("RETAILPULSE_JOBS_DIR", str(jobs))
+    monkeypatch.delenv("RETAILPULSE_STORE_MASTER", raising=False)
+    monkeypatch.setenv("NO_COLOR", "1")
+    return {**os.environ, "RETAILPULSE_JOBS_DIR": str(jobs)}
+
+
+def write_job(path: Path, visits: list[dict[str, Any]], count: int | None = None) -> Path:
+    path.write_text(
+        json.dumps({"count": len(visits) if count is None else count, "visits": visits})
+    )
+    return path
+
+
+def visit(store_id: str, *urls: str, when: str = "2026-11-28T10:15:00+05:30") -> dict[str, Any]:
+    return {"store_id": store_id, "image_url": list(urls), "visit_time": when}
+
+
+class Cli:
+    """Runs the real CLI in-process (Typer's CliRunner) with stdout and stderr apart."""
+
+    def __init__(self) -> None:
+        self.runner = CliRunner()
+
+    def __call__(self, *args: str, input: str | None = None) -> Any:
+        return self.runner.invoke(app, list(args), input=input, catch_exceptions=False)
+
+
+@pytest.fixture
+def cli(env: dict[str, str]) -> Cli:
+    return Cli()
+
+
+def run_cli(
+    *args: str,
+    env: dict[str, str],
+    cwd: Path | None = None,
+    timeout: float = 120,
+    input: str | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run `python -m retailpulse_cli ...` as a real subprocess."""
+    return subprocess.run(
+        [sys.executable, "-m", "retailpulse_cli", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        input=input,
+    )
+
+
+def jobs_in(env: dict[str, str]) -> list[str]:
+    root = Path(env["RETAILPULSE_JOBS_DIR"])
+    return (
+        sorted(p.name for p in root.iterdir() if not p.name.startswith("."))
+        if root.exists()
+        else []
+    )
+
+
+def results_of(env: dict[str, str], job_id: str) -> list[dict[str, Any]]:
+    lines = (Path(env["RETAILPULSE_JOBS_DIR"]) / job_id / "results.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines[1:]]
