@@ -305,50 +305,81 @@ class Signals:
             signal.signal(sig, handler)
 
 
-def run_locked_job(
-    job: Any, lock: Any, *, mode: Any, settings: Any, store_master: Any, output: Any
-) -> dict[str, Any]:
-    """Run a job we hold the lock of, with progress and signal handling."""
-    from . import report, service
+def run_planned(planned: list[Any], *, store_master: Any, output: Any) -> list[dict[str, Any]]:
+    """Run jobs we hold the locks of, with progress on stderr and signal handling."""
+    from . import report
+    from .batch import run_jobs
     from .runner import StopFlag
 
     stop = StopFlag()
-    observer = report.ProgressObserver(output)
-    try:
-        with Signals(stop):
-            status = service.execute(
-                job,
-                mode=mode,
-                settings=settings,
-                store_master=store_master,
-                stop=stop,
-                observer=observer,
-            )
-    finally:
-        observer.close()
-        lock.release()
-    return status
+    with report.ProgressBoard(output) as board, Signals(stop):
+        observers = [board.observer() for _ in planned]
+        statuses = run_jobs(planned, store_master=store_master, stop=stop, observers=observers)
+    if not board.live:
+        for obs, st in zip(observers, statuses, strict=True):
+            obs.finished(st)
+    return statuses
 
 
-def finish(status: dict[str, Any], output: Any, *, as_json: bool, bare_id: bool = True) -> None:
-    """Print a finished run's outcome and exit with its code."""
+def combined_code(statuses: list[dict[str, Any]], invalid: int = 0) -> int:
+    """One exit code for a run of several jobs: the most serious outcome wins."""
+    codes = [outcome_code(s) for s in statuses]
+    for worst in (ExitCode.TERMINATED, ExitCode.INTERRUPTED):
+        if worst in codes:
+            return int(worst)
+    if invalid:
+        return int(ExitCode.INVALID_INPUT)
+    return max(codes, default=int(ExitCode.OK))
+
+
+def finish(
+    statuses: list[dict[str, Any]],
+    output: Any,
+    *,
+    as_json: bool,
+    invalid: int = 0,
+    many: bool = False,
+) -> None:
+    """Print finished runs (ids, a table on a terminal, or JSON) and exit with their code."""
     from . import report
 
-    code = outcome_code(status)
+    code = combined_code(statuses, invalid)
     if as_json:
-        report.print_json(status)
-    elif sys.stdout.isatty():
-        if not output.quiet:
-            report.show_status(output, status, output.err)
-        output.out.print(status["job_id"])
-    elif bare_id:
-        sys.stdout.write(status["job_id"] + "\n")
+        report.print_json(statuses if many else statuses[0])
+    else:
+        if sys.stderr.isatty() and not output.quiet:
+            for st in statuses:
+                report.show_status(output, st, output.err)
+        for st in statuses:
+            sys.stdout.write(st["job_id"] + "\n")
     sys.stdout.flush()
     sys.stderr.flush()
-    if status.get("status") == "interrupted":
+    if any(s.get("status") == "interrupted" for s in statuses):
         # Threads stuck in a DNS lookup must not keep an interrupted process alive.
         os._exit(code)
     raise typer.Exit(code)
+
+
+def load_specs(job_files: list[str], *, strict: bool) -> tuple[list[Any], int]:
+    """Validate job files; report each bad one on stderr. With `strict` (a single file),
+    the error propagates so it exits 3 with its own message."""
+    from . import report, spec
+    from .errors import InvalidJobFile
+
+    if job_files.count("-") > 1:
+        raise typer.BadParameter("stdin (-) can be given only once", param_hint="JOB_FILE...")
+    specs, invalid = [], 0
+    for name in job_files:
+        try:
+            specs.append(spec.load(name))
+        except InvalidJobFile as exc:
+            if strict:
+                raise
+            invalid += 1
+            for problem in exc.problems:
+                report.error_line(f"{exc.source}: {problem}")
+            report.info_line(f"skipped {exc.source}: invalid job file")
+    return specs, invalid
 
 
 # -- commands ------------------------------------------------------------------------------
@@ -357,8 +388,9 @@ def finish(status: dict[str, Any], output: Any, *, as_json: bool, bare_id: bool 
 @app.command()
 @handle_errors
 def submit(
-    job_file: Annotated[
-        str, typer.Argument(metavar="JOB_FILE", help="Job file (JSON); - reads stdin.")
+    job_files: Annotated[
+        list[str],
+        typer.Argument(metavar="JOB_FILE...", help="Job files (JSON); - reads one from stdin."),
     ],
     detach: Annotated[
         bool,
@@ -385,12 +417,15 @@ def submit(
     verbose: Verbose = False,
     no_color: NoColor = False,
 ) -> None:
-    """Validate a job file, create a job and process it. Prints the job id on stdout.
+    """Validate job files, create a job for each and process them; print one job id per line.
 
+    Several files share one worker pool and one progress display; a bad file is reported
+    and skipped. `--json` prints the final status object (an array for several files).
     Exit codes: 0 completed, 1 failed, 3 invalid job file, 4 store master problem,
-    7 storage problem, 130/143 interrupted (see `retailpulse --help` for all).
+    7 storage problem, 130/143 interrupted (`retailpulse --help` lists all).
     """
-    from . import service, spec
+    from . import service
+    from .batch import Planned
 
     output = _output(quiet, verbose, no_color)
     settings = build_settings(
@@ -407,25 +442,40 @@ def submit(
         allow_local_files=not no_local_files,
         block_private_networks=block_private_networks,
     )
-    job_spec = spec.load(job_file)
+    many = len(job_files) > 1
+    specs, invalid = load_specs(job_files, strict=not many)
+    if not specs:
+        raise typer.Exit(int(ExitCode.INVALID_INPUT))
     master = _store_master(store_master)
     store = _jobs_store(jobs_dir)
-    job, lock = service.create_job(store, job_spec, settings, master)
+    planned = []
+    try:
+        for job_spec in specs:
+            job, lock = service.create_job(store, job_spec, settings, master)
+            planned.append(Planned(job, lock, "submit", settings))
+    except BaseException:
+        for p in planned:
+            p.lock.release()  # jobs created so far read `interrupted`; resume finishes them
+        raise
     if detach:
-        from .detach import spawn_worker
+        _detach(planned, master.path, as_json=as_json, many=many)
+        raise typer.Exit(int(ExitCode.INVALID_INPUT) if invalid else 0)
+    statuses = run_planned(planned, store_master=master, output=output)
+    finish(statuses, output, as_json=as_json, invalid=invalid, many=many)
 
-        spawn_worker(job, lock, store_master=master.path)
-        if as_json:
-            from . import report
 
-            report.print_json(service.read_status(job))
-        else:
-            sys.stdout.write(job.id + "\n")
-        return
-    status = run_locked_job(
-        job, lock, mode="submit", settings=settings, store_master=master, output=output
-    )
-    finish(status, output, as_json=as_json)
+def _detach(planned: list[Any], store_master: Path, *, as_json: bool, many: bool) -> None:
+    from . import report, service
+    from .detach import spawn_worker
+
+    for p in planned:
+        spawn_worker(p.job, p.lock, store_master=store_master)
+    if as_json:
+        docs = [service.read_status(p.job) for p in planned]
+        report.print_json(docs if many else docs[0])
+    else:
+        for p in planned:
+            sys.stdout.write(p.job.id + "\n")
 
 
 @app.command(name="_worker", hidden=True)
@@ -436,6 +486,7 @@ def worker(
 ) -> None:
     """Detached worker: runs a job created by `submit --detach` (its lock inherited)."""
     from . import report, service
+    from .batch import Planned
     from .detach import inherited_lock
     from .jobstore import Job
 
@@ -448,20 +499,18 @@ def worker(
         lock.release()
         raise
     report.info_line(f"worker pid {os.getpid()} started on job {job.id}")
-    status = run_locked_job(
-        job,
-        lock,
-        mode="submit",
-        settings=settings,
-        store_master=master,
-        output=_output(False, False, True),
-    )
-    report.info_line(f"job {job.id} {status['status']}")
-    raise typer.Exit(outcome_code(status))
+    planned = [Planned(job, lock, "submit", settings)]
+    (status,) = run_planned(planned, store_master=master, output=_output(False, False, True))
+    code = outcome_code(status)
+    report.info_line(f"worker pid {os.getpid()} exits {code}")
+    sys.stderr.flush()
+    if status.get("status") == "interrupted":
+        os._exit(code)
+    raise typer.Exit(code)
 
 
 def _resume_or_retry(
-    mode: str,
+    mode: Any,
     job_id: str,
     jobs_dir: Path | None,
     store_master: Path | None,
@@ -470,6 +519,7 @@ def _resume_or_retry(
     given: dict[str, Any],
 ) -> None:
     from . import service
+    from .batch import Planned
     from .jobstore import Lock
 
     store = _jobs_store(jobs_dir)
@@ -481,10 +531,8 @@ def _resume_or_retry(
     except BaseException:
         lock.release()
         raise
-    status = run_locked_job(
-        job, lock, mode=mode, settings=settings, store_master=master, output=output
-    )
-    finish(status, output, as_json=as_json)
+    statuses = run_planned([Planned(job, lock, mode, settings)], store_master=master, output=output)
+    finish(statuses, output, as_json=as_json)
 
 
 @app.command()

@@ -66,30 +66,18 @@ def _fmt_rate(n: float) -> str:
     return f"{n:,.1f}" if n < 100 else f"{n:,.0f}"
 
 
-class ProgressObserver:
-    """Live progress on stderr: a Rich bar on a terminal, a plain line every few seconds
-    (and at each 10 %) otherwise, so cron logs stay short and free of escape codes."""
+class ProgressBoard:
+    """Live progress on stderr for one or several jobs: a Rich bar per job on a terminal;
+    otherwise a plain line per job at each 10 % and every few seconds, so cron logs stay
+    short and free of escape codes."""
 
     PLAIN_EVERY = 10.0
 
-    def __init__(self, output: Output, label: str = "") -> None:
+    def __init__(self, output: Output) -> None:
         self.output = output
-        self.label = label
         self.console = output.err
         self.live = self.console.is_terminal and not output.quiet and not output.verbose
         self.progress: Any = None
-        self.task: Any = None
-        self.t0 = time.monotonic()
-        self.start_done = 0
-        self.last_plain = 0.0
-        self.last_decile = -1
-
-    def started(self, job: Any, tally: Tally, todo: int) -> None:
-        self.t0 = time.monotonic()
-        self.start_done = tally.done
-        self.label = self.label or job.id
-        if self.output.quiet:
-            return
         if self.live:
             from rich.progress import (
                 BarColumn,
@@ -110,10 +98,46 @@ class ProgressObserver:
                 TextColumn("eta"),
                 TimeRemainingColumn(),
                 console=self.console,
-                transient=False,
             )
             self.progress.start()
-            self.task = self.progress.add_task(
+
+    def observer(self) -> JobProgress:
+        return JobProgress(self)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+    def __enter__(self) -> ProgressBoard:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class JobProgress:
+    """One job's progress on a ProgressBoard (the service's Observer)."""
+
+    def __init__(self, board: ProgressBoard) -> None:
+        self.board = board
+        self.output = board.output
+        self.label = ""
+        self.task: Any = None
+        self.t0 = time.monotonic()
+        self.start_done = 0
+        self.last_plain = 0.0
+        self.last_decile = -1
+
+    def started(self, job: Any, tally: Tally, todo: int) -> None:
+        self.t0 = time.monotonic()
+        self.start_done = tally.done
+        self.label = job.id
+        if self.output.quiet:
+            return
+        progress = self.board.progress
+        if progress is not None:
+            self.task = progress.add_task(
                 self.label,
                 total=tally.images_total,
                 completed=tally.done,
@@ -129,36 +153,48 @@ class ProgressObserver:
                 what = f"ok {record['width']}x{record['height']} perimeter={record['perimeter']}"
             else:
                 what = f"FAILED {record.get('error_code')}: {record.get('error')}"
-            where = f"[{record['index'] + 1}/{tally.images_total}] {record['store_id']}"
-            info_line(f"{where} {record['image_url']} {what}")
+            where = f"job {self.label} [{record['index'] + 1}/{tally.images_total}]"
+            info_line(f"{where} {record['store_id']} {record['image_url']} {what}")
+
+    def rate(self, tally: Tally) -> float:
+        return (tally.done - self.start_done) / max(time.monotonic() - self.t0, 1e-6)
 
     def tick(self, tally: Tally) -> None:
         if self.output.quiet:
             return
-        elapsed = max(time.monotonic() - self.t0, 1e-6)
-        rate = (tally.done - self.start_done) / elapsed
-        if self.progress is not None:
-            self.progress.update(
-                self.task, completed=tally.done, rate=_fmt_rate(rate), failed=tally.failed
+        progress = self.board.progress
+        if progress is not None and self.task is not None:
+            progress.update(
+                self.task,
+                completed=tally.done,
+                rate=_fmt_rate(self.rate(tally)),
+                failed=tally.failed,
             )
             return
         if self.output.verbose:
             return
         decile = tally.done * 10 // max(tally.images_total, 1)
         now = time.monotonic()
-        if decile != self.last_decile or now - self.last_plain >= self.PLAIN_EVERY:
+        if decile != self.last_decile or now - self.last_plain >= self.board.PLAIN_EVERY:
             if tally.done < tally.images_total:
                 info_line(
                     f"job {self.label}: {tally.done:,}/{tally.images_total:,} images, "
-                    f"{tally.failed:,} failed, {_fmt_rate(rate)} img/s"
+                    f"{tally.failed:,} failed, {_fmt_rate(self.rate(tally))} img/s"
                 )
             self.last_decile = decile
             self.last_plain = now
 
-    def close(self) -> None:
-        if self.progress is not None:
-            self.progress.stop()
-            self.progress = None
+    def finished(self, status: dict[str, Any]) -> None:
+        """A plain closing line: what happened, how many, how fast."""
+        if self.output.quiet:
+            return
+        elapsed = time.monotonic() - self.t0
+        done = status.get("images_done", 0) - self.start_done
+        info_line(
+            f"job {self.label} {status.get('status')}: {status.get('images_ok', 0):,} ok, "
+            f"{status.get('images_failed', 0):,} failed of {status.get('images_total', 0):,} "
+            f"images in {elapsed:.1f}s ({done / max(elapsed, 1e-6):,.1f} img/s)"
+        )
 
 
 STATUS_STYLE = {

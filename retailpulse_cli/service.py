@@ -10,9 +10,10 @@ import os
 import time
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from . import runner, spec
 from .errors import InvalidJobFile, JobDamaged
@@ -20,6 +21,9 @@ from .jobstore import SCHEMA_VERSION, Job, JobStore, Lock, ResultsWriter, host_i
 from .settings import Settings
 from .stores import StoreMaster
 from .tally import STORE_NOT_FOUND, Tally
+
+if TYPE_CHECKING:
+    from .fetch import Fetcher
 
 Mode = Literal["submit", "resume", "retry"]
 STATUS_SYNC_SECONDS = 0.5  # how stale `status` may be while a job runs
@@ -183,8 +187,14 @@ def execute(
     store_master: StoreMaster,
     stop: runner.StopFlag,
     observer: Observer | None = None,
+    executor: Executor | None = None,
+    fetcher: Fetcher | None = None,
 ) -> dict[str, Any]:
-    """Run (or finish, or retry) a job while holding its lock; return its final status."""
+    """Run (or finish, or retry) a job while holding its lock; return its final status.
+
+    Several jobs may run at once in threads sharing one `executor` and one `fetcher`
+    (one worker pool, one connection pool); each job still has its own single writer.
+    """
     from .fetch import Fetcher  # heavy (requests): only commands that download import it
 
     obs = observer or NullObserver()
@@ -204,7 +214,8 @@ def execute(
         t for t in job_spec.tasks() if t.image_index not in plan.skip
     )
     writer = ResultsWriter.open(job.dir / "retry.jsonl" if mode == "retry" else job.results_path)
-    fetcher = Fetcher(settings, stop)
+    own_fetcher = fetcher is None
+    fetch = fetcher or Fetcher(settings, stop)
     last_status = time.monotonic()
     aborted = False
 
@@ -219,7 +230,7 @@ def execute(
         nonlocal last_status, aborted
         if stop.is_set() and not aborted:
             aborted = True
-            fetcher.watchdog.abort_all()  # cut downloads in flight: they are redone on resume
+            fetch.watchdog.abort_all()  # cut downloads in flight: they are redone on resume
         now = time.monotonic()
         if writer.unsynced and now - writer.last_sync >= RESULTS_SYNC_SECONDS:
             writer.sync()
@@ -235,17 +246,22 @@ def execute(
         complete = runner.run(
             tasks,
             work=lambda task: runner.process_image(
-                task, base_dir=base_dir, fetcher=fetcher, settings=settings
+                task, base_dir=base_dir, fetcher=fetch, settings=settings
             ),
             is_known=store_master.__contains__,
             sink=sink,
             tick=tick,
             workers=settings.workers,
             stop=stop,
+            executor=executor,
         )
+    except BaseException:
+        stop.request("error")  # let in-flight images end quickly; the job reads interrupted
+        raise
     finally:
         writer.close()
-        fetcher.close()
+        if own_fetcher:
+            fetch.close()
     if mode == "retry":
         merge_retry(job)
     if complete:

@@ -1,0 +1,102 @@
+"""Running several jobs at once: one worker pool and one connection pool shared by all."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from . import service
+from .jobstore import Job, Lock
+from .runner import StopFlag
+from .settings import Settings
+from .stores import StoreMaster
+
+
+@dataclass
+class Planned:
+    """A job ready to run: created (or opened) and locked by us."""
+
+    job: Job
+    lock: Lock
+    mode: service.Mode
+    settings: Settings
+
+
+def run_jobs(
+    planned: Sequence[Planned],
+    *,
+    store_master: StoreMaster,
+    stop: StopFlag,
+    observers: Sequence[service.Observer],
+) -> list[dict[str, Any]]:
+    """Run every planned job to its end (or until `stop`); return their final statuses.
+    Locks are released whatever happens."""
+    try:
+        if len(planned) == 1:
+            p = planned[0]
+            return [
+                service.execute(
+                    p.job,
+                    mode=p.mode,
+                    settings=p.settings,
+                    store_master=store_master,
+                    stop=stop,
+                    observer=observers[0],
+                )
+            ]
+        return _run_shared(planned, store_master=store_master, stop=stop, observers=observers)
+    finally:
+        for p in planned:
+            p.lock.release()
+
+
+def _run_shared(
+    planned: Sequence[Planned],
+    *,
+    store_master: StoreMaster,
+    stop: StopFlag,
+    observers: Sequence[service.Observer],
+) -> list[dict[str, Any]]:
+    from .fetch import Fetcher
+
+    settings = planned[0].settings
+    statuses: list[dict[str, Any] | None] = [None] * len(planned)
+    errors: list[BaseException] = []
+    fetcher = Fetcher(settings, stop)
+    pool = ThreadPoolExecutor(settings.workers, thread_name_prefix="rp-worker")
+    try:
+
+        def one(i: int, p: Planned) -> None:
+            try:
+                statuses[i] = service.execute(
+                    p.job,
+                    mode=p.mode,
+                    settings=p.settings,
+                    store_master=store_master,
+                    stop=stop,
+                    observer=observers[i],
+                    executor=pool,
+                    fetcher=fetcher,
+                )
+            except BaseException as exc:  # re-raised in the calling thread below
+                errors.append(exc)
+                stop.request("error")
+
+        threads = [
+            threading.Thread(target=one, args=(i, p), name=f"rp-job-{i}", daemon=True)
+            for i, p in enumerate(planned)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            while t.is_alive():
+                t.join(0.2)  # short joins keep the main thread free to take signals
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)  # stuck downloads must not block exit
+        fetcher.close()
+    if errors:
+        raise errors[0]
+    return [s for s in statuses if s is not None]
