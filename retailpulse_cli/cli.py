@@ -671,6 +671,205 @@ def schema() -> None:
     report.print_json(JOB_SCHEMA)
 
 
+@app.command(name="list")
+@handle_errors
+def list_(
+    status_filter: Annotated[
+        str | None,
+        typer.Option(
+            "--status", help="Only jobs in this state: ongoing, completed, failed, interrupted."
+        ),
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since",
+            help="Only jobs created at or after this ISO 8601 date or date-time "
+            "(UTC unless an offset is given).",
+        ),
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", "-n", min=1, help="At most this many jobs.")
+    ] = None,
+    as_json: JsonOpt = False,
+    jobs_dir: JobsDir = None,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
+    no_color: NoColor = False,
+) -> None:
+    """List jobs, newest first: id, created, status, images, failures."""
+    from . import report, service
+
+    states = ("ongoing", "completed", "failed", "interrupted", "damaged")
+    if status_filter is not None and status_filter not in states:
+        raise typer.BadParameter(f"use one of {', '.join(states)}", param_hint="--status")
+    try:
+        since_dt = service.parse_since(since) if since else None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--since") from None
+    output = _output(quiet, verbose, no_color)
+    rows = service.list_jobs(
+        _jobs_store(jobs_dir), status=status_filter, since=since_dt, limit=limit
+    )
+    if as_json:
+        report.print_json(rows)
+    else:
+        report.show_jobs(output, rows)
+
+
+@app.command()
+@handle_errors
+def validate(
+    job_files: Annotated[
+        list[str], typer.Argument(metavar="JOB_FILE...", help="Job files; - reads stdin.")
+    ],
+    as_json: JsonOpt = False,
+    store_master: StoreMasterOpt = None,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
+    no_color: NoColor = False,
+) -> None:
+    """Check job files and their store ids without creating a job or downloading anything.
+
+    Exit codes: 0 valid, 1 valid but some store ids are not in the store master (the job
+    would end `failed`), 3 invalid, 4 store master problem.
+    """
+    from . import report, spec
+    from .errors import InvalidJobFile
+
+    if job_files.count("-") > 1:
+        raise typer.BadParameter("stdin (-) can be given only once", param_hint="JOB_FILE...")
+    master = _store_master(store_master)
+    rows: list[dict[str, Any]] = []
+    for name in job_files:
+        try:
+            job_spec = spec.load(name)
+        except InvalidJobFile as exc:
+            rows.append(
+                {"file": name, "valid": False, "problems": exc.problems, "unknown_stores": []}
+            )
+            continue
+        unknown = sorted({v.store_id for v in job_spec.visits if v.store_id not in master})
+        rows.append(
+            {
+                "file": name,
+                "valid": True,
+                "visits": len(job_spec.visits),
+                "images": job_spec.image_count,
+                "problems": [],
+                "unknown_stores": unknown,
+            }
+        )
+    if as_json:
+        report.print_json(rows)
+    else:
+        report.show_validation(_output(quiet, verbose, no_color), rows)
+    if any(not r["valid"] for r in rows):
+        raise typer.Exit(int(ExitCode.INVALID_INPUT))
+    raise typer.Exit(int(ExitCode.JOB_FAILED) if any(r["unknown_stores"] for r in rows) else 0)
+
+
+@app.command()
+@handle_errors
+def inbox(
+    folder: Annotated[
+        Path, typer.Argument(metavar="DIR", help="Folder where job files are dropped.")
+    ],
+    as_json: JsonOpt = False,
+    jobs_dir: JobsDir = None,
+    store_master: StoreMasterOpt = None,
+    workers: Workers = None,
+    gpu_delay: GpuDelay = None,
+    seed: Seed = None,
+    retries: Retries = None,
+    timeout: Timeout = None,
+    no_local_files: NoLocal = False,
+    block_private_networks: BlockPrivate = False,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
+    no_color: NoColor = False,
+) -> None:
+    """Process every *.json job file in DIR once: each moves to DIR/done/ (job id in
+    NAME.job beside it) or DIR/rejected/ (reasons in NAME.reason). Safe to start while
+    another run is going: no file is taken twice. Prints `file<TAB>job_id<TAB>status`.
+
+    Exit codes as for `submit` with several files.
+    """
+    from . import inbox as box
+    from . import report, service, spec
+    from .batch import Planned
+    from .errors import InvalidJobFile
+    from .jobstore import Lock
+
+    output = _output(quiet, verbose, no_color)
+    settings = build_settings(
+        workers=workers,
+        gpu_delay=gpu_delay,
+        seed=seed,
+        retries=retries,
+        timeout=timeout,
+        allow_local_files=not no_local_files,
+        block_private_networks=block_private_networks,
+    )
+    if not folder.is_dir():
+        raise typer.BadParameter(f"{folder} is not a folder", param_hint="DIR")
+    master = _store_master(store_master)  # before claiming: a bad master must not strand files
+    store = _jobs_store(jobs_dir)
+    folder = folder.resolve()
+    rows: list[dict[str, Any]] = []
+    planned: list[Any] = []
+    claims: list[Any] = []
+    for claim in box.claim_all(folder):
+        if claim.job_id:  # left by a run that died: finish its job
+            job = store.job(claim.job_id)
+            lock = Lock.acquire(job.lock_path)
+            planned.append(
+                Planned(job, lock, "resume", build_settings(service.stored_settings(job)))
+            )
+            claims.append(claim)
+            continue
+        try:
+            job_spec = spec.parse(
+                claim.path.read_bytes(), source=str(folder / claim.name), base_dir=folder
+            )
+        except InvalidJobFile as exc:
+            dest = box.finish_rejected(folder, claim, exc.problems)
+            report.error_line(f"{claim.name}: rejected: {'; '.join(exc.problems)}")
+            rows.append(
+                {
+                    "file": claim.name,
+                    "job_id": None,
+                    "status": "rejected",
+                    "moved_to": str(dest),
+                    "problems": exc.problems,
+                }
+            )
+            continue
+        job, lock = service.create_job(store, job_spec, settings, master)
+        box.record_job(claim, job.id)
+        planned.append(Planned(job, lock, "submit", settings))
+        claims.append(claim)
+    statuses = run_planned(planned, store_master=master, output=output) if planned else []
+    for claim, st in zip(claims, statuses, strict=True):
+        row = {"file": claim.name, "job_id": st["job_id"], "status": st["status"]}
+        if st["status"] != "interrupted":
+            row["moved_to"] = str(box.finish_done(folder, claim))
+        rows.append(row)
+    if as_json:
+        report.print_json(rows)
+    else:
+        for row in rows:
+            sys.stdout.write(f"{row['file']}\t{row['job_id'] or '-'}\t{row['status']}\n")
+    if not rows and not quiet:
+        report.info_line(f"inbox {folder}: no job files")
+    invalid = sum(1 for r in rows if r["status"] == "rejected")
+    sys.stdout.flush()
+    code = combined_code(statuses, invalid)
+    if any(s.get("status") == "interrupted" for s in statuses):
+        os._exit(code)
+    raise typer.Exit(code)
+
+
 def main() -> None:
     """Console-script entry point."""
     try:

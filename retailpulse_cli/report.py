@@ -250,3 +250,44 @@ def show_status(output: Output, status: dict[str, Any], console: Console | None 
     errors = status.get("error") or []
     if errors:
         con.print(errors_table(errors))
+
+
+def show_jobs(output: Output, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        if not output.quiet:
+            info_line("no jobs")
+        return
+    table = Table(box=None, pad_edge=False)
+    for col in ("job_id", "created", "status", "images", "failed"):
+        table.add_column(col, justify="right" if col in ("images", "failed") else "left")
+    for r in rows:
+        state = str(r.get("status"))
+        done, total = r.get("images_done", 0), r.get("images_total", 0)
+        images = f"{total:,}" if done == total else f"{done:,}/{total:,}"
+        table.add_row(
+            str(r["job_id"]),
+            str(r.get("created_at") or "-"),
+            f"[{STATUS_STYLE.get(state, 'white')}]{state}[/]",
+            images,
+            f"{r.get('images_failed', 0):,}",
+        )
+    output.out.print(table)
+
+
+def show_validation(output: Output, rows: list[dict[str, Any]]) -> None:
+    out = output.out
+    for r in rows:
+        if not r["valid"]:
+            for problem in r["problems"]:
+                out.print(f"{r['file']}: invalid: {problem}", markup=False)
+        elif r["unknown_stores"]:
+            ids = ", ".join(r["unknown_stores"])
+            out.print(
+                f"{r['file']}: valid, but {len(r['unknown_stores'])} store ids are not in the "
+                f"store master: {ids}",
+                markup=False,
+            )
+        else:
+            out.print(
+                f"{r['file']}: valid ({r['visits']:,} visits, {r['images']:,} images)", markup=False
+            )

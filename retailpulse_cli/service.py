@@ -12,11 +12,12 @@ from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from . import runner, spec
-from .errors import InvalidJobFile, JobDamaged
+from .errors import InvalidJobFile, JobDamaged, RetailpulseError
 from .jobstore import SCHEMA_VERSION, Job, JobStore, Lock, ResultsWriter, host_info, now_iso
 from .settings import Settings
 from .stores import StoreMaster
@@ -297,3 +298,52 @@ def wait_for(job: Job, timeout: float | None, poll: float = 0.2) -> dict[str, An
         if deadline is not None and time.monotonic() >= deadline:
             raise WaitTimeout(f"job {job.id} still ongoing after {timeout:g}s")
         time.sleep(poll)
+
+
+def parse_since(text: str) -> datetime:
+    """An ISO 8601 date or date-time; without an offset it is taken as UTC."""
+    value = text.strip()
+    if value.endswith(("Z", "z")):
+        value = value[:-1] + "+00:00"
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(
+            f"{text!r} is not an ISO 8601 date or date-time (e.g. 2026-11-30)"
+        ) from None
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+
+def list_jobs(
+    store: JobStore,
+    *,
+    status: str | None = None,
+    since: datetime | None = None,
+    limit: int | None = None,
+) -> list[dict[str, Any]]:
+    """Jobs newest first, as small summaries; a damaged job is listed as such, not fatal."""
+    out: list[dict[str, Any]] = []
+    for job_id in store.job_ids():
+        job = Job(store.root / job_id)
+        try:
+            st = job.status()
+            row = {
+                "job_id": job_id,
+                "created_at": st.get("created_at"),
+                "status": st.get("status"),
+                "images_total": st.get("images_total", 0),
+                "images_done": st.get("images_done", 0),
+                "images_failed": st.get("images_failed", 0),
+            }
+        except RetailpulseError as exc:
+            row = {"job_id": job_id, "created_at": None, "status": "damaged", "error": exc.message}
+        if since is not None:
+            created = row.get("created_at")
+            if not created or parse_since(str(created)) < since:
+                continue
+        if status and row["status"] != status:
+            continue
+        out.append(row)
+        if limit is not None and len(out) >= limit:
+            break
+    return out

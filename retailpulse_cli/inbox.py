@@ -1,0 +1,126 @@
+"""Batch mode for cron: take every job file in a folder, exactly once across concurrent runs.
+
+A file is claimed by flock()ing it and renaming it into `DIR/.processing/`; a run that
+loses either race skips the file. The claim's lock lives as long as the claiming process,
+so a later run can tell an orphan (its owner died) from a file still being worked on and
+pick the orphan up: resuming its job when one was already created.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from .jobstore import _storage_error
+
+PROCESSING, DONE, REJECTED = ".processing", "done", "rejected"
+JOB_SUFFIX, REASON_SUFFIX = ".job", ".reason"
+
+
+@dataclass
+class Claim:
+    name: str  # the file's name as dropped in the inbox
+    path: Path  # where it sits while we work on it
+    fd: int  # flock held on it for as long as we work on it
+    job_id: str | None = None  # set once a job exists (recorded beside the file)
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def _lock(path: Path) -> int | None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def prepare(inbox: Path) -> None:
+    for sub in (PROCESSING, DONE, REJECTED):
+        try:
+            (inbox / sub).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _storage_error("create", inbox / sub, exc) from None
+
+
+def claim_all(inbox: Path) -> list[Claim]:
+    """Orphans of dead runs first, then every *.json in the inbox, oldest first."""
+    prepare(inbox)
+    claims = _orphans(inbox / PROCESSING)
+    try:
+        entries = sorted(inbox.glob("*.json"), key=lambda p: (p.stat().st_mtime, p.name))
+    except OSError as exc:
+        raise _storage_error("read", inbox, exc) from None
+    for path in entries:
+        fd = _lock(path)
+        if fd is None:
+            continue  # another run is claiming it right now
+        dest = inbox / PROCESSING / f"{path.name}.{secrets.token_hex(4)}"
+        try:
+            os.rename(path, dest)
+        except FileNotFoundError:
+            os.close(fd)  # another run renamed it first
+            continue
+        claims.append(Claim(path.name, dest, fd))
+    return claims
+
+
+def _orphans(processing: Path) -> list[Claim]:
+    out = []
+    for path in sorted(processing.iterdir()):
+        if path.suffix in (JOB_SUFFIX,) or path.name.startswith("."):
+            continue
+        fd = _lock(path)
+        if fd is None:
+            continue  # its run is alive
+        name = path.name.rsplit(".", 1)[0]
+        sidecar = path.with_name(path.name + JOB_SUFFIX)
+        job_id = sidecar.read_text().strip() if sidecar.exists() else None
+        out.append(Claim(name, path, fd, job_id or None))
+    return out
+
+
+def record_job(claim: Claim, job_id: str) -> None:
+    claim.job_id = job_id
+    claim.path.with_name(claim.path.name + JOB_SUFFIX).write_text(job_id + "\n")
+
+
+def _unique(folder: Path, name: str, tag: str) -> Path:
+    dest = folder / name
+    if not dest.exists():
+        return dest
+    stem, dot, ext = name.rpartition(".")
+    return folder / (f"{stem}-{tag}.{ext}" if dot else f"{name}-{tag}")
+
+
+def finish_done(inbox: Path, claim: Claim) -> Path:
+    """Move to DIR/done/ with the job id beside it (NAME.job)."""
+    job_id = claim.job_id or "unknown"
+    dest = _unique(inbox / DONE, claim.name, job_id)
+    dest.with_name(dest.name + JOB_SUFFIX).write_text(job_id + "\n")
+    os.rename(claim.path, dest)
+    with contextlib.suppress(FileNotFoundError):
+        claim.path.with_name(claim.path.name + JOB_SUFFIX).unlink()
+    claim.release()
+    return dest
+
+
+def finish_rejected(inbox: Path, claim: Claim, problems: list[str]) -> Path:
+    """Move to DIR/rejected/ with the reasons beside it (NAME.reason)."""
+    dest = _unique(inbox / REJECTED, claim.name, secrets.token_hex(3))
+    dest.with_name(dest.name + REASON_SUFFIX).write_text("\n".join(problems) + "\n")
+    os.rename(claim.path, dest)
+    claim.release()
+    return dest
