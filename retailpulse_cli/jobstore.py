@@ -276,7 +276,9 @@ class ResultsWriter:
         try:
             self.sync()
         finally:
-            self.fh.close()
+            # after a failed sync (disk full) closing would flush and fail again
+            with contextlib.suppress(OSError):
+                self.fh.close()
 
 
 def _repair_tail(path: Path) -> None:
