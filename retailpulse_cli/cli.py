@@ -65,8 +65,8 @@ def handle_errors(func: F) -> F:
 
         try:
             return func(*args, **kwargs)
-        except (typer.Exit, typer.Abort, SystemExit):
-            raise
+        except (typer.Exit, typer.Abort, typer.BadParameter, SystemExit):
+            raise  # Typer's own: usage errors print their usage and exit 2
         except RetailpulseError as exc:
             from .errors import InvalidJobFile
 
@@ -238,9 +238,9 @@ def build_settings(base: dict[str, Any] | None = None, **given: Any) -> Any:
             values[key] = tuple(value) if key == "gpu_delay" else value
     if given.get("gpu_delay") is not None:
         given["gpu_delay"] = parse_gpu_delay(given["gpu_delay"])
-    for flag in ("allow_local_files", "block_private_networks"):
-        if given.get(flag) is False:
-            given[flag] = None  # an unset switch keeps the stored value
+    for flag, unset in (("allow_local_files", True), ("block_private_networks", False)):
+        if given.get(flag) is unset:
+            given[flag] = None  # a switch not given keeps the stored value
     values.update({k: v for k, v in given.items() if v is not None})
     if "per_host" not in values and "workers" in values:
         values["per_host"] = values["workers"]
@@ -647,6 +647,9 @@ def results(
     fmt: Annotated[str, typer.Option("--format", "-f", help="jsonl or csv.")] = "jsonl",
     failed: Annotated[bool, typer.Option("--failed", help="Only images that failed.")] = False,
     jobs_dir: JobsDir = None,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
+    no_color: NoColor = False,
 ) -> None:
     """Print one record per image (JSON Lines or CSV), streamed in the order images finished."""
     from . import results as results_mod
@@ -656,14 +659,22 @@ def results(
     job = _jobs_store(jobs_dir).job(job_id)
     job.status()  # checks the job directory is readable and of a known schema
     try:
-        results_mod.write(job, fmt=fmt, only_failed=failed, out=sys.stdout)
+        n = results_mod.write(job, fmt=fmt, only_failed=failed, out=sys.stdout)
+        if verbose and not quiet:
+            from . import report
+
+            report.info_line(f"job {job.id}: {n:,} records")
     except BrokenPipeError:  # `results ID | head` is fine
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 @app.command()
 @handle_errors
-def schema() -> None:
+def schema(
+    quiet: Quiet = False,
+    verbose: Verbose = False,
+    no_color: NoColor = False,
+) -> None:
     """Print the JSON Schema of the job file (for editors and other tools)."""
     from . import report
     from .spec import JOB_SCHEMA

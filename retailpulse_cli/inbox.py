@@ -59,11 +59,7 @@ def claim_all(inbox: Path) -> list[Claim]:
     """Orphans of dead runs first, then every *.json in the inbox, oldest first."""
     prepare(inbox)
     claims = _orphans(inbox / PROCESSING)
-    try:
-        entries = sorted(inbox.glob("*.json"), key=lambda p: (p.stat().st_mtime, p.name))
-    except OSError as exc:
-        raise _storage_error("read", inbox, exc) from None
-    for path in entries:
+    for path in _oldest_first(inbox):
         fd = _lock(path)
         if fd is None:
             continue  # another run is claiming it right now
@@ -75,6 +71,19 @@ def claim_all(inbox: Path) -> list[Claim]:
             continue
         claims.append(Claim(path.name, dest, fd))
     return claims
+
+
+def _oldest_first(inbox: Path) -> list[Path]:
+    """*.json files by age; one another run renames away meanwhile is simply left out."""
+    try:
+        names = list(inbox.glob("*.json"))
+    except OSError as exc:
+        raise _storage_error("read", inbox, exc) from None
+    aged = []
+    for path in names:
+        with contextlib.suppress(FileNotFoundError):
+            aged.append((path.stat().st_mtime, path.name, path))
+    return [path for _, _, path in sorted(aged)]
 
 
 def _orphans(processing: Path) -> list[Claim]:

@@ -27,8 +27,10 @@ class Output:
     no_color: bool = False
 
     def console(self, stream: TextIO) -> Console:
-        no_color = self.no_color or bool(os.environ.get("NO_COLOR"))
-        return Console(file=stream, no_color=no_color, highlight=False, soft_wrap=True)
+        plain = self.no_color or bool(os.environ.get("NO_COLOR"))
+        # color_system=None drops bold and the rest too: --no-color means no escape codes
+        kwargs: dict[str, Any] = {"color_system": None} if plain else {}
+        return Console(file=stream, highlight=False, soft_wrap=True, **kwargs)
 
     @property
     def out(self) -> Console:

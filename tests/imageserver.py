@@ -4,9 +4,11 @@ misbehaving routes. Used by the tests; every byte it serves is real."""
 from __future__ import annotations
 
 import io
+import struct
 import threading
 import time
-from collections import Counter
+import zlib
+from collections import Counter, defaultdict
 from functools import lru_cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -46,6 +48,31 @@ def bomb_png(width: int = 30000, height: int = 30000) -> bytes:
     return buf.getvalue()
 
 
+@lru_cache(maxsize=4)
+def bomb_png_fast(width: int, height: int) -> bytes:
+    """The same kind of bomb as `bomb_png`, written chunk by chunk: a valid 1-bit PNG whose
+    IDAT really inflates to width x height pixels, built in a fraction of a second without
+    holding the canvas in memory."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    row = b"\0" * (1 + (width + 7) // 8)  # filter byte + packed bits
+    deflate = zlib.compressobj(9)
+    full, rest = divmod(height, 256)
+    block = row * 256
+    idat = [deflate.compress(block) for _ in range(full)]
+    idat += [deflate.compress(row * rest), deflate.flush()]
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", b"".join(idat))
+        + chunk(b"IEND", b"")
+    )
+
+
 def exif_rotated_jpeg(width: int, height: int) -> bytes:
     """A JPEG stored width x height whose EXIF orientation (6) says 'rotate 90 degrees'."""
     im = Image.new("RGB", (width, height), (10, 120, 200))
@@ -66,6 +93,13 @@ class ImageServer:
         self.lock = threading.Lock()
         self.in_flight = 0
         self.max_in_flight = 0
+        # Per path (query excluded): when each request arrived and the headers it carried.
+        self.times: defaultdict[str, list[float]] = defaultdict(list)
+        self.headers: defaultdict[str, list[dict[str, str]]] = defaultdict(list)
+        # Per /nap/<group>: requests being served right now, the most at once, start times.
+        self.group_in_flight: Counter[str] = Counter()
+        self.group_max: Counter[str] = Counter()
+        self.group_times: defaultdict[str, list[float]] = defaultdict(list)
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -111,6 +145,8 @@ class ImageServer:
         with self.lock:
             self.hits[path] += 1
             hits = self.hits[path]
+            self.times[path].append(time.monotonic())
+            self.headers[path].append(dict(h.headers.items()))
             self.user_agents.append(h.headers.get("User-Agent", ""))
             if h.headers.get("Authorization"):
                 self.auth_headers.append(h.headers["Authorization"])
@@ -148,9 +184,9 @@ class ImageServer:
             h.wfile.write(data)
             h.wfile.flush()
             h.close_connection = True
-        elif kind == "flaky":  # /flaky/<key>?fail=N: N x 503, then the image
+        elif kind == "flaky":  # /flaky/<key>?fail=N&code=C: N x C (default 503), then the image
             if hits <= int(q.get("fail", "2")):
-                self.send(h, 503, b"try again", "text/plain")
+                self.send(h, int(q.get("code", "503")), b"try again", "text/plain")
             else:
                 self.send(h, 200, image_bytes(120, 80, "jpg"), "image/jpeg")
         elif kind == "ratelimited":  # /ratelimited/<key>?after=S: one 429, then the image
@@ -172,6 +208,13 @@ class ImageServer:
             self.send(h, 200, bomb_png(), "image/png")
         elif kind == "rotated.jpg":
             self.send(h, 200, exif_rotated_jpeg(200, 100), "image/jpeg")
+        elif kind == "bomb":  # /bomb/<w>x<h>.png: a real PNG that inflates to w x h pixels
+            w, hh = (int(v) for v in seg[1].rsplit(".", 1)[0].split("x"))
+            self.send(h, 200, bomb_png_fast(w, hh), "image/png")
+        elif kind == "nap":  # /nap/<group>/<name>?seconds=S: sleep, then a small PNG
+            self.nap(h, seg[1], float(q.get("seconds", "0.3")))
+        elif kind == "biglength":  # /biglength/<key>?length=N&hold=S: headers, S s pause, body
+            self.big_length(h, int(q.get("length", "5000000")), float(q.get("hold", "5")))
         else:
             self.send(h, 404, b"not found", "text/plain")
 
@@ -190,6 +233,40 @@ class ImageServer:
             h.send_header(k, v)
         h.end_headers()
         h.wfile.write(body)
+
+    def nap(self, h: BaseHTTPRequestHandler, group: str, seconds: float) -> None:
+        """Counts the group's requests in flight only while sleeping, i.e. strictly between
+        the client sending the request and reading the response, so a count above N really
+        means more than N requests at once."""
+        with self.lock:
+            self.group_times[group].append(time.monotonic())
+            self.group_in_flight[group] += 1
+            self.group_max[group] = max(self.group_max[group], self.group_in_flight[group])
+        try:
+            time.sleep(seconds)
+        finally:
+            with self.lock:
+                self.group_in_flight[group] -= 1
+        self.send(h, 200, image_bytes(64, 48, "png"), "image/png")
+
+    @staticmethod
+    def big_length(h: BaseHTTPRequestHandler, length: int, hold: float) -> None:
+        """Declares `length` bytes, sends nothing for `hold` seconds, then the body: a
+        client that reads the body before checking Content-Length waits `hold` seconds."""
+        h.send_response(200)
+        h.send_header("Content-Type", "image/jpeg")
+        h.send_header("Content-Length", str(length))
+        h.send_header("Connection", "close")
+        h.end_headers()
+        h.wfile.flush()
+        time.sleep(hold)
+        chunk = b"\0" * 65536
+        sent = 0
+        while sent < length:
+            n = min(len(chunk), length - sent)
+            h.wfile.write(chunk[:n])
+            sent += n
+        h.close_connection = True
 
     @staticmethod
     def drip(h: BaseHTTPRequestHandler, every: float) -> None:

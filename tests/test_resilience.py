@@ -138,18 +138,14 @@ def test_two_resumes_at_once_second_refuses_with_busy_code(
     while status_json(env, job_id)["status"] != "ongoing":  # first resume holds the lock
         assert time.monotonic() < deadline
         time.sleep(0.05)
-    results_before = (Path(env["RETAILPULSE_JOBS_DIR"]) / job_id / "status.json").stat().st_mtime
     second = run_cli("resume", job_id, env=env)
     assert second.returncode == 6
     assert f"job {job_id} is being worked on by another process" in second.stderr
     assert "Traceback" not in second.stderr
     retry = run_cli("retry", job_id, env=env)
     assert retry.returncode == 6
-    out, err = first.communicate(timeout=60)
+    _, err = first.communicate(timeout=60)
     assert first.returncode == 0, err
-    assert (
-        Path(env["RETAILPULSE_JOBS_DIR"]) / job_id / "status.json"
-    ).stat().st_mtime >= results_before
     assert_one_result_per_image(env, job_id, N)
 
 
