@@ -20,7 +20,9 @@ import typer
 from . import __version__
 from .errors import EXIT_CODE_HELP, ExitCode, RetailpulseError
 
-EXIT_CODES_TEXT = "\n\n".join(f"**{int(c)}** {text}" for c, text in EXIT_CODE_HELP.items())
+EXIT_CODES_TEXT = "| code | meaning |\n|---:|---|\n" + "\n".join(
+    f"| {int(c)} | {text} |" for c, text in EXIT_CODE_HELP.items()
+)
 
 app = typer.Typer(
     name="retailpulse",

@@ -16,15 +16,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from . import runner, spec
+from . import spec
 from .errors import InvalidJobFile, JobDamaged, RetailpulseError
 from .jobstore import SCHEMA_VERSION, Job, JobStore, Lock, ResultsWriter, host_info, now_iso
 from .settings import Settings
 from .stores import StoreMaster
 from .tally import STORE_NOT_FOUND, Tally
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # runner and fetch pull in requests and Pillow: not for `status`/`list`
     from .fetch import Fetcher
+    from .runner import StopFlag
 
 Mode = Literal["submit", "resume", "retry"]
 STATUS_SYNC_SECONDS = 0.5  # how stale `status` may be while a job runs
@@ -186,7 +187,7 @@ def execute(
     mode: Mode,
     settings: Settings,
     store_master: StoreMaster,
-    stop: runner.StopFlag,
+    stop: StopFlag,
     observer: Observer | None = None,
     executor: Executor | None = None,
     fetcher: Fetcher | None = None,
@@ -196,6 +197,7 @@ def execute(
     Several jobs may run at once in threads sharing one `executor` and one `fetcher`
     (one worker pool, one connection pool); each job still has its own single writer.
     """
+    from . import runner
     from .fetch import Fetcher  # heavy (requests): only commands that download import it
 
     obs = observer or NullObserver()
