@@ -49,6 +49,7 @@ def measure(data: bytes, *, max_pixels: int) -> Size:
         with Image.open(io.BytesIO(data)) as im:
             width, height = im.size
             fmt = im.format or "unknown"
+            declared_end = _tiff_data_end(im) if fmt == "TIFF" else 0
     except UnidentifiedImageError:
         raise ImageFailure("not_an_image", "not an image Pillow can read") from None
     except Image.DecompressionBombError as exc:
@@ -63,6 +64,8 @@ def measure(data: bytes, *, max_pixels: int) -> Size:
             f"{width}x{height} = {width * height:,} pixels, over the limit of {max_pixels:,}",
         )
     problem = truncation(data, fmt)
+    if not problem and declared_end > len(data):
+        problem = f"is {len(data):,} bytes but its strips end at byte {declared_end:,}"
     if problem:
         raise ImageFailure("truncated_image", f"{fmt} {problem}")
     return Size(width, height, fmt)
@@ -78,8 +81,9 @@ def truncation(data: bytes, fmt: str) -> str | None:
         if data.rfind(b"\xff\xd9", tail_start) == -1:
             return "has no end-of-image marker (FFD9): the file is cut off"
     elif fmt == "PNG":
-        if data.rfind(b"IEND", tail_start) == -1:
-            return "has no IEND chunk: the file is cut off"
+        iend = data.rfind(b"IEND", tail_start)
+        if iend == -1 or len(data) < iend + 8:  # the chunk type, then its 4-byte CRC
+            return "has no complete IEND chunk: the file is cut off"
     elif fmt == "WEBP":
         declared = struct.unpack_from("<I", data, 4)[0] + 8
         if len(data) < declared:
@@ -92,3 +96,17 @@ def truncation(data: bytes, fmt: str) -> str | None:
         if declared and len(data) < declared:
             return f"is {len(data):,} bytes but its header declares {declared:,}"
     return None
+
+
+def _tiff_data_end(im: Image.Image) -> int:
+    """Where a TIFF's last strip or tile ends, from its offset and byte-count tags."""
+    tags = getattr(im, "tag_v2", None)
+    if tags is None:
+        return 0
+    offsets = tags.get(273) or tags.get(324)  # StripOffsets / TileOffsets
+    counts = tags.get(279) or tags.get(325)  # StripByteCounts / TileByteCounts
+    if not offsets or not counts:
+        return 0
+    if isinstance(offsets, int):
+        offsets, counts = (offsets,), (counts,)
+    return max((int(o) + int(c) for o, c in zip(offsets, counts, strict=False)), default=0)

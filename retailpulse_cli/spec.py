@@ -74,7 +74,7 @@ def read_source(source: str, stdin: Any = None) -> tuple[bytes, Path]:
 def load(source: str, stdin: Any = None) -> JobSpec:
     """Read and validate a job file; raise InvalidJobFile listing every problem."""
     raw, base_dir = read_source(source, stdin)
-    return parse(raw, source=source, base_dir=base_dir)
+    return parse(raw, source="<stdin>" if source == "-" else source, base_dir=base_dir)
 
 
 def parse(raw: bytes, *, source: str, base_dir: Path) -> JobSpec:
