@@ -51,6 +51,9 @@ def measure(data: bytes, *, max_pixels: int) -> Size:
             fmt = im.format or "unknown"
             declared_end = _tiff_data_end(im) if fmt == "TIFF" else 0
     except UnidentifiedImageError:
+        if data[4:8] == b"ftyp" and _isobmff_end(data) > len(data):
+            # libavif/libheif refuse a cut-off file outright; say what is really wrong
+            raise ImageFailure("truncated_image", "AVIF/HEIF file is cut off") from None
         raise ImageFailure("not_an_image", "not an image Pillow can read") from None
     except Image.DecompressionBombError as exc:
         raise ImageFailure("decompression_bomb", str(exc)) from None
@@ -91,6 +94,10 @@ def truncation(data: bytes, fmt: str) -> str | None:
     elif fmt == "GIF":
         if data.rstrip(b"\x00")[-1:] != b";":
             return "has no trailer byte (0x3B): the file is cut off"
+    elif fmt in ("AVIF", "HEIF"):
+        end = _isobmff_end(data)
+        if end > len(data):
+            return f"is {len(data):,} bytes but its boxes declare {end:,}"
     elif fmt == "BMP":
         declared = struct.unpack_from("<I", data, 2)[0]
         if declared and len(data) < declared:
@@ -110,3 +117,18 @@ def _tiff_data_end(im: Image.Image) -> int:
     if isinstance(offsets, int):
         offsets, counts = (offsets,), (counts,)
     return max((int(o) + int(c) for o, c in zip(offsets, counts, strict=False)), default=0)
+
+
+def _isobmff_end(data: bytes) -> int:
+    """Walk the top-level boxes of an AVIF/HEIF file; return where the last one ends."""
+    pos = 0
+    while pos + 8 <= len(data):
+        size = struct.unpack_from(">I", data, pos)[0]
+        if size == 1 and pos + 16 <= len(data):  # 64-bit "largesize"
+            size = struct.unpack_from(">Q", data, pos + 8)[0]
+        elif size == 0:  # the box runs to the end of the file
+            return len(data)
+        if size < 8:
+            return pos  # malformed: let Pillow's own parsing speak for it
+        pos += size
+    return pos

@@ -16,7 +16,15 @@ from urllib.parse import parse_qs, urlsplit
 
 from PIL import Image
 
-FORMATS = {"jpg": "JPEG", "png": "PNG", "webp": "WEBP", "gif": "GIF", "bmp": "BMP", "tiff": "TIFF"}
+FORMATS = {
+    "jpg": "JPEG",
+    "png": "PNG",
+    "webp": "WEBP",
+    "gif": "GIF",
+    "bmp": "BMP",
+    "tiff": "TIFF",
+    "avif": "AVIF",
+}
 CONTENT_TYPES = {
     "jpg": "image/jpeg",
     "png": "image/png",
@@ -24,6 +32,7 @@ CONTENT_TYPES = {
     "gif": "image/gif",
     "bmp": "image/bmp",
     "tiff": "image/tiff",
+    "avif": "image/avif",
 }
 
 

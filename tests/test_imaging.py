@@ -44,7 +44,7 @@ def test_perimeter_exact_for_every_format_and_size(
     result = submit(cli, job)
     assert result.exit_code == 0, result.stderr
     records = results_of(env, result.stdout.strip())
-    assert len(records) == len(expected) == 24
+    assert len(records) == len(expected) == 4 * len(FORMATS)
     got = by_url(records)
     assert set(got) == set(expected)
     for url, (w, h, fmt) in expected.items():
@@ -71,7 +71,7 @@ def test_wide_and_tall_images_are_not_swapped(
 # -- failures are per image, with a code, and the rest goes on --------------------------------
 
 
-@pytest.mark.parametrize("ext", ["jpg", "png", "webp", "gif", "bmp", "tiff"])
+@pytest.mark.parametrize("ext", ["jpg", "png", "webp", "gif", "bmp", "tiff", "avif"])
 def test_truncated_image(
     cli: Any, env: dict[str, str], server: Any, tmp_path: Path, ext: str
 ) -> None:
@@ -317,7 +317,7 @@ def test_measure_real_bytes(ext: str, w: int, h: int) -> None:
     assert size.perimeter == 2 * (w + h)
 
 
-@pytest.mark.parametrize("ext", ["jpg", "png", "webp", "gif", "bmp", "tiff"])
+@pytest.mark.parametrize("ext", ["jpg", "png", "webp", "gif", "bmp", "tiff", "avif"])
 def test_truncation_on_half_a_file(ext: str) -> None:
     data = image_bytes(640, 480, ext)
     fmt = FORMATS[ext]

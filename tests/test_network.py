@@ -223,7 +223,7 @@ def test_max_pixels_can_be_tightened(cli, env, tmp_path, server: ImageServer):
     assert rec["status"] == "ok", rec
 
 
-@pytest.mark.parametrize("ext", ["jpg", "png", "webp", "gif", "bmp", "tiff"])
+@pytest.mark.parametrize("ext", ["jpg", "png", "webp", "gif", "bmp", "tiff", "avif"])
 def test_each_format_is_measured(cli, env, tmp_path, server: ImageServer, ext):
     rec = submit(cli, env, tmp_path, [server.url(f"/img/123x45.{ext}")]).one
     assert rec["status"] == "ok", rec
