@@ -315,8 +315,10 @@ class Fetcher:
             if s.block_private_networks:
                 self._check_peer(r, parts)
             if r.is_redirect:
+                _drain(r)
                 return str(r.headers["location"])
             if r.status_code != 200:
+                _drain(r)
                 raise _http_failure(r, host)
             return self._read_body(r, url, deadline)
         finally:
@@ -397,6 +399,15 @@ class Fetcher:
                 f"{parts.hostname} connected to {address}, a private/loopback/link-local address "
                 "(--block-private-networks)",
             )
+
+
+def _drain(r: requests.Response, limit: int = 64 * 1024) -> None:
+    """Read a small error or redirect body so its connection can be reused: a half-broken
+    server answering thousands of 404s should not cost a new TCP connection each."""
+    declared = r.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) <= limit:
+        with contextlib.suppress(urllib3.exceptions.HTTPError, OSError):
+            r.raw.read(limit + 1, decode_content=False)
 
 
 def _socket_of(r: requests.Response) -> socket.socket | None:

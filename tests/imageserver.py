@@ -102,6 +102,7 @@ class ImageServer:
         self.lock = threading.Lock()
         self.in_flight = 0
         self.max_in_flight = 0
+        self.connections = 0  # TCP connections accepted: tells keep-alive from reconnects
         # Per path (query excluded): when each request arrived and the headers it carried.
         self.times: defaultdict[str, list[float]] = defaultdict(list)
         self.headers: defaultdict[str, list[dict[str, str]]] = defaultdict(list)
@@ -116,6 +117,11 @@ class ImageServer:
 
             def log_message(self, *args: Any) -> None:
                 pass
+
+            def setup(self) -> None:
+                with server.lock:
+                    server.connections += 1
+                super().setup()
 
             def do_GET(self) -> None:
                 with server.lock:

@@ -392,3 +392,16 @@ def test_status_groups_failures_by_code(cli, env, tmp_path, server: ImageServer)
     (err,) = doc["error"]
     assert err["store_id"] == STORE
     assert err["codes"] == {"http_404": 2, "http_5xx": 1, "not_an_image": 1}
+
+
+def test_connections_are_kept_alive_for_images_and_errors(
+    cli: Any, server: ImageServer, env: dict[str, str], tmp_path: Path
+) -> None:
+    """One keep-alive connection serves a whole sequential job, error answers included."""
+    urls = [server.url(f"/img/{700 + i}x12.png") for i in range(10)]
+    urls += [server.url("/status/404")] * 5 + [server.url("/chain/2")]
+    job = write_job(tmp_path / "ka.json", [visit("S00339218", *urls)])
+    before = server.connections
+    r = cli("submit", str(job), "--workers", "1", "--gpu-delay", "0", "--retries", "0")
+    assert r.exit_code == 1, r.stderr  # the 404s fail the job
+    assert server.connections - before == 1
