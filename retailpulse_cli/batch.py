@@ -23,12 +23,12 @@ class Planned:
     lock: Lock
     mode: service.Mode
     settings: Settings
+    store_master: StoreMaster
 
 
 def run_jobs(
     planned: Sequence[Planned],
     *,
-    store_master: StoreMaster,
     stop: StopFlag,
     observers: Sequence[service.Observer],
 ) -> list[dict[str, Any]]:
@@ -42,12 +42,12 @@ def run_jobs(
                     p.job,
                     mode=p.mode,
                     settings=p.settings,
-                    store_master=store_master,
+                    store_master=p.store_master,
                     stop=stop,
                     observer=observers[0],
                 )
             ]
-        return _run_shared(planned, store_master=store_master, stop=stop, observers=observers)
+        return _run_shared(planned, stop=stop, observers=observers)
     finally:
         for p in planned:
             p.lock.release()
@@ -56,7 +56,6 @@ def run_jobs(
 def _run_shared(
     planned: Sequence[Planned],
     *,
-    store_master: StoreMaster,
     stop: StopFlag,
     observers: Sequence[service.Observer],
 ) -> list[dict[str, Any]]:
@@ -75,15 +74,14 @@ def _run_shared(
                     p.job,
                     mode=p.mode,
                     settings=p.settings,
-                    store_master=store_master,
+                    store_master=p.store_master,
                     stop=stop,
                     observer=observers[i],
                     executor=pool,
                     fetcher=fetcher,
                 )
-            except BaseException as exc:  # re-raised in the calling thread below
-                errors.append(exc)
-                stop.request("error")
+            except BaseException as exc:  # re-raised in the calling thread below, once
+                errors.append(exc)  # the other jobs have finished: one bad job stops no other
 
         threads = [
             threading.Thread(target=one, args=(i, p), name=f"rp-job-{i}", daemon=True)

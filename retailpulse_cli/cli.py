@@ -307,7 +307,7 @@ class Signals:
             signal.signal(sig, handler)
 
 
-def run_planned(planned: list[Any], *, store_master: Any, output: Any) -> list[dict[str, Any]]:
+def run_planned(planned: list[Any], *, output: Any) -> list[dict[str, Any]]:
     """Run jobs we hold the locks of, with progress on stderr and signal handling."""
     from . import report
     from .batch import run_jobs
@@ -316,7 +316,7 @@ def run_planned(planned: list[Any], *, store_master: Any, output: Any) -> list[d
     stop = StopFlag()
     with report.ProgressBoard(output) as board, Signals(stop):
         observers = [board.observer() for _ in planned]
-        statuses = run_jobs(planned, store_master=store_master, stop=stop, observers=observers)
+        statuses = run_jobs(planned, stop=stop, observers=observers)
     if not board.live:
         for obs, st in zip(observers, statuses, strict=True):
             obs.finished(st)
@@ -454,24 +454,23 @@ def submit(
     try:
         for job_spec in specs:
             job, lock = service.create_job(store, job_spec, settings, master)
-            planned.append(Planned(job, lock, "submit", settings))
+            planned.append(Planned(job, lock, "submit", settings, master))
     except BaseException:
         for p in planned:
             p.lock.release()  # jobs created so far read `interrupted`; resume finishes them
         raise
     if detach:
-        _detach(planned, master.path, as_json=as_json, many=many)
+        _detach(planned, as_json=as_json, many=many)
         raise typer.Exit(int(ExitCode.INVALID_INPUT) if invalid else 0)
-    statuses = run_planned(planned, store_master=master, output=output)
+    statuses = run_planned(planned, output=output)
     finish(statuses, output, as_json=as_json, invalid=invalid, many=many)
 
 
-def _detach(planned: list[Any], store_master: Path, *, as_json: bool, many: bool) -> None:
+def _detach(planned: list[Any], *, as_json: bool, many: bool) -> None:
     from . import report, service
     from .detach import spawn_worker
 
-    for p in planned:
-        spawn_worker(p.job, p.lock, store_master=store_master)
+    spawn_worker([p.job for p in planned], [p.lock for p in planned])
     if as_json:
         docs = [service.read_status(p.job) for p in planned]
         report.print_json(docs if many else docs[0])
@@ -482,33 +481,60 @@ def _detach(planned: list[Any], store_master: Path, *, as_json: bool, many: bool
 
 @app.command(name="_worker", hidden=True)
 @handle_errors
-def worker(
-    job_dir: Annotated[Path, typer.Argument()],
-    store_master: StoreMasterOpt = None,
-) -> None:
-    """Detached worker: runs a job created by `submit --detach` (its lock inherited)."""
-    from . import report, service
-    from .batch import Planned
-    from .detach import inherited_lock
+def worker(job_dirs: Annotated[list[Path], typer.Argument()]) -> None:
+    """Detached worker: runs the jobs `submit --detach` created (their locks inherited)."""
+    from . import report
+    from .detach import inherited_locks
     from .jobstore import Job
 
-    job = Job(job_dir)
-    lock = inherited_lock(job)
+    jobs = [Job(d) for d in job_dirs]
+    locks = inherited_locks(jobs)
+    planned = []
     try:
-        settings = build_settings(service.stored_settings(job))
-        master = _store_master(store_master)
+        for job, lock in zip(jobs, locks, strict=True):
+            planned.append(_open_for_run(job, "submit", {}, None, lock=lock))
+    except BaseException:
+        for lock in locks:
+            lock.release()
+        raise
+    report.info_line(f"worker pid {os.getpid()} started on {', '.join(j.id for j in jobs)}")
+    statuses = run_planned(planned, output=_output(False, False, True))
+    code = combined_code(statuses)
+    report.info_line(f"worker pid {os.getpid()} exits {code}")
+    sys.stderr.flush()
+    if any(s.get("status") == "interrupted" for s in statuses):
+        os._exit(code)
+    raise typer.Exit(code)
+
+
+def _job_store_master(job: Any, option: Path | None) -> Any:
+    """--store-master if given, else the one the job was submitted with, else the default."""
+    from . import report, service
+
+    if option is None:
+        option = service.stored_store_master(job)
+        if option is None:
+            report.info_line(f"job {job.id}: its store master is gone; using the default one")
+    return _store_master(option)
+
+
+def _open_for_run(
+    job: Any, mode: Any, given: dict[str, Any], store_master: Path | None, lock: Any = None
+) -> Any:
+    """Lock an existing job (unless its lock is handed over) and plan its run with the
+    settings it was submitted with, overridden by `given`; unlock if planning fails."""
+    from . import service
+    from .batch import Planned
+    from .jobstore import Lock
+
+    lock = lock or Lock.acquire(job.lock_path)
+    try:
+        mode = service.continuing_mode(job, mode)
+        settings = build_settings(service.stored_settings(job), **given)
+        return Planned(job, lock, mode, settings, _job_store_master(job, store_master))
     except BaseException:
         lock.release()
         raise
-    report.info_line(f"worker pid {os.getpid()} started on job {job.id}")
-    planned = [Planned(job, lock, "submit", settings)]
-    (status,) = run_planned(planned, store_master=master, output=_output(False, False, True))
-    code = outcome_code(status)
-    report.info_line(f"worker pid {os.getpid()} exits {code}")
-    sys.stderr.flush()
-    if status.get("status") == "interrupted":
-        os._exit(code)
-    raise typer.Exit(code)
 
 
 def _resume_or_retry(
@@ -520,20 +546,9 @@ def _resume_or_retry(
     output: Any,
     given: dict[str, Any],
 ) -> None:
-    from . import service
-    from .batch import Planned
-    from .jobstore import Lock
-
-    store = _jobs_store(jobs_dir)
-    job = store.job(job_id)
-    lock = Lock.acquire(job.lock_path)
-    try:
-        settings = build_settings(service.stored_settings(job), **given)
-        master = _store_master(store_master)
-    except BaseException:
-        lock.release()
-        raise
-    statuses = run_planned([Planned(job, lock, mode, settings)], store_master=master, output=output)
+    job = _jobs_store(jobs_dir).job(job_id)
+    planned = _open_for_run(job, mode, given, store_master)
+    statuses = run_planned([planned], output=output)
     finish(statuses, output, as_json=as_json)
 
 
@@ -809,21 +824,20 @@ def inbox(
     Exit codes as for `submit` with several files.
     """
     from . import inbox as box
-    from . import report, service, spec
-    from .batch import Planned
-    from .errors import InvalidJobFile
-    from .jobstore import Lock
+    from . import report
+    from .errors import InvalidJobFile, JobBusy
 
     output = _output(quiet, verbose, no_color)
-    settings = build_settings(
-        workers=workers,
-        gpu_delay=gpu_delay,
-        seed=seed,
-        retries=retries,
-        timeout=timeout,
-        allow_local_files=not no_local_files,
-        block_private_networks=block_private_networks,
-    )
+    given: dict[str, Any] = {
+        "workers": workers,
+        "gpu_delay": gpu_delay,
+        "seed": seed,
+        "retries": retries,
+        "timeout": timeout,
+        "allow_local_files": not no_local_files,
+        "block_private_networks": block_private_networks,
+    }
+    settings = build_settings(**given)
     if not folder.is_dir():
         raise typer.BadParameter(f"{folder} is not a folder", param_hint="DIR")
     master = _store_master(store_master)  # before claiming: a bad master must not strand files
@@ -832,37 +846,33 @@ def inbox(
     rows: list[dict[str, Any]] = []
     planned: list[Any] = []
     claims: list[Any] = []
-    for claim in box.claim_all(folder):
-        if claim.job_id:  # left by a run that died: finish its job
-            job = store.job(claim.job_id)
-            lock = Lock.acquire(job.lock_path)
-            planned.append(
-                Planned(job, lock, "resume", build_settings(service.stored_settings(job)))
-            )
-            claims.append(claim)
-            continue
+    found, odd = box.claim_all(folder)
+    for name in odd:
+        report.info_line(f"inbox: skipped {folder / name}: not a regular file")
+    for claim in found:
         try:
-            job_spec = spec.parse(
-                claim.path.read_bytes(), source=str(folder / claim.name), base_dir=folder
-            )
-        except InvalidJobFile as exc:
-            dest = box.finish_rejected(folder, claim, exc.problems)
-            report.error_line(f"{claim.name}: rejected: {'; '.join(exc.problems)}")
+            item = _inbox_plan(claim, folder, store, settings, given, master)
+        except JobBusy as exc:  # its job is being resumed by hand: leave it for next time
+            report.info_line(f"inbox: {claim.name}: {exc.message}; left for the next run")
+            claim.release()
+            continue
+        except Exception as exc:  # one odd file must not jam tonight's batch (or tomorrow's)
+            problems = exc.problems if isinstance(exc, InvalidJobFile) else [str(exc)]
+            dest = box.finish_rejected(folder, claim, problems)
+            report.error_line(f"{claim.name}: rejected: {'; '.join(problems)}")
             rows.append(
                 {
                     "file": claim.name,
                     "job_id": None,
                     "status": "rejected",
                     "moved_to": str(dest),
-                    "problems": exc.problems,
+                    "problems": problems,
                 }
             )
             continue
-        job, lock = service.create_job(store, job_spec, settings, master)
-        box.record_job(claim, job.id)
-        planned.append(Planned(job, lock, "submit", settings))
+        planned.append(item)
         claims.append(claim)
-    statuses = run_planned(planned, store_master=master, output=output) if planned else []
+    statuses = run_planned(planned, output=output) if planned else []
     for claim, st in zip(claims, statuses, strict=True):
         row = {"file": claim.name, "job_id": st["job_id"], "status": st["status"]}
         if st["status"] != "interrupted":
@@ -881,6 +891,30 @@ def inbox(
     if any(s.get("status") == "interrupted" for s in statuses):
         os._exit(code)
     raise typer.Exit(code)
+
+
+def _inbox_plan(
+    claim: Any, folder: Path, store: Any, settings: Any, given: dict[str, Any], master: Any
+) -> Any:
+    """A claimed inbox file -> a locked job ready to run (resumed if a dead run made it)."""
+    from . import inbox as box
+    from . import service, spec
+    from .batch import Planned
+    from .errors import JobDamaged, JobNotFound
+
+    if claim.job_id:  # left by a run that died: finish its job rather than submit again
+        try:
+            return _open_for_run(store.job(claim.job_id), "resume", given, None)
+        except (JobNotFound, JobDamaged):
+            pass  # its job is gone: submit the file afresh
+    try:
+        raw = claim.path.read_bytes()
+    except OSError as exc:
+        raise OSError(f"cannot be read: {exc.strerror or exc}") from None
+    job_spec = spec.parse(raw, source=str(folder / claim.name), base_dir=folder)
+    job, lock = service.create_job(store, job_spec, settings, master)
+    box.record_job(claim, job.id)
+    return Planned(job, lock, "submit", settings, master)
 
 
 def main() -> None:

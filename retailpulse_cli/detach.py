@@ -10,47 +10,45 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 from .jobstore import Job, Lock, _storage_error
 
 LOCK_FD_ENV = "RETAILPULSE_LOCK_FD"
 
 
-def spawn_worker(job: Job, lock: Lock, *, store_master: Path) -> int:
-    """Start `retailpulse _worker` on the job in its own session; return its pid."""
+def spawn_worker(jobs: list[Job], locks: list[Lock]) -> int:
+    """Start one `retailpulse _worker` for all the jobs (one pool, as a foreground submit
+    of several files would use), in its own session; return its pid. Every job directory
+    gets the worker's log as its worker.log (hard links to one file)."""
+    first = jobs[0].log_path
     try:
-        log = job.log_path.open("ab")
+        log = first.open("ab")
+        for job in jobs[1:]:
+            os.link(first, job.log_path)
     except OSError as exc:
-        raise _storage_error("write", job.log_path, exc) from None
-    env = {**os.environ, LOCK_FD_ENV: str(lock.fd), "NO_COLOR": "1"}
-    cmd = [
-        sys.executable,
-        "-m",
-        "retailpulse_cli",
-        "_worker",
-        str(job.dir),
-        "--store-master",
-        str(store_master),
-    ]
+        raise _storage_error("write", first, exc) from None
+    fds = [lock.fd for lock in locks]
+    env = {**os.environ, LOCK_FD_ENV: ",".join(map(str, fds)), "NO_COLOR": "1"}
+    cmd = [sys.executable, "-m", "retailpulse_cli", "_worker", *(str(j.dir) for j in jobs)]
     with log:
         proc = subprocess.Popen(
             cmd,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,
-            pass_fds=(lock.fd,),
+            pass_fds=fds,
             env=env,
             start_new_session=True,  # survives the terminal closing; Ctrl-C there does not reach it
             close_fds=True,
         )
-    lock.release()  # the child's copy of the descriptor keeps the lock held
+    for lock in locks:
+        lock.release()  # the child's copies of the descriptors keep the locks held
     return proc.pid
 
 
-def inherited_lock(job: Job) -> Lock:
-    """The lock passed down by `spawn_worker`, or a fresh one when started by hand."""
-    fd_text = os.environ.pop(LOCK_FD_ENV, "")
-    if fd_text.isdigit():
-        return Lock(int(fd_text))
-    return Lock.acquire(job.lock_path)
+def inherited_locks(jobs: list[Job]) -> list[Lock]:
+    """The locks passed down by `spawn_worker`, or fresh ones when started by hand."""
+    fds = [int(fd) for fd in os.environ.pop(LOCK_FD_ENV, "").split(",") if fd.isdigit()]
+    if len(fds) == len(jobs):
+        return [Lock(fd) for fd in fds]
+    return [Lock.acquire(job.lock_path) for job in jobs]

@@ -12,6 +12,7 @@ import contextlib
 import fcntl
 import os
 import secrets
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +37,7 @@ class Claim:
 
 def _lock(path: Path) -> int | None:
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO must not hang the run
     except OSError:
         return None
     try:
@@ -55,11 +56,13 @@ def prepare(inbox: Path) -> None:
             raise _storage_error("create", inbox / sub, exc) from None
 
 
-def claim_all(inbox: Path) -> list[Claim]:
-    """Orphans of dead runs first, then every *.json in the inbox, oldest first."""
+def claim_all(inbox: Path) -> tuple[list[Claim], list[str]]:
+    """Orphans of dead runs first, then every *.json file in the inbox, oldest first.
+    Also returns the names of *.json entries that are not regular files (left alone)."""
     prepare(inbox)
     claims = _orphans(inbox / PROCESSING)
-    for path in _oldest_first(inbox):
+    files, odd = _oldest_first(inbox)
+    for path in files:
         fd = _lock(path)
         if fd is None:
             continue  # another run is claiming it right now
@@ -70,20 +73,29 @@ def claim_all(inbox: Path) -> list[Claim]:
             os.close(fd)  # another run renamed it first
             continue
         claims.append(Claim(path.name, dest, fd))
-    return claims
+    return claims, odd
 
 
-def _oldest_first(inbox: Path) -> list[Path]:
-    """*.json files by age; one another run renames away meanwhile is simply left out."""
+def _oldest_first(inbox: Path) -> tuple[list[Path], list[str]]:
+    """Regular *.json files by age (one another run renames away meanwhile is left out),
+    and the names of other *.json entries: folders, FIFOs, dangling links."""
     try:
         names = list(inbox.glob("*.json"))
     except OSError as exc:
         raise _storage_error("read", inbox, exc) from None
-    aged = []
+    aged, odd = [], []
     for path in names:
-        with contextlib.suppress(FileNotFoundError):
-            aged.append((path.stat().st_mtime, path.name, path))
-    return [path for _, _, path in sorted(aged)]
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            if path.is_symlink():
+                odd.append(path.name)
+            continue
+        if stat.S_ISREG(st.st_mode):
+            aged.append((st.st_mtime, path.name, path))
+        else:
+            odd.append(path.name)
+    return [path for _, _, path in sorted(aged)], sorted(odd)
 
 
 def _orphans(processing: Path) -> list[Claim]:

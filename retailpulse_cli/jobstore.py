@@ -76,7 +76,18 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 
 def write_json(path: Path, obj: Any) -> None:
-    write_atomic(path, (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode())
+    # ensure_ascii: a file name that is not UTF-8 (a surrogate-escaped str) still encodes
+    write_atomic(path, (json.dumps(obj, indent=2) + "\n").encode())
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename in `path` durable (POSIX needs the directory itself fsynced)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def new_job_id() -> str:
@@ -200,9 +211,45 @@ class Job:
         except OSError as exc:
             raise JobDamaged(f"job {self.id}: job.json is missing or unreadable: {exc}") from None
 
+    @property
+    def retry_path(self) -> Path:
+        return self.dir / "retry.jsonl"
+
+    def iter_records(self) -> Iterator[dict[str, Any]]:
+        """The job's results as users see them: results.jsonl, with the records of a retry
+        that has not been merged yet (it is running, or it was killed) laid over it.
+        Streams; only the retry's line offsets are held in memory."""
+        offsets = self._line_offsets(self.retry_path)
+        if not offsets:
+            yield from self.iter_results()
+            return
+        with self.retry_path.open("rb") as retry:
+            for rec in self.iter_results():
+                at = offsets.pop(rec.get("index"), None)  # type: ignore[arg-type]
+                yield rec if at is None else self._record_at(retry, at)
+            for at in sorted(offsets.values()):  # images the first run never recorded
+                yield self._record_at(retry, at)
+
+    def _line_offsets(self, path: Path) -> dict[int, int]:
+        offsets: dict[int, int] = {}
+        for offset, rec in self._scan(path):
+            index = rec.get("index")
+            if isinstance(index, int):
+                offsets[index] = offset
+        return offsets
+
+    def _record_at(self, fh: IO[bytes], offset: int) -> dict[str, Any]:
+        fh.seek(offset)
+        rec = json.loads(fh.readline())
+        return rec if isinstance(rec, dict) else {}
+
     def iter_results(self, path: Path | None = None) -> Iterator[dict[str, Any]]:
-        """Stream result records; a torn last line (a crash mid-write) is skipped."""
-        path = path or self.results_path
+        """Stream the records of one results file; a torn last line is skipped."""
+        for _, rec in self._scan(path or self.results_path):
+            yield rec
+
+    def _scan(self, path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+        """(byte offset, record) for each complete line after the header."""
         try:
             fh = path.open("rb")
         except FileNotFoundError:
@@ -210,7 +257,9 @@ class Job:
         except OSError as exc:
             raise JobDamaged(f"job {self.id}: cannot read {path}: {exc}") from None
         with fh:
+            offset = 0
             for lineno, line in enumerate(fh, 1):
+                start, offset = offset, offset + len(line)
                 if not line.endswith(b"\n"):
                     return  # torn tail: the writer died mid-line
                 try:
@@ -221,7 +270,7 @@ class Job:
                     check_schema(rec, path)
                     continue
                 if isinstance(rec, dict):
-                    yield rec
+                    yield start, rec
 
 
 def check_schema(doc: dict[str, Any], path: Path) -> None:
@@ -273,6 +322,8 @@ class ResultsWriter:
         self.last_sync = time.monotonic()
 
     def close(self) -> None:
+        if self.fh.closed:
+            return
         try:
             self.sync()
         finally:

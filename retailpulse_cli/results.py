@@ -33,7 +33,7 @@ def write(job: Job, *, fmt: str, only_failed: bool, out: TextIO) -> int:
             out, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n"
         )
         writer.writeheader()
-    for rec in job.iter_results():
+    for rec in job.iter_records():
         if only_failed and rec.get("status") == "ok":
             continue
         if writer is not None:

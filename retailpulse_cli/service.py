@@ -18,7 +18,16 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from . import spec
 from .errors import InvalidJobFile, JobDamaged, RetailpulseError
-from .jobstore import SCHEMA_VERSION, Job, JobStore, Lock, ResultsWriter, host_info, now_iso
+from .jobstore import (
+    SCHEMA_VERSION,
+    Job,
+    JobStore,
+    Lock,
+    ResultsWriter,
+    fsync_dir,
+    host_info,
+    now_iso,
+)
 from .settings import Settings
 from .stores import StoreMaster
 from .tally import STORE_NOT_FOUND, Tally
@@ -64,7 +73,7 @@ def create_job(
         "base_dir": str(job_spec.base_dir),
         "visits": len(job_spec.visits),
         "images_total": job_spec.image_count,
-        "store_master": str(store_master.path),
+        "store_master": str(store_master.path.resolve()),
         "settings": _settings_to_json(settings),
     }
     tally = new_tally(job_spec)
@@ -118,6 +127,25 @@ def load_spec(job: Job) -> spec.JobSpec:
         raise JobDamaged(f"job {job.id}: stored job file or meta.json is damaged: {exc}") from None
 
 
+def stored_store_master(job: Job) -> Path | None:
+    """The store master the job was submitted with, if that file is still there."""
+    recorded = job.meta().get("store_master")
+    path = Path(str(recorded)) if recorded else None
+    return path if path is not None and path.is_file() else None
+
+
+def continuing_mode(job: Job, asked: Mode) -> Mode:
+    """`resume` of a retry that was interrupted goes on retrying (else its failed images
+    that were not reached yet would stay failed)."""
+    if asked != "resume":
+        return asked
+    status = job.read_json("status.json")
+    run = status.get("run")
+    was_retry = isinstance(run, dict) and run.get("mode") == "retry"
+    unfinished = status.get("status") in ("ongoing", "interrupted")
+    return "retry" if was_retry and unfinished else asked
+
+
 def stored_settings(job: Job) -> dict[str, Any]:
     value = job.meta().get("settings")
     return value if isinstance(value, dict) else {}
@@ -131,54 +159,53 @@ def _settings_to_json(settings: Settings) -> dict[str, Any]:
 
 @dataclass
 class _Plan:
-    tally: Tally
+    tally: Tally  # counts of every record on disk, as `results` shows them
     skip: set[int]  # indices already recorded and not to redo
-    redo: dict[int, dict[str, Any]]  # retry: failed records to replace, by index
+    redo: dict[int, tuple[str, str]]  # retry: index -> (store_id, error_code) to replace
 
 
 def _plan(job: Job, job_spec: spec.JobSpec, mode: Mode) -> _Plan:
-    """What is already done, from results.jsonl (and any unmerged retry.jsonl)."""
+    """What is already done. Any retry.jsonl left by a killed retry is merged first."""
     merge_retry(job)
     tally = new_tally(job_spec)
     skip: set[int] = set()
-    redo: dict[int, dict[str, Any]] = {}
+    redo: dict[int, tuple[str, str]] = {}
     for rec in job.iter_results():
         index = rec.get("index")
         if not isinstance(index, int) or index in skip or index in redo:
-            continue  # duplicates cannot arise from our writer; never count one twice
-        if (
-            mode == "retry"
-            and rec.get("status") != "ok"
-            and rec.get("error_code") != STORE_NOT_FOUND
-        ):
-            redo[index] = rec
+            continue  # our writer makes no duplicates; never count one twice anyway
+        tally.add(rec)
+        code = str(rec.get("error_code") or "")
+        if mode == "retry" and rec.get("status") != "ok" and code != STORE_NOT_FOUND:
+            redo[index] = (str(rec.get("store_id")), code)
         else:
             skip.add(index)
-            tally.add(rec)
     return _Plan(tally, skip, redo)
 
 
 def merge_retry(job: Job) -> None:
-    """Fold retry.jsonl into results.jsonl (atomically), one record per image."""
-    retry_path = job.dir / "retry.jsonl"
-    if not retry_path.exists():
+    """Fold retry.jsonl into results.jsonl: one record per image, written to a fresh temp
+    file and renamed over results.jsonl, so a merge cut short changes nothing."""
+    if not job.retry_path.exists():
         return
-    newer = {
-        rec["index"]: rec
-        for rec in job.iter_results(retry_path)
-        if isinstance(rec.get("index"), int)
-    }
     tmp = job.dir / ".results.jsonl.merge"
+    tmp.unlink(missing_ok=True)  # left by a merge that died: start it again from scratch
     writer = ResultsWriter.open(tmp)
     try:
-        for rec in job.iter_results():
-            writer.append(newer.pop(rec.get("index"), rec))
-        for rec in newer.values():  # images a crashed run never recorded
-            writer.append(rec)
-    finally:
+        seen: set[int] = set()
+        for rec in job.iter_records():
+            index = rec.get("index")
+            if isinstance(index, int) and index not in seen:
+                seen.add(index)
+                writer.append(rec)
         writer.close()
-    os.replace(tmp, job.results_path)
-    retry_path.unlink()
+        os.replace(tmp, job.results_path)
+        fsync_dir(job.dir)
+        job.retry_path.unlink()
+    except BaseException:
+        writer.close()
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def execute(
@@ -216,7 +243,7 @@ def execute(
     tasks: Iterator[spec.ImageTask] = (
         t for t in job_spec.tasks() if t.image_index not in plan.skip
     )
-    writer = ResultsWriter.open(job.dir / "retry.jsonl" if mode == "retry" else job.results_path)
+    writer = ResultsWriter.open(job.retry_path if mode == "retry" else job.results_path)
     own_fetcher = fetcher is None
     fetch = fetcher or Fetcher(settings, stop)
     last_status = time.monotonic()
@@ -224,6 +251,9 @@ def execute(
 
     def sink(record: dict[str, Any]) -> None:
         writer.append(record)
+        old = plan.redo.pop(record["index"], None)
+        if old is not None:  # a retried image: its new record replaces the failed one
+            tally.forget({"status": "failed", "store_id": old[0], "error_code": old[1]})
         tally.add(record)
         obs.record(record, tally)
         if writer.unsynced >= RESULTS_SYNC_RECORDS:
