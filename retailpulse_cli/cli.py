@@ -313,6 +313,7 @@ def run_planned(planned: list[Any], *, output: Any) -> list[dict[str, Any]]:
     from .batch import run_jobs
     from .runner import StopFlag
 
+    raise_open_files_limit()
     stop = StopFlag()
     with report.ProgressBoard(output) as board, Signals(stop):
         observers = [board.observer() for _ in planned]
@@ -321,6 +322,18 @@ def run_planned(planned: list[Any], *, output: Any) -> list[dict[str, Any]]:
         for obs, st in zip(observers, statuses, strict=True):
             obs.finished(st)
     return statuses
+
+
+def raise_open_files_limit() -> None:
+    """Each worker holds a socket and a file or two: lift the soft limit on open files to
+    the hard one, so --workers 1024 does not run into a default `ulimit -n` of 1024."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else 65536
+    if soft != resource.RLIM_INFINITY and soft < target:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
 def combined_code(statuses: list[dict[str, Any]], invalid: int = 0) -> int:
@@ -346,15 +359,15 @@ def finish(
     from . import report
 
     code = combined_code(statuses, invalid)
-    if as_json:
-        report.print_json(statuses if many else statuses[0])
-    else:
-        if sys.stderr.isatty() and not output.quiet:
-            for st in statuses:
-                report.show_status(output, st, output.err)
+    if sys.stderr.isatty() and not output.quiet and not as_json:
         for st in statuses:
-            sys.stdout.write(st["job_id"] + "\n")
-    sys.stdout.flush()
+            report.show_status(output, st, output.err)
+    with report.stdout_guard():
+        if as_json:
+            report.print_json(statuses if many else statuses[0])
+        else:
+            for st in statuses:
+                sys.stdout.write(st["job_id"] + "\n")
     sys.stderr.flush()
     if any(s.get("status") == "interrupted" for s in statuses):
         # Threads stuck in a DNS lookup must not keep an interrupted process alive.
@@ -471,12 +484,13 @@ def _detach(planned: list[Any], *, as_json: bool, many: bool) -> None:
     from .detach import spawn_worker
 
     spawn_worker([p.job for p in planned], [p.lock for p in planned])
-    if as_json:
-        docs = [service.read_status(p.job) for p in planned]
-        report.print_json(docs if many else docs[0])
-    else:
-        for p in planned:
-            sys.stdout.write(p.job.id + "\n")
+    with report.stdout_guard():
+        if as_json:
+            docs = [service.read_status(p.job) for p in planned]
+            report.print_json(docs if many else docs[0])
+        else:
+            for p in planned:
+                sys.stdout.write(p.job.id + "\n")
 
 
 @app.command(name="_worker", hidden=True)
@@ -648,11 +662,16 @@ def status(
     job = store.job(job_id)
     current = service.read_status(job)
     if wait:
-        current = service.wait_for(job, timeout)
-    if as_json:
-        report.print_json(current)
-    else:
-        report.show_status(output, current)
+        try:
+            current = service.wait_for(job, timeout)
+        except KeyboardInterrupt:
+            report.info_line(f"stopped waiting; job {job.id} goes on (status: {current['status']})")
+            raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+    with report.stdout_guard():
+        if as_json:
+            report.print_json(current)
+        else:
+            report.show_status(output, current)
     if wait:
         raise typer.Exit(outcome_code(current))
 
@@ -675,14 +694,12 @@ def results(
         raise typer.BadParameter("use jsonl or csv", param_hint="--format")
     job = _jobs_store(jobs_dir).job(job_id)
     job.status()  # checks the job directory is readable and of a known schema
-    try:
+    from . import report
+
+    with report.stdout_guard():
         n = results_mod.write(job, fmt=fmt, only_failed=failed, out=sys.stdout)
         if verbose and not quiet:
-            from . import report
-
             report.info_line(f"job {job.id}: {n:,} records")
-    except BrokenPipeError:  # `results ID | head` is fine
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 @app.command()
@@ -696,7 +713,8 @@ def schema(
     from . import report
     from .spec import JOB_SCHEMA
 
-    report.print_json(JOB_SCHEMA)
+    with report.stdout_guard():
+        report.print_json(JOB_SCHEMA)
 
 
 @app.command(name="list")
@@ -705,7 +723,8 @@ def list_(
     status_filter: Annotated[
         str | None,
         typer.Option(
-            "--status", help="Only jobs in this state: ongoing, completed, failed, interrupted."
+            "--status",
+            help="Only jobs in this state: ongoing, completed, failed, interrupted, damaged.",
         ),
     ] = None,
     since: Annotated[
@@ -736,13 +755,13 @@ def list_(
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--since") from None
     output = _output(quiet, verbose, no_color)
-    rows = service.list_jobs(
-        _jobs_store(jobs_dir), status=status_filter, since=since_dt, limit=limit
-    )
-    if as_json:
-        report.print_json(rows)
-    else:
-        report.show_jobs(output, rows)
+    store = _jobs_store(jobs_dir)
+    rows = service.list_jobs(store, status=status_filter, since=since_dt, limit=limit)
+    with report.stdout_guard():
+        if as_json:
+            report.print_json(rows)
+        else:
+            report.show_jobs(output, rows, store.root)
 
 
 @app.command()
@@ -788,10 +807,11 @@ def validate(
                 "unknown_stores": unknown,
             }
         )
-    if as_json:
-        report.print_json(rows)
-    else:
-        report.show_validation(_output(quiet, verbose, no_color), rows)
+    with report.stdout_guard():
+        if as_json:
+            report.print_json(rows)
+        else:
+            report.show_validation(_output(quiet, verbose, no_color), rows)
     if any(not r["valid"] for r in rows):
         raise typer.Exit(int(ExitCode.INVALID_INPUT))
     raise typer.Exit(int(ExitCode.JOB_FAILED) if any(r["unknown_stores"] for r in rows) else 0)
@@ -878,15 +898,15 @@ def inbox(
         if st["status"] != "interrupted":
             row["moved_to"] = str(box.finish_done(folder, claim))
         rows.append(row)
-    if as_json:
-        report.print_json(rows)
-    else:
-        for row in rows:
-            sys.stdout.write(f"{row['file']}\t{row['job_id'] or '-'}\t{row['status']}\n")
+    with report.stdout_guard():
+        if as_json:
+            report.print_json(rows)
+        else:
+            for row in rows:
+                sys.stdout.write(f"{row['file']}\t{row['job_id'] or '-'}\t{row['status']}\n")
     if not rows and not quiet:
         report.info_line(f"inbox {folder}: no job files")
     invalid = sum(1 for r in rows if r["status"] == "rejected")
-    sys.stdout.flush()
     code = combined_code(statuses, invalid)
     if any(s.get("status") == "interrupted" for s in statuses):
         os._exit(code)

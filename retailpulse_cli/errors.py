@@ -57,14 +57,14 @@ class InvalidJobFile(RetailpulseError):
     exit_code = ExitCode.INVALID_INPUT
     hint = "fix the job file and submit it again (`retailpulse schema` prints the format)"
 
-    def __init__(self, source: str, problems: list[str]) -> None:
+    def __init__(self, source: str, problems: list[str], *, hint: str | None = None) -> None:
         self.source = source
         self.problems = problems
         if len(problems) == 1:
             msg = f"{source}: {problems[0]}"
         else:
             msg = f"{source}: {len(problems)} problems: " + "; ".join(problems)
-        super().__init__(msg)
+        super().__init__(msg, hint=hint)
 
 
 class StoreMasterError(RetailpulseError):
@@ -89,7 +89,10 @@ class StorageError(RetailpulseError):
 
 class JobDamaged(RetailpulseError):
     exit_code = ExitCode.STORAGE
-    hint = "the job directory was edited or partly deleted; submit the job file again"
+    hint = (
+        "the job directory was edited or partly deleted: restore the file, "
+        "or submit the job file again"
+    )
 
 
 class WaitTimeout(RetailpulseError):

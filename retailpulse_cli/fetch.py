@@ -54,12 +54,10 @@ def redact(url: str) -> str:
         parts = urlsplit(url)
     except ValueError:
         return _SECRET_PARAM.sub(r"\1***", url)
-    if parts.username is not None or parts.password is not None:
-        host = parts.hostname or ""
-        if parts.port:
-            host = f"{host}:{parts.port}"
-        parts = parts._replace(netloc=f"***@{host}")
-    return _SECRET_PARAM.sub(r"\1***", urlunsplit(parts))
+    if parts.username is None and parts.password is None:
+        return _SECRET_PARAM.sub(r"\1***", url)  # as written: no re-spelling of the URL
+    host = parts.netloc.rpartition("@")[2]
+    return _SECRET_PARAM.sub(r"\1***", urlunsplit(parts._replace(netloc=f"***@{host}")))
 
 
 def scrub(text: str, url: str) -> str:
@@ -143,6 +141,24 @@ def _shutdown(sock: socket.socket) -> None:
         sock.shutdown(socket.SHUT_RDWR)
 
 
+class Deadline:
+    """The per-image budget of network time (--timeout). Waits we impose ourselves (the
+    per-host rate, Retry-After, back-off between attempts) move it forward: politeness
+    must not turn a healthy image into a timeout."""
+
+    def __init__(self, seconds: float) -> None:
+        self.at = time.monotonic() + seconds
+
+    def remaining(self) -> float:
+        return self.at - time.monotonic()
+
+    def passed(self) -> bool:
+        return time.monotonic() >= self.at
+
+    def extend(self, seconds: float) -> None:
+        self.at += seconds
+
+
 @dataclass
 class _Host:
     """Per-host politeness: a connection cap, an optional request rate, and 429 back-off."""
@@ -189,7 +205,7 @@ class Fetcher:
 
     def fetch(self, url: str, base_dir: Path) -> tuple[bytes, int]:
         """Return (body, attempts) or raise FetchFailure (with `.attempts` set)."""
-        deadline = time.monotonic() + self.settings.timeout
+        deadline = Deadline(self.settings.timeout)
         try:
             parts = urlsplit(url)
         except ValueError as exc:
@@ -215,7 +231,7 @@ class Fetcher:
                 raise FetchFailure("unsupported_scheme", f"file URL on host {parts.netloc!r}")
             path = Path(url2pathname(parts.path))
         else:
-            path = Path(url).expanduser()
+            path = Path(url)  # no ~ expansion: a job file is not a shell
         if not path.is_absolute():
             path = base_dir / path
         try:
@@ -233,7 +249,7 @@ class Fetcher:
 
     # -- HTTP ----------------------------------------------------------------------------
 
-    def _fetch_http(self, url: str, deadline: float) -> tuple[bytes, int]:
+    def _fetch_http(self, url: str, deadline: Deadline) -> tuple[bytes, int]:
         s = self.settings
         attempt = 0
         while True:
@@ -248,10 +264,9 @@ class Fetcher:
                 pause *= 0.5 + self._rng.random()  # jitter: spread out a thundering herd
                 if failure.retry_after is not None:
                     pause = max(pause, failure.retry_after)
-                if time.monotonic() + pause >= deadline:
-                    raise
                 if self.stop.wait(pause):
                     raise
+                deadline.extend(pause)
 
     def _host(self, parts: SplitResult) -> _Host:
         key = f"{parts.scheme}://{parts.netloc.rpartition('@')[2].lower()}"
@@ -266,7 +281,7 @@ class Fetcher:
                 self._hosts[key] = host
             return host
 
-    def _follow(self, url: str, deadline: float) -> bytes:
+    def _follow(self, url: str, deadline: Deadline) -> bytes:
         """One attempt: request, following redirects by hand so each hop is checked."""
         seen = {url}
         current = url
@@ -274,8 +289,13 @@ class Fetcher:
             outcome = self._request_once(current, deadline)
             if isinstance(outcome, bytes):
                 return outcome
-            nxt = urljoin(current, outcome)
-            scheme = urlsplit(nxt).scheme.lower()
+            try:
+                nxt = urljoin(current, outcome)
+                scheme = urlsplit(nxt).scheme.lower()
+            except ValueError:
+                raise FetchFailure(
+                    "invalid_url", "redirect to a URL that cannot be parsed"
+                ) from None
             if scheme not in ("http", "https"):
                 raise FetchFailure(
                     "redirect_refused",
@@ -289,21 +309,23 @@ class Fetcher:
             "too_many_redirects", f"more than {self.settings.max_redirects} redirects"
         )
 
-    def _request_once(self, url: str, deadline: float) -> bytes | str:
+    def _request_once(self, url: str, deadline: Deadline) -> bytes | str:
         """GET one URL: the body, or the Location of a redirect."""
         parts = urlsplit(url)
         if self.settings.block_private_networks:
             self._check_resolves_public(parts)
         host = self._host(parts)
         wait = host.reserve_start()
-        if wait > 0 and self.stop.wait(wait):
-            raise FetchFailure("interrupted", "stopped before the request was sent")
+        if wait > 0:
+            if self.stop.wait(wait):
+                raise FetchFailure("interrupted", "stopped before the request was sent")
+            deadline.extend(wait)
         with host.slots:
             return self._get(url, parts, host, deadline)
 
-    def _get(self, url: str, parts: SplitResult, host: _Host, deadline: float) -> bytes | str:
+    def _get(self, url: str, parts: SplitResult, host: _Host, deadline: Deadline) -> bytes | str:
         s = self.settings
-        remaining = deadline - time.monotonic()
+        remaining = deadline.remaining()
         if remaining <= 0:
             raise FetchFailure("timeout", f"gave up after --timeout {s.timeout:g}s")
         timeout = (min(s.connect_timeout, remaining), min(s.read_timeout, remaining))
@@ -324,7 +346,7 @@ class Fetcher:
         finally:
             r.close()
 
-    def _read_body(self, r: requests.Response, url: str, deadline: float) -> bytes:
+    def _read_body(self, r: requests.Response, url: str, deadline: Deadline) -> bytes:
         s = self.settings
         declared = r.headers.get("content-length")
         length = int(declared) if declared and declared.isdigit() else None
@@ -333,13 +355,13 @@ class Fetcher:
                 "too_large", f"Content-Length {length:,} is over --max-bytes {s.max_bytes:,}"
             )
         sock = _socket_of(r)
-        token = self.watchdog.arm(deadline, sock) if sock is not None else None
+        token = self.watchdog.arm(deadline.at, sock) if sock is not None else None
         try:
             # One read call for the whole body: reading in small chunks from many threads
             # measured about half as fast (GIL contention), see README "Performance".
             data = r.raw.read(s.max_bytes + 1, decode_content=True)
         except (urllib3.exceptions.HTTPError, OSError) as exc:
-            if time.monotonic() >= deadline:
+            if deadline.passed():
                 raise FetchFailure(
                     "timeout", f"body not received within --timeout {s.timeout:g}s"
                 ) from None
@@ -355,10 +377,12 @@ class Fetcher:
         finally:
             if token is not None:
                 self.watchdog.disarm(token)
-        if time.monotonic() >= deadline:
+        if deadline.passed():
             raise FetchFailure("timeout", f"body not received within --timeout {s.timeout:g}s")
         if len(data) > s.max_bytes:
             raise FetchFailure("too_large", f"body is over --max-bytes {s.max_bytes:,}")
+        if not data:  # e.g. the server closed the connection in the middle of its headers
+            raise FetchFailure("empty_body", "HTTP 200 with an empty body", retryable=True)
         if length is not None and len(data) < length and "content-encoding" not in r.headers:
             raise FetchFailure(
                 "truncated_body",
@@ -442,7 +466,7 @@ def _classify_request_error(exc: requests.exceptions.RequestException, url: str)
             "connection_error", scrub(f"connection failed: {_reason(exc)}", url), retryable=True
         )
     if isinstance(exc, requests.exceptions.InvalidURL | requests.exceptions.InvalidSchema):
-        return FetchFailure("invalid_url", scrub(f"not a valid URL: {_reason(exc)}", url))
+        return FetchFailure("invalid_url", scrub(f"not a valid URL: {exc}", url))
     return FetchFailure(
         "connection_error", scrub(f"request failed: {_reason(exc)}", url), retryable=True
     )

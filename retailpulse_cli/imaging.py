@@ -57,7 +57,11 @@ def measure(data: bytes, *, max_pixels: int) -> Size:
         raise ImageFailure("not_an_image", "not an image Pillow can read") from None
     except Image.DecompressionBombError as exc:
         raise ImageFailure("decompression_bomb", str(exc)) from None
-    except (OSError, SyntaxError, ValueError, struct.error) as exc:
+    except OSError as exc:
+        if exc.errno is not None:  # the system failed (e.g. too many open files), not the image
+            raise
+        raise ImageFailure("truncated_image", f"unreadable image header: {exc}") from None
+    except (SyntaxError, ValueError, struct.error) as exc:
         raise ImageFailure("truncated_image", f"unreadable image header: {exc}") from None
     if width <= 0 or height <= 0:
         raise ImageFailure("not_an_image", f"image has no pixels ({width}x{height})")

@@ -56,6 +56,7 @@ def _storage_error(action: str, path: Path, exc: OSError) -> StorageError:
         errno.EACCES: "permission denied",
         errno.EPERM: "permission denied",
         errno.EDQUOT: "disk quota exceeded",
+        errno.EMFILE: "too many open files (raise `ulimit -n` or lower --workers)",
     }.get(exc.errno or 0, exc.strerror or str(exc))
     return StorageError(f"cannot {action} {path}: {reason}")
 
@@ -91,9 +92,10 @@ def fsync_dir(path: Path) -> None:
 
 
 def new_job_id() -> str:
-    """Sortable by creation time; 6 random hex digits keep same-second submits apart."""
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    return f"{stamp}-{secrets.token_hex(3)}"
+    """YYYYMMDD-HHMMSS-mmm-xxxx (UTC, milliseconds, 4 random hex digits): ids sort by
+    creation time, and two submits in the same millisecond still differ."""
+    now = datetime.now(timezone.utc)
+    return f"{now:%Y%m%d-%H%M%S}-{now.microsecond // 1000:03d}-{secrets.token_hex(2)}"
 
 
 class Lock:
@@ -187,10 +189,12 @@ class Job:
 
     def status(self) -> dict[str, Any]:
         """status.json, with `ongoing` turned into `interrupted` when nobody holds the lock."""
-        doc = self.read_json("status.json")
+        self.meta()  # a job whose meta.json is damaged cannot be resumed: say so now
+        doc = _checked_status(self.read_json("status.json"), self.dir / "status.json")
         if doc.get("status") in LIVE_STATES and not self.is_live():
             # Re-read: the worker may have finished between our two reads.
             doc = self.read_json("status.json")
+            doc = _checked_status(doc, self.dir / "status.json")
             if doc.get("status") in LIVE_STATES and not self.is_live():
                 doc["status"] = "interrupted"
                 doc["interrupted_by"] = doc.get("interrupted_by") or "worker died"
@@ -198,7 +202,9 @@ class Job:
 
     def errors(self) -> list[dict[str, Any]]:
         errors = self.read_json("errors.json").get("error", [])
-        return errors if isinstance(errors, list) else []
+        if not isinstance(errors, list) or not all(isinstance(e, dict) for e in errors):
+            raise JobDamaged(f"job {self.id}: {self.dir / 'errors.json'} has no list of errors")
+        return errors
 
     def write_state(self, status: dict[str, Any], errors: list[dict[str, Any]]) -> None:
         # errors first: a reader that sees the new status also sees errors at least as new
@@ -271,6 +277,24 @@ class Job:
                     continue
                 if isinstance(rec, dict):
                     yield start, rec
+
+
+_COUNT_FIELDS = ("visits", "images_total", "images_done", "images_ok", "images_failed")
+
+
+def _checked_status(doc: dict[str, Any], path: Path) -> dict[str, Any]:
+    """A status.json edited by hand must be reported as damaged, not crash a table."""
+    bad = [k for k in _COUNT_FIELDS if k in doc and type(doc[k]) is not int]
+    if not isinstance(doc.get("status"), str):
+        bad.append("status")
+    for key in ("created_at", "started_at", "finished_at"):
+        if doc.get(key) is not None and not isinstance(doc[key], str):
+            bad.append(key)
+    if not isinstance(doc.get("failures_by_code", {}), dict):
+        bad.append("failures_by_code")
+    if bad:
+        raise JobDamaged(f"{path}: wrong type for {', '.join(bad)}")
+    return doc
 
 
 def check_schema(doc: dict[str, Any], path: Path) -> None:
@@ -374,14 +398,15 @@ class JobStore:
         return Job(path)
 
     def job_ids(self) -> list[str]:
-        """Job ids, newest first (ids sort by creation time)."""
+        """Job ids, newest first (ids sort by creation time); stray files are not jobs."""
         try:
-            names = os.listdir(self.root)
+            entries = list(os.scandir(self.root))
         except FileNotFoundError:
             return []
         except OSError as exc:
             raise _storage_error("read", self.root, exc) from None
-        return sorted((n for n in names if not n.startswith(".")), reverse=True)
+        names = (e.name for e in entries if not e.name.startswith(".") and e.is_dir())
+        return sorted(names, reverse=True)
 
     def create(
         self, job_file: bytes, meta: dict[str, Any], status: dict[str, Any]

@@ -5,15 +5,19 @@ Data (tables, JSON, ids) goes to stdout; progress, logs and diagnostics go to st
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, TextIO
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from .tally import Tally
 
@@ -41,6 +45,17 @@ class Output:
         return self.console(sys.stderr)
 
 
+@contextlib.contextmanager
+def stdout_guard() -> Iterator[None]:
+    """`retailpulse ... | head -1`: a reader that stops early is not an error; the rest of
+    the output is dropped and the command keeps its own exit code."""
+    try:
+        yield
+        sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
 def print_json(obj: Any) -> None:
     """JSON on stdout, nothing else: safe to pipe into jq."""
     sys.stdout.write(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
@@ -51,17 +66,31 @@ def print_jsonl(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def safe(text: str) -> str:
+    """Control characters from job files (an ESC sequence in a URL) shown, not obeyed:
+    logs and terminals get no escape codes they did not ask for."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
 def error_line(message: str) -> None:
-    sys.stderr.write(f"retailpulse: error: {message}\n")
+    sys.stderr.write(f"retailpulse: error: {safe(message)}\n")
 
 
 def hint_line(message: str) -> None:
-    sys.stderr.write(f"retailpulse: hint: {message}\n")
+    sys.stderr.write(f"retailpulse: hint: {safe(message)}\n")
 
 
 def info_line(message: str) -> None:
-    sys.stderr.write(f"retailpulse: {message}\n")
+    sys.stderr.write(f"retailpulse: {safe(message)}\n")
     sys.stderr.flush()
+
+
+def cell(value: Any) -> Text:
+    """User data in a Rich table: never read as markup, control characters shown."""
+    return Text(safe(str(value)))
 
 
 def _fmt_rate(n: float) -> str:
@@ -131,7 +160,7 @@ class JobProgress:
         self.last_plain = 0.0
         self.last_decile = -1
 
-    def started(self, job: Any, tally: Tally, todo: int) -> None:
+    def started(self, job: Any, tally: Tally, todo: int, source: str = "") -> None:
         self.t0 = time.monotonic()
         self.start_done = tally.done
         self.label = job.id
@@ -147,7 +176,12 @@ class JobProgress:
                 failed=tally.failed,
             )
         else:
-            info_line(f"job {self.label}: {todo:,} of {tally.images_total:,} images to process")
+            info_line(
+                f"job {self.label}{f' ({source})' if source else ''}: "
+                f"{todo:,} of {tally.images_total:,} images to process"
+            )
+            if todo == 0:
+                info_line(f"job {self.label}: nothing left to do")
 
     def record(self, record: dict[str, Any], tally: Tally) -> None:
         if self.output.verbose and not self.output.quiet:
@@ -212,10 +246,10 @@ def status_table(status: dict[str, Any]) -> Table:
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold")
     table.add_column()
-    table.add_row("job", str(status.get("job_id")))
-    table.add_row("status", f"[{STATUS_STYLE.get(state, 'white')}]{state}[/]")
+    table.add_row("job", cell(status.get("job_id")))
+    table.add_row("status", Text(state, style=STATUS_STYLE.get(state, "")))
     if status.get("interrupted_by"):
-        table.add_row("interrupted by", str(status["interrupted_by"]))
+        table.add_row("interrupted by", cell(status["interrupted_by"]))
     table.add_row("visits", f"{status.get('visits', 0):,}")
     done, total = status.get("images_done", 0), status.get("images_total", 0)
     table.add_row(
@@ -227,10 +261,10 @@ def status_table(status: dict[str, Any]) -> Table:
         table.add_row("unknown stores", f"{status['stores_unknown']:,}")
     by_code = status.get("failures_by_code") or {}
     if by_code:
-        table.add_row("failures", ", ".join(f"{c} x{n}" for c, n in by_code.items()))
+        table.add_row("failures", cell(", ".join(f"{c} x{n}" for c, n in by_code.items())))
     for key in ("created_at", "started_at", "finished_at"):
         if status.get(key):
-            table.add_row(key.replace("_at", ""), str(status[key]))
+            table.add_row(key.replace("_at", ""), cell(status[key]))
     return table
 
 
@@ -240,7 +274,7 @@ def errors_table(errors: list[dict[str, Any]], limit: int = 50) -> Table:
     table.add_column("code")
     table.add_column("error")
     for err in errors[:limit]:
-        table.add_row(str(err.get("store_id")), str(err.get("code", "")), str(err.get("error")))
+        table.add_row(cell(err.get("store_id")), cell(err.get("code", "")), cell(err.get("error")))
     if len(errors) > limit:
         table.add_row("...", "", f"{len(errors) - limit} more (status --json lists all)")
     return table
@@ -254,10 +288,10 @@ def show_status(output: Output, status: dict[str, Any], console: Console | None 
         con.print(errors_table(errors))
 
 
-def show_jobs(output: Output, rows: list[dict[str, Any]]) -> None:
+def show_jobs(output: Output, rows: list[dict[str, Any]], where: Any = None) -> None:
     if not rows:
         if not output.quiet:
-            info_line("no jobs")
+            info_line(f"no jobs in {where}" if where is not None else "no jobs")
         return
     table = Table(box=None, pad_edge=False)
     for col in ("job_id", "created", "status", "images", "failed"):
@@ -267,9 +301,9 @@ def show_jobs(output: Output, rows: list[dict[str, Any]]) -> None:
         done, total = r.get("images_done", 0), r.get("images_total", 0)
         images = f"{total:,}" if done == total else f"{done:,}/{total:,}"
         table.add_row(
-            str(r["job_id"]),
-            str(r.get("created_at") or "-"),
-            f"[{STATUS_STYLE.get(state, 'white')}]{state}[/]",
+            cell(r["job_id"]),
+            cell(r.get("created_at") or "-"),
+            Text(state, style=STATUS_STYLE.get(state, "")),
             images,
             f"{r.get('images_failed', 0):,}",
         )
@@ -281,12 +315,15 @@ def show_validation(output: Output, rows: list[dict[str, Any]]) -> None:
     for r in rows:
         if not r["valid"]:
             for problem in r["problems"]:
-                out.print(f"{r['file']}: invalid: {problem}", markup=False)
+                out.print(safe(f"{r['file']}: invalid: {problem}"), markup=False)
         elif r["unknown_stores"]:
             ids = ", ".join(r["unknown_stores"])
+            n = len(r["unknown_stores"])
             out.print(
-                f"{r['file']}: valid, but {len(r['unknown_stores'])} store ids are not in the "
-                f"store master: {ids}",
+                safe(
+                    f"{r['file']}: valid, but {n} store id{'s are' if n > 1 else ' is'} not in "
+                    f"the store master: {ids}"
+                ),
                 markup=False,
             )
         else:

@@ -115,7 +115,7 @@ def run(
     workers: int,
     stop: StopFlag,
     executor: Executor | None = None,
-    grace: float = 5.0,
+    grace: float = 2.0,
 ) -> bool:
     """Feed tasks to the pool with a bounded number in flight; pass each record to `sink`
     (in this thread); call `tick` about every 0.2 s. Return True when every task is done."""

@@ -45,13 +45,13 @@ RESULTS_SYNC_RECORDS = 500
 class Observer(Protocol):
     """Progress callbacks; the CLI's Rich display implements them."""
 
-    def started(self, job: Job, tally: Tally, todo: int) -> None: ...
+    def started(self, job: Job, tally: Tally, todo: int, source: str) -> None: ...
     def record(self, record: dict[str, Any], tally: Tally) -> None: ...
     def tick(self, tally: Tally) -> None: ...
 
 
 class NullObserver:
-    def started(self, job: Job, tally: Tally, todo: int) -> None:
+    def started(self, job: Job, tally: Tally, todo: int, source: str) -> None:
         pass
 
     def record(self, record: dict[str, Any], tally: Tally) -> None:
@@ -273,7 +273,7 @@ def execute(
             last_status = now
         obs.tick(tally)
 
-    obs.started(job, tally, todo)
+    obs.started(job, tally, todo, str(meta.get("source") or ""))
     base_dir = Path(str(meta.get("base_dir", ".")))
     try:
         complete = runner.run(
@@ -367,12 +367,19 @@ def list_jobs(
                 "images_done": st.get("images_done", 0),
                 "images_failed": st.get("images_failed", 0),
             }
+            if since is not None and parse_since(str(row["created_at"])) < since:
+                continue
         except RetailpulseError as exc:
             row = {"job_id": job_id, "created_at": None, "status": "damaged", "error": exc.message}
-        if since is not None:
-            created = row.get("created_at")
-            if not created or parse_since(str(created)) < since:
-                continue
+        except ValueError:  # a created_at edited into something that is not a date
+            row = {
+                "job_id": job_id,
+                "created_at": None,
+                "status": "damaged",
+                "error": f"job {job_id}: status.json has no valid created_at",
+            }
+        if since is not None and row["status"] == "damaged":
+            continue
         if status and row["status"] != status:
             continue
         out.append(row)

@@ -64,11 +64,16 @@ def read_source(source: str, stdin: Any = None) -> tuple[bytes, Path]:
     try:
         return path.read_bytes(), path.resolve().parent
     except FileNotFoundError:
-        raise InvalidJobFile(source, ["file not found"]) from None
+        raise InvalidJobFile(source, ["file not found"], hint=_PATH_HINT) from None
     except IsADirectoryError:
-        raise InvalidJobFile(source, ["is a directory, not a job file"]) from None
+        raise InvalidJobFile(source, ["is a directory, not a job file"], hint=_PATH_HINT) from None
     except OSError as exc:
-        raise InvalidJobFile(source, [f"cannot be read: {exc.strerror or exc}"]) from None
+        raise InvalidJobFile(
+            source, [f"cannot be read: {exc.strerror or exc}"], hint=_PATH_HINT
+        ) from None
+
+
+_PATH_HINT = "check the path (use - to read the job file from stdin)"
 
 
 def load(source: str, stdin: Any = None) -> JobSpec:
@@ -91,17 +96,51 @@ def parse(raw: bytes, *, source: str, base_dir: Path) -> JobSpec:
 
 
 def _decode(raw: bytes, source: str) -> Any:
+    if raw[:2] in (b"\xff\xfe", b"\xfe\xff") or (len(raw) > 1 and b"\x00" in raw[:4]):
+        raise InvalidJobFile(source, ["is UTF-16 text; save it as UTF-8"]) from None
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise InvalidJobFile(source, [f"not UTF-8 text (byte {exc.start})"]) from None
+        raise InvalidJobFile(
+            source, [f"not UTF-8 text (invalid byte 0x{raw[exc.start]:02x} at offset {exc.start})"]
+        ) from None
     if not text.strip():
         raise InvalidJobFile(source, ["empty file, expected a JSON object"]) from None
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=_no_duplicate_keys)
     except json.JSONDecodeError as exc:
         where = f"line {exc.lineno} column {exc.colno}"
-        raise InvalidJobFile(source, [f"not valid JSON at {where}: {exc.msg}"]) from None
+        hint = _json_hint(text, exc.pos)
+        raise InvalidJobFile(source, [f"not valid JSON at {where}: {exc.msg}{hint}"]) from None
+    except _DuplicateKey as exc:
+        raise InvalidJobFile(source, [f"key {exc.args[0]!r} appears twice in one object"]) from None
+    except RecursionError:
+        raise InvalidJobFile(source, ["nested too deeply to be a job file"]) from None
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """Reject {"count": 1, "count": 2}: JSON would silently keep the last one."""
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return out
+
+
+def _json_hint(text: str, pos: int) -> str:
+    before = text[:pos].rstrip()
+    if before.endswith(",") and text[pos : pos + 1] in ("]", "}"):
+        return " (a trailing comma before the closing bracket?)"
+    if text[pos : pos + 1] == "'":
+        return " (JSON needs double quotes)"
+    return ""
 
 
 def _type_name(value: Any) -> str:
@@ -145,9 +184,14 @@ def _check_visit(i: int, item: Any, problems: list[str]) -> Visit | None:
     visit_time = _nonempty_string(item, "visit_time", path, problems)
     urls = item.get("image_url")
     if "image_url" not in item:
-        problems.append(f"{path}.image_url: required field is missing")
+        problems.append(
+            f"{path}.image_url: required field is missing{_misspelt(item, 'image_url')}"
+        )
     elif not isinstance(urls, list):
-        problems.append(f"{path}.image_url: expected an array of URLs, got {_type_name(urls)}")
+        hint = " (put the URL in [ ])" if isinstance(urls, str) else ""
+        problems.append(
+            f"{path}.image_url: expected an array of URLs, got {_type_name(urls)}{hint}"
+        )
     elif not urls:
         problems.append(f"{path}.image_url: must hold at least one image URL")
     else:
@@ -156,6 +200,8 @@ def _check_visit(i: int, item: Any, problems: list[str]) -> Visit | None:
                 problems.append(f"{path}.image_url[{j}]: expected a string, got {_type_name(url)}")
             elif not url.strip():
                 problems.append(f"{path}.image_url[{j}]: must not be empty")
+            elif not _encodable(url):
+                problems.append(f"{path}.image_url[{j}]: contains an invalid character")
     if len(problems) > before:
         return None
     assert store_id is not None and visit_time is not None and isinstance(urls, list)
@@ -165,7 +211,7 @@ def _check_visit(i: int, item: Any, problems: list[str]) -> Visit | None:
 
 def _nonempty_string(item: dict[str, Any], key: str, path: str, problems: list[str]) -> str | None:
     if key not in item:
-        problems.append(f"{path}.{key}: required field is missing")
+        problems.append(f"{path}.{key}: required field is missing{_misspelt(item, key)}")
         return None
     value = item[key]
     if not isinstance(value, str):
@@ -174,7 +220,26 @@ def _nonempty_string(item: dict[str, Any], key: str, path: str, problems: list[s
     if not value.strip():
         problems.append(f"{path}.{key}: must not be empty")
         return None
+    if not _encodable(value):
+        problems.append(f"{path}.{key}: contains an invalid character (a lone surrogate)")
+        return None
     return value
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _misspelt(item: dict[str, Any], key: str) -> str:
+    """' (found "image_urls")' when a field that is there looks like the missing one."""
+    import difflib
+
+    close = difflib.get_close_matches(key, [str(k) for k in item], n=1, cutoff=0.7)
+    return f" (found {close[0]!r}: a typo?)" if close else ""
 
 
 JOB_SCHEMA: dict[str, Any] = {
