@@ -333,6 +333,8 @@ class Fetcher:
             r = self.session.get(url, stream=True, timeout=timeout, allow_redirects=False)
         except requests.exceptions.RequestException as exc:
             raise _classify_request_error(exc, url) from None
+        except ValueError:  # requests parses a redirect's Location even when not following
+            raise FetchFailure("invalid_url", "a URL in the response cannot be parsed") from None
         try:
             if s.block_private_networks:
                 self._check_peer(r, parts)

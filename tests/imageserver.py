@@ -175,6 +175,8 @@ class ImageServer:
             code = int(seg[1])
             headers = {"Retry-After": q["retry_after"]} if "retry_after" in q else {}
             self.send(h, code, b"nope", "text/plain", headers)
+        elif kind == "empty":  # 200 with no body at all
+            self.send(h, 200, b"", "image/png")
         elif kind == "notimage":
             self.send(h, 200, b"<html><body>not an image</body></html>", "text/html")
         elif kind == "truncated":  # /truncated/<w>x<h>.<ext>: first half of a real image
