@@ -113,6 +113,10 @@ StoreMasterOpt = Annotated[
         show_default=False,
     ),
 ]
+DetachOpt = Annotated[
+    bool,
+    typer.Option("--detach", "-d", help="Return at once; a background worker does the work."),
+]
 JsonOpt = Annotated[
     bool, typer.Option("--json", help="Print JSON on stdout (nothing else on stdout).")
 ]
@@ -480,33 +484,44 @@ def submit(
 
 
 def _detach(planned: list[Any], *, as_json: bool, many: bool) -> None:
-    from . import report, service
     from .detach import spawn_worker
 
     spawn_worker([p.job for p in planned], [p.lock for p in planned])
+    _print_ids([p.job for p in planned], as_json=as_json, many=many)
+
+
+def _print_ids(jobs: list[Any], *, as_json: bool, many: bool) -> None:
+    """What --detach prints: the ids, or the status objects with --json."""
+    from . import report, service
+
     with report.stdout_guard():
         if as_json:
-            docs = [service.read_status(p.job) for p in planned]
+            docs = [service.read_status(job) for job in jobs]
             report.print_json(docs if many else docs[0])
         else:
-            for p in planned:
-                sys.stdout.write(p.job.id + "\n")
+            for job in jobs:
+                sys.stdout.write(job.id + "\n")
 
 
 @app.command(name="_worker", hidden=True)
 @handle_errors
-def worker(job_dirs: Annotated[list[Path], typer.Argument()]) -> None:
-    """Detached worker: runs the jobs `submit --detach` created (their locks inherited)."""
+def worker(
+    job_dirs: Annotated[list[Path], typer.Argument()],
+    mode: Annotated[str, typer.Option("--mode")] = "submit",
+    store_master: StoreMasterOpt = None,
+) -> None:
+    """Detached worker: runs jobs handed over by `--detach` (their locks inherited)."""
     from . import report
-    from .detach import inherited_locks
+    from .detach import inherited_locks, inherited_settings
     from .jobstore import Job
 
     jobs = [Job(d) for d in job_dirs]
     locks = inherited_locks(jobs)
+    given = inherited_settings()
     planned = []
     try:
         for job, lock in zip(jobs, locks, strict=True):
-            planned.append(_open_for_run(job, "submit", {}, None, lock=lock))
+            planned.append(_open_for_run(job, mode, given, store_master, lock=lock))
     except BaseException:
         for lock in locks:
             lock.release()
@@ -559,9 +574,18 @@ def _resume_or_retry(
     as_json: bool,
     output: Any,
     given: dict[str, Any],
+    detach: bool = False,
 ) -> None:
     job = _jobs_store(jobs_dir).job(job_id)
     planned = _open_for_run(job, mode, given, store_master)
+    if detach:
+        from .detach import spawn_worker
+
+        spawn_worker(
+            [job], [planned.lock], mode=planned.mode, given=given, store_master=store_master
+        )
+        _print_ids([job], as_json=as_json, many=False)
+        return
     statuses = run_planned([planned], output=output)
     finish(statuses, output, as_json=as_json)
 
@@ -570,6 +594,7 @@ def _resume_or_retry(
 @handle_errors
 def resume(
     job_id: Annotated[str, typer.Argument(help="The job to finish.")],
+    detach: DetachOpt = False,
     as_json: JsonOpt = False,
     jobs_dir: JobsDir = None,
     store_master: StoreMasterOpt = None,
@@ -595,7 +620,14 @@ def resume(
         "timeout": timeout,
     }
     _resume_or_retry(
-        "resume", job_id, jobs_dir, store_master, as_json, _output(quiet, verbose, no_color), given
+        "resume",
+        job_id,
+        jobs_dir,
+        store_master,
+        as_json,
+        _output(quiet, verbose, no_color),
+        given,
+        detach,
     )
 
 
@@ -603,6 +635,7 @@ def resume(
 @handle_errors
 def retry(
     job_id: Annotated[str, typer.Argument(help="The job whose failed images to run again.")],
+    detach: DetachOpt = False,
     as_json: JsonOpt = False,
     jobs_dir: JobsDir = None,
     store_master: StoreMasterOpt = None,
@@ -627,7 +660,14 @@ def retry(
         "timeout": timeout,
     }
     _resume_or_retry(
-        "retry", job_id, jobs_dir, store_master, as_json, _output(quiet, verbose, no_color), given
+        "retry",
+        job_id,
+        jobs_dir,
+        store_master,
+        as_json,
+        _output(quiet, verbose, no_color),
+        given,
+        detach,
     )
 
 

@@ -7,16 +7,27 @@ abandoned while the worker starts.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+from pathlib import Path
+from typing import Any
 
 from .jobstore import Job, Lock, _storage_error
 
 LOCK_FD_ENV = "RETAILPULSE_LOCK_FD"
+SETTINGS_ENV = "RETAILPULSE_WORKER_SETTINGS"  # flags given to `resume/retry --detach`
 
 
-def spawn_worker(jobs: list[Job], locks: list[Lock]) -> int:
+def spawn_worker(
+    jobs: list[Job],
+    locks: list[Lock],
+    *,
+    mode: str = "submit",
+    given: dict[str, Any] | None = None,
+    store_master: Path | None = None,
+) -> int:
     """Start one `retailpulse _worker` for all the jobs (one pool, as a foreground submit
     of several files would use), in its own session; return its pid. Every job directory
     gets the worker's log as its worker.log (hard links to one file)."""
@@ -24,12 +35,17 @@ def spawn_worker(jobs: list[Job], locks: list[Lock]) -> int:
     try:
         log = first.open("ab")
         for job in jobs[1:]:
-            os.link(first, job.log_path)
+            if not job.log_path.exists():
+                os.link(first, job.log_path)
     except OSError as exc:
         raise _storage_error("write", first, exc) from None
     fds = [lock.fd for lock in locks]
     env = {**os.environ, LOCK_FD_ENV: ",".join(map(str, fds)), "NO_COLOR": "1"}
-    cmd = [sys.executable, "-m", "retailpulse_cli", "_worker", *(str(j.dir) for j in jobs)]
+    env[SETTINGS_ENV] = json.dumps({k: v for k, v in (given or {}).items() if v is not None})
+    cmd = [sys.executable, "-m", "retailpulse_cli", "_worker", "--mode", mode]
+    if store_master is not None:
+        cmd += ["--store-master", str(Path(store_master).resolve())]
+    cmd += [str(j.dir) for j in jobs]
     with log:
         proc = subprocess.Popen(
             cmd,
@@ -52,3 +68,12 @@ def inherited_locks(jobs: list[Job]) -> list[Lock]:
     if len(fds) == len(jobs):
         return [Lock(fd) for fd in fds]
     return [Lock.acquire(job.lock_path) for job in jobs]
+
+
+def inherited_settings() -> dict[str, Any]:
+    """Flags the parent was given (resume/retry --detach), to override stored settings."""
+    try:
+        value = json.loads(os.environ.pop(SETTINGS_ENV, "") or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}

@@ -5,6 +5,7 @@ The CLI calls one function here per command; nothing here prints.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import time
@@ -288,8 +289,13 @@ def execute(
             stop=stop,
             executor=executor,
         )
-    except BaseException:
-        stop.request("error")  # let in-flight images end quickly; the job reads interrupted
+    except BaseException as exc:
+        if executor is None:
+            stop.request("error")  # our own pool: let in-flight images end quickly
+        with contextlib.suppress(Exception):  # best effort: the disk may be what failed
+            writer.sync()
+            reason = exc.message if isinstance(exc, RetailpulseError) else type(exc).__name__
+            job.write_state(state_doc("interrupted", interrupted_by=reason), tally.errors())
         raise
     finally:
         writer.close()

@@ -345,3 +345,24 @@ def test_retry_reruns_only_failed_images_and_keeps_unknown_store_failed(
     assert {r["index"]: r["status"] for r in records} == {0: "ok", 1: "ok", 2: "failed"}
     assert server.hits["/img/95x13.png"] == 1  # the good image was not fetched again
     assert not (Path(env["RETAILPULSE_JOBS_DIR"]) / job_id / "retry.jsonl").exists()
+
+
+def test_resume_detach_finishes_in_the_background(
+    tmp_path: Path, server: ImageServer, env: dict[str, str]
+) -> None:
+    job = big_job(tmp_path, server, offset=8000, n=90)
+    proc = start(["submit", str(job), *SLOW], env)
+    job_id = wait_for_results(env, 10)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    r = run_cli("resume", "--detach", job_id, "--gpu-delay", "0", env=env)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == job_id
+    w = run_cli("status", "--wait", "--timeout", "60", job_id, "--json", env=env)
+    assert w.returncode == 0, w.stderr
+    assert json.loads(w.stdout)["run"]["mode"] == "resume"
+    assert_one_result_per_image(env, job_id, 90)
+    meta_settings = json.loads(
+        (Path(env["RETAILPULSE_JOBS_DIR"]) / job_id / "meta.json").read_text()
+    )
+    assert meta_settings["settings"]["gpu_delay"] == [0.05, 0.1]  # the job's own stays on record
