@@ -45,6 +45,7 @@ HOST = "127.0.0.1"
 DEFAULT_WORKERS = 32  # retailpulse's default pool size (settings.DEFAULT_WORKERS)
 DEFAULT_DELAY = (0.1, 0.4)  # retailpulse's default --gpu-delay
 JPEG_TARGET_BYTES = 300_000
+DEFAULT_MIX = {"jpeg": 85.0, "png": 10.0, "webp": 5.0}
 
 # -- output ----------------------------------------------------------------------------------
 
@@ -152,6 +153,7 @@ def _jpeg_near(im: Any, target: int) -> bytes:
 class ImageSet:
     photos: dict[str, list[Blob]]  # "jpeg"/"png"/"webp" -> variants
     tiny: list[Blob]
+    mix: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_MIX))
 
     def all(self) -> list[Blob]:
         return [b for blobs in self.photos.values() for b in blobs] + self.tiny
@@ -328,10 +330,13 @@ class Job:
 
 
 def pick_photo(images: ImageSet, rng: random.Random) -> Blob:
-    """85% JPEG, 10% PNG, 5% WebP."""
-    r = rng.random()
-    kind = "jpeg" if r < 0.85 else "png" if r < 0.95 else "webp"
-    return rng.choice(images.photos[kind])
+    """A photo drawn by the format mix (--mix; 85% JPEG, 10% PNG, 5% WebP by default)."""
+    r = rng.random() * sum(images.mix.values())
+    for kind, weight in images.mix.items():
+        if r < weight:
+            return rng.choice(images.photos[kind])
+        r -= weight
+    return rng.choice(images.photos["jpeg"])
 
 
 def make_job(
@@ -342,16 +347,18 @@ def make_job(
     *,
     seed: int = 7,
     count_offset: int = 0,
+    n_visits: int | None = None,
 ) -> Job:
-    """Visits of 2-4 images at known stores; every URL distinct (query string)."""
+    """Visits of 2-4 images at known stores; every URL distinct (query string). With
+    `n_visits`, exactly that many visits (and as many images as they draw)."""
     rng = random.Random(seed)
     ids = store_ids()
     visits: list[dict[str, Any]] = []
     urls: list[str] = []
     total = 0
     index = 0
-    while index < n_images:
-        k = min(rng.randint(2, 4), n_images - index)
+    while len(visits) < n_visits if n_visits is not None else index < n_images:
+        k = rng.randint(2, 4) if n_visits is not None else min(rng.randint(2, 4), n_images - index)
         v = len(visits)
         visit_urls = []
         for _ in range(k):
@@ -1023,10 +1030,21 @@ def compare(ctx: Context, cli: Cli, fixed: float) -> float | None:
         times = command_times(ctx, cli, job_id, "compare")
         out["commands"] = times
     ctx.summary["compare"] = out
-    return rp_rate
+    return float(rp_rate)
 
 
-def gpu_curve(ctx: Context, cli: Cli, fixed: float, download_rate: float | None) -> None:
+def list_schedule(delays: Sequence[float], workers: int) -> float:
+    """Makespan when images start in job order on the first free worker, downloads free:
+    the best a pool that hands out images in order can do (sum/workers plus the tail)."""
+    import heapq
+
+    free = [0.0] * workers
+    for d in delays:
+        heapq.heappush(free, heapq.heappop(free) + d)
+    return max(free)
+
+
+def gpu_curve(ctx: Context, cli: Cli, fixed: float) -> None:
     args = ctx.args
     n = args.curve_images
     lo, hi = DEFAULT_DELAY
@@ -1044,11 +1062,19 @@ def gpu_curve(ctx: Context, cli: Cli, fixed: float, download_rate: float | None)
         f"== GPU-delay curve: {n:,} images, --gpu-delay {lo:g}:{hi:g} --seed {seed} "
         f"(sum of delays {total:.1f}s, longest {max(delays):.3f}s)"
     )
-    if download_rate:
-        say(f"   download bound at --gpu-delay 0: {n / download_rate:.2f}s for {n:,} images")
+    m0, _, _ = submit_checked(ctx, cli, job, "--gpu-delay", "0")
+    say(
+        f"  the same job at --gpu-delay 0 (download and measure only, default workers): "
+        f"{m0.wall:.2f}s ({n / m0.wall:,.0f} img/s)"
+    )
+    say(
+        "  ideal = sum(delays)/workers; in-order = list-scheduling makespan (images start in "
+        "order on the first free worker, downloads free)"
+    )
     rows = []
     for w in args.gpu_curve:
         ideal = total / w
+        in_order = list_schedule(delays, w)
         m, _, _ = submit_checked(
             ctx, cli, job, "--workers", str(w), "--seed", str(seed), "--gpu-delay", f"{lo:g}:{hi:g}"
         )
@@ -1056,26 +1082,35 @@ def gpu_curve(ctx: Context, cli: Cli, fixed: float, download_rate: float | None)
         row = {
             "workers": w,
             "ideal_s": ideal,
+            "in_order_s": in_order,
             "wall_s": m.wall,
             "ratio": m.wall / ideal,
             "ratio_without_fixed_cost": net / ideal,
+            "ratio_to_in_order": m.wall / in_order,
             "peak_rss_kib": m.maxrss_kib,
             "cpu_s": m.cpu_user + m.cpu_sys,
         }
         rows.append(row)
         within = m.wall <= ideal * 1.10
         say(
-            f"  workers {w:>4}: ideal {ideal:7.2f}s  actual {m.wall:7.2f}s  "
-            f"actual/ideal {m.wall / ideal:5.3f}  (without {fixed:.2f}s fixed cost: "
-            f"{net / ideal:5.3f})  RSS {fmt_mb(m.maxrss_kib)}  CPU {row['cpu_s']:.1f}s"
-            f"{'' if within else '  > 10% over'}"
+            f"  workers {w:>4}: ideal {ideal:6.2f}s  in-order {in_order:6.2f}s  actual "
+            f"{m.wall:6.2f}s  actual/ideal {m.wall / ideal:5.3f} (w/o {fixed:.2f}s fixed cost "
+            f"{net / ideal:5.3f}; /in-order {m.wall / in_order:5.3f})  RSS "
+            f"{fmt_mb(m.maxrss_kib)}  CPU {row['cpu_s']:.1f}s{'' if within else '  > 10% over'}"
         )
         ctx.target(
             f"gpu-delay default, {w} workers: within 10% of ideal",
-            f"{m.wall / ideal:.3f}x ideal ({net / ideal:.3f}x w/o fixed cost)",
+            f"{m.wall / ideal:.3f}x ideal ({net / ideal:.3f}x w/o fixed cost; "
+            f"{m.wall / in_order:.3f}x in-order)",
             within,
         )
-    ctx.summary["gpu_curve"] = {"images": n, "seed": seed, "sum_delays_s": total, "rows": rows}
+    ctx.summary["gpu_curve"] = {
+        "images": n,
+        "seed": seed,
+        "sum_delays_s": total,
+        "download_only_s": m0.wall,
+        "rows": rows,
+    }
 
 
 def scale(ctx: Context, cli: Cli) -> None:
@@ -1145,14 +1180,14 @@ def validation(ctx: Context, cli: Cli) -> None:
     visits = ctx.args.validate_visits
     say(f"== validation of a {visits:,}-visit job file")
     rng_urls = ctx.images.tiny
-    n_images = visits * 3  # 2-4 per visit: ~3 on average; make_job stops at this image count
     bad = make_job(
         ctx.tmp / f"validate-{visits}-bad.json",
-        n_images,
+        0,
         lambda rng: rng.choice(rng_urls),
         ctx.server.url(""),
         seed=17,
         count_offset=1,
+        n_visits=visits,
     )
     out: dict[str, Any] = {
         "visits": bad.visits,
@@ -1163,10 +1198,11 @@ def validation(ctx: Context, cli: Cli) -> None:
     if cli.has_command("validate"):
         good = make_job(
             ctx.tmp / f"validate-{visits}.json",
-            n_images,
+            0,
             lambda rng: rng.choice(rng_urls),
             ctx.server.url(""),
             seed=17,
+            n_visits=visits,
         )
         t = time_command(
             "validate JOB_FILE", [*cli.base, "validate", str(good.path)], ctx.args.repeat
@@ -1210,6 +1246,21 @@ def _int_list(text: str) -> list[int]:
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError(f"{text!r}: expected positive numbers")
     return values
+
+
+def _mix(text: str) -> dict[str, float]:
+    mix: dict[str, float] = {}
+    try:
+        for part in text.split(","):
+            kind, _, weight = part.partition("=")
+            if kind.strip() not in DEFAULT_MIX:
+                raise ValueError(kind)
+            mix[kind.strip()] = float(weight)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected e.g. jpeg=85,png=10,webp=5") from None
+    if sum(mix.values()) <= 0 or min(mix.values()) < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: weights must be >= 0, not all 0")
+    return mix
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -1267,6 +1318,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--server-procs", type=int, default=2, help="image server processes")
     p.add_argument("--variants", type=int, default=6, help="distinct JPEG images served")
     p.add_argument(
+        "--mix",
+        type=_mix,
+        default=dict(DEFAULT_MIX),
+        metavar="jpeg=85,png=10,webp=5",
+        help="share of each format among the photos",
+    )
+    p.add_argument(
         "--python",
         default=sys.executable,
         help="interpreter that runs retailpulse and the references",
@@ -1304,23 +1362,45 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def serve_forever(ctx: Context) -> None:
+    """Keep the server up with a job file (and one of tiny images) in the temp dir, e.g. to
+    run retailpulse under a profiler by hand; Ctrl-C or SIGTERM stops and cleans up."""
+    n = ctx.args.images or 4000
     job = make_job(
-        REPO / "bench" / f".serve-job-{ctx.args.images}.json",
-        ctx.args.images,
-        lambda rng: pick_photo(ctx.images, rng),
-        ctx.server.url(""),
+        ctx.tmp / f"job-{n}.json", n, lambda rng: pick_photo(ctx.images, rng), ctx.server.url("")
     )
-    say(
-        f"serving on {ctx.server.url('/')} ; job file {job.path} ({len(job.urls):,} images, "
-        f"{job.bytes_total / 1e6:.0f} MB). Ctrl-C to stop."
+    tiny = make_job(
+        ctx.tmp / f"tiny-{n}.json", n, lambda rng: rng.choice(ctx.images.tiny), ctx.server.url("")
     )
+    say(f"serving on {ctx.server.url('/')} (pid {os.getpid()})")
+    say(f"job file: {job.path} ({len(job.urls):,} images, {job.bytes_total / 1e6:.0f} MB)")
+    say(f"tiny-image job file: {tiny.path}")
+    say("Ctrl-C (or kill -TERM the pid above) stops the server and removes these files.")
     try:
         while all(p.is_alive() for p in ctx.server.procs):
             time.sleep(0.5)
     except KeyboardInterrupt:
         pass
-    finally:
-        job.path.unlink(missing_ok=True)
+
+
+def git_state() -> str:
+    """The commit measured, and whether the work tree differs from it."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(REPO), "log", "-1", "--format=%h %s"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(REPO), "status", "--porcelain", "--", "retailpulse_cli"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    changed = len(dirty.splitlines())
+    return f"{head}" + (f" + {changed} uncommitted file(s) in retailpulse_cli/" if changed else "")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -1334,8 +1414,11 @@ def run(args: argparse.Namespace) -> int:
         f"retailpulse benchmark: {os.cpu_count()} CPUs, Python {summary['python']}, "
         f"server {args.server_procs} processes on {HOST}"
     )
+    summary["git"] = git_state()
+    say(f"retailpulse source: {summary['git']}")
     t0 = time.perf_counter()
     images = make_images(args.variants)
+    images.mix = args.mix
     sizes = {k: [len(b.body) for b in v] for k, v in images.photos.items()}
     say(
         f"images made in {time.perf_counter() - t0:.1f}s: "
@@ -1357,9 +1440,10 @@ def run(args: argparse.Namespace) -> int:
         cli = Cli(args.python, tmp / "jobs")
         startup_baseline(ctx, cli)
         fixed = fixed_cost(ctx, cli)
-        rate = compare(ctx, cli, fixed) if args.images > 0 else None
+        if args.images > 0:
+            compare(ctx, cli, fixed)
         if args.gpu_curve:
-            gpu_curve(ctx, cli, fixed, rate)
+            gpu_curve(ctx, cli, fixed)
         if args.scale:
             scale(ctx, cli)
         if args.validate_visits:

@@ -12,6 +12,7 @@ from . import service
 from .jobstore import Job, Lock
 from .runner import StopFlag
 from .settings import Settings
+from .spec import JobSpec
 from .stores import StoreMaster
 
 
@@ -24,6 +25,7 @@ class Planned:
     mode: service.Mode
     settings: Settings
     store_master: StoreMaster
+    spec: JobSpec | None = None  # already parsed (submit): not parsed again from job.json
 
 
 def run_jobs(
@@ -45,6 +47,7 @@ def run_jobs(
                     store_master=p.store_master,
                     stop=stop,
                     observer=observers[0],
+                    job_spec=p.spec,
                 )
             ]
         return _run_shared(planned, stop=stop, observers=observers)
@@ -79,6 +82,7 @@ def _run_shared(
                     observer=observers[i],
                     executor=pool,
                     fetcher=fetcher,
+                    job_spec=p.spec,
                 )
             except BaseException as exc:  # re-raised in the calling thread below, once
                 errors.append(exc)  # the other jobs have finished: one bad job stops no other

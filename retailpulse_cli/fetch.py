@@ -7,7 +7,6 @@ message with any credentials redacted, and how many attempts were made.
 from __future__ import annotations
 
 import contextlib
-import heapq
 import ipaddress
 import itertools
 import random
@@ -88,51 +87,48 @@ def is_blocked_address(address: str) -> bool:
 class Watchdog:
     """Enforces the per-image deadline by shutting down the socket of a response that is
     still being read when its deadline passes: a server that trickles one byte a second
-    never trips a read timeout, and reading the body in one call leaves no loop to check."""
+    never trips a read timeout, and reading the body in one call leaves no loop to check.
+
+    Arming is a dict insert under a lock; a thread sweeps every TICK seconds. No wake-up
+    per image and no heap of stale entries: at 1,000+ images/s both showed in profiles."""
+
+    TICK = 0.25
 
     def __init__(self) -> None:
-        self._cv = threading.Condition()
-        self._heap: list[tuple[float, int]] = []
-        self._armed: dict[int, socket.socket] = {}
+        self._lock = threading.Lock()
+        self._armed: dict[int, tuple[float, socket.socket]] = {}
         self._ids = itertools.count()
         self._thread: threading.Thread | None = None
 
     def arm(self, deadline: float, sock: socket.socket) -> int:
-        with self._cv:
-            token = next(self._ids)
-            self._armed[token] = sock
-            heapq.heappush(self._heap, (deadline, token))
+        token = next(self._ids)  # itertools.count is atomic under the GIL
+        with self._lock:
+            self._armed[token] = (deadline, sock)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="rp-watchdog", daemon=True)
                 self._thread.start()
-            self._cv.notify()
-            return token
+        return token
 
     def disarm(self, token: int) -> None:
-        with self._cv:
+        with self._lock:
             self._armed.pop(token, None)
 
     def abort_all(self) -> None:
         """Cut every response being read (used on Ctrl-C / SIGTERM)."""
-        with self._cv:
-            socks = list(self._armed.values())
+        with self._lock:
+            socks = [sock for _, sock in self._armed.values()]
             self._armed.clear()
         for sock in socks:
             _shutdown(sock)
 
     def _run(self) -> None:
         while True:
-            with self._cv:
-                while not self._heap:
-                    self._cv.wait()
-                deadline, token = self._heap[0]
-                now = time.monotonic()
-                if deadline > now:
-                    self._cv.wait(deadline - now)
-                    continue
-                heapq.heappop(self._heap)
-                sock = self._armed.pop(token, None)
-            if sock is not None:
+            time.sleep(self.TICK)
+            now = time.monotonic()
+            with self._lock:
+                expired = [t for t, (deadline, _) in self._armed.items() if deadline <= now]
+                socks = [self._armed.pop(t)[1] for t in expired]
+            for sock in socks:
                 _shutdown(sock)
 
 
@@ -196,6 +192,10 @@ class Fetcher:
         self.session.mount("https://", adapter)
         ua = settings.user_agent or f"retailpulse/{__version__} (+shelf-photo measurement)"
         self.session.headers["User-Agent"] = ua
+        # With trust_env, requests scans the environment for proxies and stats ~/.netrc on
+        # every request: 20 % of the CPU per image in profiles. Keep it only when there is
+        # something to find, so proxy settings and .netrc still work where they are used.
+        self.session.trust_env = _environment_matters()
         self._hosts: dict[str, _Host] = {}
         self._hosts_lock = threading.Lock()
         self._rng = random.Random()
@@ -425,6 +425,18 @@ class Fetcher:
                 f"{parts.hostname} connected to {address}, a private/loopback/link-local address "
                 "(--block-private-networks)",
             )
+
+
+def _environment_matters() -> bool:
+    import os
+    import urllib.request
+
+    if urllib.request.getproxies() or any(k.lower() == "no_proxy" for k in os.environ):
+        return True
+    netrc = os.environ.get("NETRC") or os.path.expanduser("~/.netrc")
+    return os.path.exists(netrc) or any(
+        k in os.environ for k in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+    )
 
 
 def _drain(r: requests.Response, limit: int = 64 * 1024) -> None:

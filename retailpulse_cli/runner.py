@@ -80,6 +80,7 @@ def process_image(
     try:
         data, attempts = fetcher.fetch(task.url, base_dir)
         size = measure(data, max_pixels=settings.max_pixels)
+        del data  # not held through the GPU pause: 128 sleeping workers x 300 KB adds up
     except FetchFailure as failure:
         if stop.is_set():
             return None  # cut short by Ctrl-C: do it again on resume, not a failure

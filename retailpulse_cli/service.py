@@ -219,6 +219,7 @@ def execute(
     observer: Observer | None = None,
     executor: Executor | None = None,
     fetcher: Fetcher | None = None,
+    job_spec: spec.JobSpec | None = None,
 ) -> dict[str, Any]:
     """Run (or finish, or retry) a job while holding its lock; return its final status.
 
@@ -230,7 +231,7 @@ def execute(
 
     obs = observer or NullObserver()
     meta = job.meta()
-    job_spec = load_spec(job)
+    job_spec = job_spec or load_spec(job)
     plan = _plan(job, job_spec, mode)
     tally = plan.tally
     created = str(meta.get("created_at"))

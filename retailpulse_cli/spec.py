@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from collections.abc import Iterator
+import re
+import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -35,10 +38,20 @@ class ImageTask(NamedTuple):
 class JobSpec:
     """A job file that passed validation."""
 
-    source: str  # what the user named: a path or "-" (stdin)
+    source: str  # what the user named: a path or "<stdin>"
     base_dir: Path  # folder that relative image paths are resolved against
-    raw: bytes  # the file exactly as given, kept in the job directory
+    text: str  # the file's text; with `bom`, it gives back the exact bytes (see `raw`)
+    bom: bool
     visits: tuple[Visit, ...]
+
+    @property
+    def raw(self) -> bytes:
+        """The file exactly as given (valid UTF-8 round-trips byte for byte)."""
+        return (_BOM if self.bom else b"") + self.text.encode("utf-8")
+
+    def without_text(self) -> JobSpec:
+        """The same spec minus the file's text, once job.json holds it (frees memory)."""
+        return dataclasses.replace(self, text="")
 
     @property
     def image_count(self) -> int:
@@ -78,26 +91,47 @@ _PATH_HINT = "check the path (use - to read the job file from stdin)"
 
 def load(source: str, stdin: Any = None) -> JobSpec:
     """Read and validate a job file; raise InvalidJobFile listing every problem."""
+    name = "<stdin>" if source == "-" else source
     raw, base_dir = read_source(source, stdin)
-    return parse(raw, source="<stdin>" if source == "-" else source, base_dir=base_dir)
+    text, bom = _text(raw, name)
+    del raw  # a 200,000-image job file is 16 MB: do not hold it twice while parsing
+    return parse_text(text, bom=bom, source=name, base_dir=base_dir)
 
 
 def parse(raw: bytes, *, source: str, base_dir: Path) -> JobSpec:
     """Validate job-file bytes; raise InvalidJobFile listing every problem."""
-    doc = _decode(raw, source)
+    text, bom = _text(raw, source)
+    return parse_text(text, bom=bom, source=source, base_dir=base_dir)
+
+
+def parse_text(text: str, *, bom: bool, source: str, base_dir: Path) -> JobSpec:
     problems: list[str] = []
-    visits = _check_document(doc, problems)
+    visit_problems: list[str] = []
+    visits: list[Visit] = []
+
+    def on_visit(i: int, item: Any) -> None:
+        visit = _check_visit(i, item, visit_problems)
+        if visit is not None:
+            visits.append(visit)
+
+    top = _decode(text, source, on_visit)
+    _check_top(top, problems)
+    problems += visit_problems
     if problems:
         shown = problems[:MAX_PROBLEMS]
         if len(problems) > MAX_PROBLEMS:
             shown.append(f"... and {len(problems) - MAX_PROBLEMS} more")
         raise InvalidJobFile(source, shown)
-    return JobSpec(source=source, base_dir=base_dir, raw=raw, visits=tuple(visits))
+    return JobSpec(source=source, base_dir=base_dir, text=text, bom=bom, visits=tuple(visits))
 
 
-def _decode(raw: bytes, source: str) -> Any:
+_BOM = b"\xef\xbb\xbf"
+
+
+def _text(raw: bytes, source: str) -> tuple[str, bool]:
     if raw[:2] in (b"\xff\xfe", b"\xfe\xff") or (len(raw) > 1 and b"\x00" in raw[:4]):
         raise InvalidJobFile(source, ["is UTF-16 text; save it as UTF-8"]) from None
+    bom = raw.startswith(_BOM)
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -106,8 +140,12 @@ def _decode(raw: bytes, source: str) -> Any:
         ) from None
     if not text.strip():
         raise InvalidJobFile(source, ["empty file, expected a JSON object"]) from None
+    return text, bom
+
+
+def _decode(text: str, source: str, on_visit: Callable[[int, Any], None]) -> Any:
     try:
-        return json.loads(text, object_pairs_hook=_no_duplicate_keys)
+        return _parse_document(text, on_visit)
     except json.JSONDecodeError as exc:
         where = f"line {exc.lineno} column {exc.colno}"
         hint = _json_hint(text, exc.pos)
@@ -116,6 +154,79 @@ def _decode(raw: bytes, source: str) -> Any:
         raise InvalidJobFile(source, [f"key {exc.args[0]!r} appears twice in one object"]) from None
     except RecursionError:
         raise InvalidJobFile(source, ["nested too deeply to be a job file"]) from None
+
+
+class _VisitsArray:
+    """Stands for the `visits` array once its elements went to `on_visit` one by one."""
+
+    def __init__(self, length: int) -> None:
+        self.length = length
+
+
+_WS = re.compile(r"[ \t\n\r]*")
+
+
+def _parse_document(text: str, on_visit: Callable[[int, Any], None]) -> Any:
+    """Parse the top-level object, handing each element of `visits` to `on_visit` as soon
+    as it is parsed, so the whole document never exists as Python objects at once (a
+    200,000-image job would hold ~75 MB of dicts). Errors are json's own, positioned."""
+    dec = json.JSONDecoder(object_pairs_hook=_no_duplicate_keys)
+    pos = _WS.match(text, 0).end()  # type: ignore[union-attr]
+    if text[pos : pos + 1] != "{":
+        return dec.decode(text)  # not an object: json says what it is, or what is wrong
+    top: dict[str, Any] = {}
+    pos = _WS.match(text, pos + 1).end()  # type: ignore[union-attr]
+    if text[pos : pos + 1] == "}":
+        pos += 1
+    else:
+        while True:
+            if text[pos : pos + 1] != '"':
+                raise json.JSONDecodeError(
+                    "Expecting property name enclosed in double quotes", text, pos
+                )
+            key, pos = dec.raw_decode(text, pos)
+            pos = _WS.match(text, pos).end()  # type: ignore[union-attr]
+            if text[pos : pos + 1] != ":":
+                raise json.JSONDecodeError("Expecting ':' delimiter", text, pos)
+            pos = _WS.match(text, pos + 1).end()  # type: ignore[union-attr]
+            if key in top:
+                raise _DuplicateKey(key)
+            if key == "visits" and text[pos : pos + 1] == "[":
+                top[key], pos = _stream_array(text, pos, dec, on_visit)
+            else:
+                top[key], pos = dec.raw_decode(text, pos)
+            pos = _WS.match(text, pos).end()  # type: ignore[union-attr]
+            if text[pos : pos + 1] == ",":
+                pos = _WS.match(text, pos + 1).end()  # type: ignore[union-attr]
+                continue
+            if text[pos : pos + 1] != "}":
+                raise json.JSONDecodeError("Expecting ',' delimiter", text, pos)
+            pos += 1
+            break
+    end = _WS.match(text, pos).end()  # type: ignore[union-attr]
+    if end != len(text):
+        raise json.JSONDecodeError("Extra data", text, end)
+    return top
+
+
+def _stream_array(
+    text: str, pos: int, dec: json.JSONDecoder, on_item: Callable[[int, Any], None]
+) -> tuple[_VisitsArray, int]:
+    pos = _WS.match(text, pos + 1).end()  # type: ignore[union-attr]
+    if text[pos : pos + 1] == "]":
+        return _VisitsArray(0), pos + 1
+    i = 0
+    while True:
+        item, pos = dec.raw_decode(text, pos)
+        on_item(i, item)
+        i += 1
+        pos = _WS.match(text, pos).end()  # type: ignore[union-attr]
+        if text[pos : pos + 1] == ",":
+            pos = _WS.match(text, pos + 1).end()  # type: ignore[union-attr]
+            continue
+        if text[pos : pos + 1] != "]":
+            raise json.JSONDecodeError("Expecting ',' delimiter", text, pos)
+        return _VisitsArray(i), pos + 1
 
 
 class _DuplicateKey(ValueError):
@@ -149,10 +260,11 @@ def _type_name(value: Any) -> str:
     return names.get(type(value), type(value).__name__)
 
 
-def _check_document(doc: Any, problems: list[str]) -> list[Visit]:
+def _check_top(doc: Any, problems: list[str]) -> None:
+    """count and visits; the visits themselves were checked as they were parsed."""
     if not isinstance(doc, dict):
         problems.append(f"(top level): expected an object, got {_type_name(doc)}")
-        return []
+        return
     count = doc.get("count")
     if "count" not in doc:
         problems.append("count: required field is missing")
@@ -160,18 +272,15 @@ def _check_document(doc: Any, problems: list[str]) -> list[Visit]:
         problems.append(f"count: expected an integer, got {_type_name(count)}")
     elif count < 0:
         problems.append(f"count: must not be negative, got {count}")
-    raw_visits = doc.get("visits")
+    visits = doc.get("visits")
     if "visits" not in doc:
         problems.append("visits: required field is missing")
-        return []
-    if not isinstance(raw_visits, list):
-        problems.append(f"visits: expected an array, got {_type_name(raw_visits)}")
-        return []
-    if not raw_visits:
+    elif not isinstance(visits, _VisitsArray):
+        problems.append(f"visits: expected an array, got {_type_name(visits)}")
+    elif visits.length == 0:
         problems.append("visits: must hold at least one visit")
-    elif type(count) is int and count >= 0 and count != len(raw_visits):
-        problems.append(f"count: says {count} but visits holds {len(raw_visits)}")
-    return [v for i, item in enumerate(raw_visits) if (v := _check_visit(i, item, problems))]
+    elif type(count) is int and count >= 0 and count != visits.length:
+        problems.append(f"count: says {count} but visits holds {visits.length}")
 
 
 def _check_visit(i: int, item: Any, problems: list[str]) -> Visit | None:
@@ -206,7 +315,8 @@ def _check_visit(i: int, item: Any, problems: list[str]) -> Visit | None:
         return None
     assert store_id is not None and visit_time is not None and isinstance(urls, list)
     # Ids typed by hand often carry stray spaces; the store master is trimmed the same way.
-    return Visit(store_id.strip(), visit_time, tuple(u.strip() for u in urls))
+    # interned: thousands of visits share a few store ids
+    return Visit(sys.intern(store_id.strip()), visit_time, tuple(u.strip() for u in urls))
 
 
 def _nonempty_string(item: dict[str, Any], key: str, path: str, problems: list[str]) -> str | None:

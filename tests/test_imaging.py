@@ -363,3 +363,23 @@ def test_pixel_limit() -> None:
         measure(buf.getvalue(), max_pixels=5_999_999)
     assert info.value.code == "decompression_bomb"
     assert measure(buf.getvalue(), max_pixels=6_000_000).perimeter == 10_000
+
+
+@pytest.mark.parametrize("size", [(1, 1), (37, 23), (640, 480), (16383, 2)])
+@pytest.mark.parametrize("kind", ["lossy", "lossless", "alpha", "animated"])
+def test_webp_size_from_its_own_header_matches_pillow(size: tuple[int, int], kind: str) -> None:
+    """The WebP fast path (VP8 / VP8L / VP8X headers) agrees with Pillow on every variant."""
+    from PIL import Image
+
+    from retailpulse_cli.imaging import webp_size
+
+    mode = "RGBA" if kind in ("alpha", "animated") else "RGB"
+    frames = [Image.new(mode, size, (i * 60, 20, 30, 200)[: len(mode)]) for i in range(2)]
+    buf = io.BytesIO()
+    if kind == "animated":
+        frames[0].save(buf, "WEBP", save_all=True, append_images=frames[1:])
+    else:
+        frames[0].save(buf, "WEBP", lossless=kind == "lossless")
+    data = buf.getvalue()
+    assert webp_size(data) == Image.open(io.BytesIO(data)).size == size
+    assert measure(data, max_pixels=10**9) == (size[0], size[1], "WEBP")
