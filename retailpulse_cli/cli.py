@@ -481,10 +481,10 @@ def submit(
     store = _jobs_store(jobs_dir)
     planned = []
     try:
-        while specs:  # popped: once job.json is written, the file's text is not kept
+        while specs:  # popped: each spec then lives only as long as its job runs
             job_spec = specs.pop(0)
             job, lock = service.create_job(store, job_spec, settings, master)
-            planned.append(Planned(job, lock, "submit", settings, master, job_spec.without_text()))
+            planned.append(Planned(job, lock, "submit", settings, master, job_spec))
     except BaseException:
         for p in planned:
             p.lock.release()  # jobs created so far read `interrupted`; resume finishes them
@@ -849,12 +849,12 @@ def validate(
                 {"file": name, "valid": False, "problems": exc.problems, "unknown_stores": []}
             )
             continue
-        unknown = sorted({v.store_id for v in job_spec.visits if v.store_id not in master})
+        unknown = sorted(s for s in job_spec.store_images if s not in master)
         rows.append(
             {
                 "file": name,
                 "valid": True,
-                "visits": len(job_spec.visits),
+                "visits": job_spec.visit_count,
                 "images": job_spec.image_count,
                 "problems": [],
                 "unknown_stores": unknown,
@@ -987,7 +987,7 @@ def _inbox_plan(
     job_spec = spec.parse(raw, source=str(folder / claim.name), base_dir=folder)
     job, lock = service.create_job(store, job_spec, settings, master)
     box.record_job(claim, job.id)
-    return Planned(job, lock, "submit", settings, master, job_spec.without_text())
+    return Planned(job, lock, "submit", settings, master, job_spec)
 
 
 def main() -> None:

@@ -72,7 +72,7 @@ def create_job(
         "created_at": created,
         "source": job_spec.source,
         "base_dir": str(job_spec.base_dir),
-        "visits": len(job_spec.visits),
+        "visits": job_spec.visit_count,
         "images_total": job_spec.image_count,
         "store_master": str(store_master.path.resolve()),
         "settings": _settings_to_json(settings),
@@ -83,11 +83,10 @@ def create_job(
 
 
 def new_tally(job_spec: spec.JobSpec) -> Tally:
-    per_store: Counter[str] = Counter()
-    for visit in job_spec.visits:
-        per_store[visit.store_id] += len(visit.image_urls)
     return Tally(
-        images_total=job_spec.image_count, images_per_store=per_store, visits=len(job_spec.visits)
+        images_total=job_spec.image_count,
+        images_per_store=Counter(job_spec.store_images),
+        visits=job_spec.visit_count,
     )
 
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -17,7 +16,7 @@ MAX_PROBLEMS = 50  # beyond this the message stops helping; the count still says
 
 
 class Visit(NamedTuple):
-    """One store visit; a NamedTuple because a 200,000-image job holds many of them."""
+    """One store visit, as validated."""
 
     store_id: str
     visit_time: str
@@ -36,31 +35,42 @@ class ImageTask(NamedTuple):
 
 @dataclass(frozen=True)
 class JobSpec:
-    """A job file that passed validation."""
+    """A job file that passed validation.
+
+    It keeps the file's text, not its visits as objects: the tasks are parsed out of the
+    text again, one visit at a time, as the pool needs them. Text costs ~85 bytes an
+    image; visits as Python objects cost twice that, and a 200,000-image job must run in
+    flat, bounded memory (issue 6)."""
 
     source: str  # what the user named: a path or "<stdin>"
     base_dir: Path  # folder that relative image paths are resolved against
     text: str  # the file's text; with `bom`, it gives back the exact bytes (see `raw`)
     bom: bool
-    visits: tuple[Visit, ...]
+    visit_count: int
+    image_count: int
+    store_images: dict[str, int]  # images per store id, in first-seen order
 
     @property
     def raw(self) -> bytes:
         """The file exactly as given (valid UTF-8 round-trips byte for byte)."""
         return (_BOM if self.bom else b"") + self.text.encode("utf-8")
 
-    def without_text(self) -> JobSpec:
-        """The same spec minus the file's text, once job.json holds it (frees memory)."""
-        return dataclasses.replace(self, text="")
-
-    @property
-    def image_count(self) -> int:
-        return sum(len(v.image_urls) for v in self.visits)
+    def visits(self) -> Iterator[Visit]:
+        """The visits, parsed again from the text one at a time."""
+        events = _parse_document(self.text)
+        while True:
+            try:
+                i, item = next(events)
+            except StopIteration:
+                return
+            visit = _check_visit(i, item, [])
+            if visit is not None:
+                yield visit
 
     def tasks(self) -> Iterator[ImageTask]:
         """Every image of the job in a stable order; its index is its identity across resumes."""
         index = 0
-        for vi, visit in enumerate(self.visits):
+        for vi, visit in enumerate(self.visits()):
             for url in visit.image_urls:
                 yield ImageTask(index, vi, visit.store_id, visit.visit_time, url)
                 index += 1
@@ -107,12 +117,17 @@ def parse(raw: bytes, *, source: str, base_dir: Path) -> JobSpec:
 def parse_text(text: str, *, bom: bool, source: str, base_dir: Path) -> JobSpec:
     problems: list[str] = []
     visit_problems: list[str] = []
-    visits: list[Visit] = []
+    counts = {"visits": 0, "images": 0}
+    store_images: dict[str, int] = {}
 
     def on_visit(i: int, item: Any) -> None:
         visit = _check_visit(i, item, visit_problems)
-        if visit is not None:
-            visits.append(visit)
+        if visit is not None:  # counted, not kept: tasks are parsed again when needed
+            counts["visits"] += 1
+            counts["images"] += len(visit.image_urls)
+            store_images[visit.store_id] = store_images.get(visit.store_id, 0) + len(
+                visit.image_urls
+            )
 
     top = _decode(text, source, on_visit)
     _check_top(top, problems)
@@ -122,7 +137,15 @@ def parse_text(text: str, *, bom: bool, source: str, base_dir: Path) -> JobSpec:
         if len(problems) > MAX_PROBLEMS:
             shown.append(f"... and {len(problems) - MAX_PROBLEMS} more")
         raise InvalidJobFile(source, shown)
-    return JobSpec(source=source, base_dir=base_dir, text=text, bom=bom, visits=tuple(visits))
+    return JobSpec(
+        source=source,
+        base_dir=base_dir,
+        text=text,
+        bom=bom,
+        visit_count=counts["visits"],
+        image_count=counts["images"],
+        store_images=store_images,
+    )
 
 
 _BOM = b"\xef\xbb\xbf"
@@ -144,8 +167,14 @@ def _text(raw: bytes, source: str) -> tuple[str, bool]:
 
 
 def _decode(text: str, source: str, on_visit: Callable[[int, Any], None]) -> Any:
+    events = _parse_document(text)
     try:
-        return _parse_document(text, on_visit)
+        while True:
+            try:
+                i, item = next(events)
+            except StopIteration as done:
+                return done.value
+            on_visit(i, item)
     except json.JSONDecodeError as exc:
         where = f"line {exc.lineno} column {exc.colno}"
         hint = _json_hint(text, exc.pos)
@@ -166,10 +195,10 @@ class _VisitsArray:
 _WS = re.compile(r"[ \t\n\r]*")
 
 
-def _parse_document(text: str, on_visit: Callable[[int, Any], None]) -> Any:
-    """Parse the top-level object, handing each element of `visits` to `on_visit` as soon
-    as it is parsed, so the whole document never exists as Python objects at once (a
-    200,000-image job would hold ~75 MB of dicts). Errors are json's own, positioned."""
+def _parse_document(text: str) -> Generator[tuple[int, Any], None, Any]:
+    """Parse the top-level object, yielding each element of `visits` as soon as it is
+    parsed, so the whole document never exists as Python objects at once (a 200,000-image
+    job would hold ~75 MB of dicts). Returns the other keys. Errors are json's own."""
     dec = json.JSONDecoder(object_pairs_hook=_no_duplicate_keys)
     pos = _WS.match(text, 0).end()  # type: ignore[union-attr]
     if text[pos : pos + 1] != "{":
@@ -192,7 +221,7 @@ def _parse_document(text: str, on_visit: Callable[[int, Any], None]) -> Any:
             if key in top:
                 raise _DuplicateKey(key)
             if key == "visits" and text[pos : pos + 1] == "[":
-                top[key], pos = _stream_array(text, pos, dec, on_visit)
+                top[key], pos = yield from _stream_array(text, pos, dec)
             else:
                 top[key], pos = dec.raw_decode(text, pos)
             pos = _WS.match(text, pos).end()  # type: ignore[union-attr]
@@ -210,15 +239,15 @@ def _parse_document(text: str, on_visit: Callable[[int, Any], None]) -> Any:
 
 
 def _stream_array(
-    text: str, pos: int, dec: json.JSONDecoder, on_item: Callable[[int, Any], None]
-) -> tuple[_VisitsArray, int]:
+    text: str, pos: int, dec: json.JSONDecoder
+) -> Generator[tuple[int, Any], None, tuple[_VisitsArray, int]]:
     pos = _WS.match(text, pos + 1).end()  # type: ignore[union-attr]
     if text[pos : pos + 1] == "]":
         return _VisitsArray(0), pos + 1
     i = 0
     while True:
         item, pos = dec.raw_decode(text, pos)
-        on_item(i, item)
+        yield i, item
         i += 1
         pos = _WS.match(text, pos).end()  # type: ignore[union-attr]
         if text[pos : pos + 1] == ",":
