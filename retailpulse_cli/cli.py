@@ -13,7 +13,7 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 
@@ -384,9 +384,15 @@ def finish(
         else:
             for st in statuses:
                 sys.stdout.write(st["job_id"] + "\n")
+    exit_after_run(statuses, code)
+
+
+def exit_after_run(statuses: list[dict[str, Any]], code: int) -> NoReturn:
+    """Exit with `code`. After an interrupted run, a worker thread may still be stuck in
+    a DNS lookup or a connect: it must not keep the process alive, so exit at once."""
+    sys.stdout.flush()
     sys.stderr.flush()
     if any(s.get("status") == "interrupted" for s in statuses):
-        # Threads stuck in a DNS lookup must not keep an interrupted process alive.
         os._exit(code)
     raise typer.Exit(code)
 
@@ -543,10 +549,7 @@ def worker(
     statuses = run_planned(planned, output=_output(False, False, True))
     code = combined_code(statuses)
     report.info_line(f"worker pid {os.getpid()} exits {code}")
-    sys.stderr.flush()
-    if any(s.get("status") == "interrupted" for s in statuses):
-        os._exit(code)
-    raise typer.Exit(code)
+    exit_after_run(statuses, code)
 
 
 def _job_store_master(job: Any, option: Path | None) -> Any:
@@ -960,10 +963,7 @@ def inbox(
     if not rows and not quiet:
         report.info_line(f"inbox {folder}: no job files")
     invalid = sum(1 for r in rows if r["status"] == "rejected")
-    code = combined_code(statuses, invalid)
-    if any(s.get("status") == "interrupted" for s in statuses):
-        os._exit(code)
-    raise typer.Exit(code)
+    exit_after_run(statuses, combined_code(statuses, invalid))
 
 
 def _inbox_plan(

@@ -156,13 +156,14 @@ class JobProgress:
         self.label = ""
         self.task: Any = None
         self.t0 = time.monotonic()
-        self.start_done = 0
+        self.base = 0  # images settled before this run (a retry redoes some of the counted)
+        self.processed = 0  # images this run has recorded
         self.last_plain = 0.0
         self.last_decile = -1
 
     def started(self, job: Any, tally: Tally, todo: int, source: str = "") -> None:
         self.t0 = time.monotonic()
-        self.start_done = tally.done
+        self.base = tally.images_total - todo
         self.label = job.id
         if self.output.quiet:
             return
@@ -171,7 +172,7 @@ class JobProgress:
             self.task = progress.add_task(
                 self.label,
                 total=tally.images_total,
-                completed=tally.done,
+                completed=self.base,
                 rate="-",
                 failed=tally.failed,
             )
@@ -184,6 +185,7 @@ class JobProgress:
                 info_line(f"job {self.label}: nothing left to do")
 
     def record(self, record: dict[str, Any], tally: Tally) -> None:
+        self.processed += 1
         if self.output.verbose and not self.output.quiet:
             if record.get("status") == "ok":
                 what = f"ok {record['width']}x{record['height']} perimeter={record['perimeter']}"
@@ -193,7 +195,7 @@ class JobProgress:
             info_line(f"{where} {record['store_id']} {record['image_url']} {what}")
 
     def rate(self, tally: Tally) -> float:
-        return (tally.done - self.start_done) / max(time.monotonic() - self.t0, 1e-6)
+        return self.processed / max(time.monotonic() - self.t0, 1e-6)
 
     def tick(self, tally: Tally) -> None:
         if self.output.quiet:
@@ -209,12 +211,13 @@ class JobProgress:
             return
         if self.output.verbose:
             return
-        decile = tally.done * 10 // max(tally.images_total, 1)
+        settled = self.base + self.processed
+        decile = settled * 10 // max(tally.images_total, 1)
         now = time.monotonic()
         if decile != self.last_decile or now - self.last_plain >= self.board.PLAIN_EVERY:
-            if tally.done < tally.images_total:
+            if settled < tally.images_total:
                 info_line(
-                    f"job {self.label}: {tally.done:,}/{tally.images_total:,} images, "
+                    f"job {self.label}: {settled:,}/{tally.images_total:,} images, "
                     f"{tally.failed:,} failed, {_fmt_rate(self.rate(tally))} img/s"
                 )
             self.last_decile = decile
@@ -225,7 +228,7 @@ class JobProgress:
         if self.output.quiet:
             return
         elapsed = time.monotonic() - self.t0
-        done = status.get("images_done", 0) - self.start_done
+        done = self.processed
         info_line(
             f"job {self.label} {status.get('status')}: {status.get('images_ok', 0):,} ok, "
             f"{status.get('images_failed', 0):,} failed of {status.get('images_total', 0):,} "

@@ -240,7 +240,7 @@ def execute(
         return status_doc(job.id, state, tally, created=created, mode=mode, started=started, **kw)
 
     job.write_state(state_doc("ongoing"), tally.errors())
-    todo = tally.images_total - tally.done
+    todo = tally.images_total - len(plan.skip)  # a retry redoes images already counted
     tasks: Iterator[spec.ImageTask] = (
         t for t in job_spec.tasks() if t.image_index not in plan.skip
     )
