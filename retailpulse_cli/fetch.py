@@ -260,6 +260,8 @@ class Fetcher:
                 failure.attempts = attempt
                 if not failure.retryable or attempt > s.retries or self.stop.is_set():
                     raise
+                if deadline.remaining() < 0.05:
+                    raise  # the network-time budget is spent: pausing would only hold a worker
                 pause = min(s.backoff_max, s.backoff * 2 ** (attempt - 1))
                 pause *= 0.5 + self._rng.random()  # jitter: spread out a thundering herd
                 if failure.retry_after is not None:
