@@ -137,6 +137,25 @@ def _shutdown(sock: socket.socket) -> None:
         sock.shutdown(socket.SHUT_RDWR)
 
 
+class RetryLater(Exception):  # a request to the caller, not an error
+    """Another attempt is due at `not_before` (monotonic); `tries` carries the state."""
+
+    def __init__(self, not_before: float, tries: Tries, failure: FetchFailure) -> None:
+        super().__init__(failure.message)
+        self.not_before = not_before
+        self.tries = tries
+        self.failure = failure
+
+
+@dataclass
+class Tries:
+    """One image's attempts so far and its network-time budget, kept across re-queues."""
+
+    deadline: Deadline
+    attempt: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+
 class Deadline:
     """The per-image budget of network time (--timeout). Waits we impose ourselves (the
     per-host rate, Retry-After, back-off between attempts) move it forward: politeness
@@ -203,16 +222,18 @@ class Fetcher:
     def close(self) -> None:
         self.session.close()
 
-    def fetch(self, url: str, base_dir: Path) -> tuple[bytes, int]:
-        """Return (body, attempts) or raise FetchFailure (with `.attempts` set)."""
-        deadline = Deadline(self.settings.timeout)
+    def fetch(self, url: str, base_dir: Path, tries: Tries | None = None) -> tuple[bytes, int]:
+        """Return (body, attempts); raise FetchFailure (with `.attempts` set) when it failed
+        for good, or RetryLater when another attempt is due after a pause. The pause is not
+        slept here: the caller queues the image, so a worker never idles in a back-off."""
+        tries = tries or Tries(Deadline(self.settings.timeout))
         try:
             parts = urlsplit(url)
         except ValueError as exc:
             raise FetchFailure("invalid_url", f"not a valid URL: {exc}") from None
         scheme = parts.scheme.lower()
         if scheme in ("http", "https"):
-            return self._fetch_http(url, deadline)
+            return self._fetch_http(url, tries)
         if scheme == "file" or scheme == "" or (len(scheme) == 1 and url[1:2] == ":"):
             return self._read_local(url, parts, base_dir), 1
         raise FetchFailure(
@@ -249,26 +270,23 @@ class Fetcher:
 
     # -- HTTP ----------------------------------------------------------------------------
 
-    def _fetch_http(self, url: str, deadline: Deadline) -> tuple[bytes, int]:
+    def _fetch_http(self, url: str, tries: Tries) -> tuple[bytes, int]:
         s = self.settings
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return self._follow(url, deadline), attempt
-            except FetchFailure as failure:
-                failure.attempts = attempt
-                if not failure.retryable or attempt > s.retries or self.stop.is_set():
-                    raise
-                if deadline.remaining() < 0.05:
-                    raise  # the network-time budget is spent: pausing would only hold a worker
-                pause = min(s.backoff_max, s.backoff * 2 ** (attempt - 1))
-                pause *= 0.5 + self._rng.random()  # jitter: spread out a thundering herd
-                if failure.retry_after is not None:
-                    pause = max(pause, failure.retry_after)
-                if self.stop.wait(pause):
-                    raise
-                deadline.extend(pause)
+        tries.attempt += 1
+        try:
+            return self._follow(url, tries.deadline), tries.attempt
+        except FetchFailure as failure:
+            failure.attempts = tries.attempt
+            if not failure.retryable or tries.attempt > s.retries or self.stop.is_set():
+                raise
+            if tries.deadline.remaining() < 0.05:
+                raise  # the network-time budget is spent: another attempt cannot help
+            pause = min(s.backoff_max, s.backoff * 2 ** (tries.attempt - 1))
+            pause *= 0.5 + self._rng.random()  # jitter: spread out a thundering herd
+            if failure.retry_after is not None:
+                pause = max(pause, failure.retry_after)
+            tries.deadline.extend(pause)  # waiting is not network time
+            raise RetryLater(time.monotonic() + pause, tries, failure) from None
 
     def _host(self, parts: SplitResult) -> _Host:
         key = f"{parts.scheme}://{parts.netloc.rpartition('@')[2].lower()}"

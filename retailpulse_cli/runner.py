@@ -7,16 +7,19 @@ different executor (e.g. dask.distributed's) can be passed without touching the 
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import queue
 import random
 import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .fetch import Fetcher, FetchFailure, redact, scrub
+from .fetch import Fetcher, FetchFailure, RetryLater, Tries, redact, scrub
 from .imaging import ImageFailure, measure
 from .settings import Settings
 from .spec import ImageTask
@@ -67,20 +70,37 @@ def unknown_store_record(task: ImageTask) -> Record:
     return rec
 
 
+@dataclass(frozen=True)
+class Later:
+    """An image to try again once `not_before` (monotonic) has passed."""
+
+    task: ImageTask
+    not_before: float
+    tries: Tries
+
+
 def process_image(
-    task: ImageTask, *, base_dir: Path, fetcher: Fetcher, settings: Settings
-) -> Record | None:
-    """Fetch, measure and 'run the model' on one image. None means undone (stopped)."""
+    task: ImageTask,
+    tries: Tries | None = None,
+    *,
+    base_dir: Path,
+    fetcher: Fetcher,
+    settings: Settings,
+) -> Record | Later | None:
+    """Fetch, measure and 'run the model' on one image. None means undone (stopped);
+    Later means a transient failure whose next attempt is due after a back-off."""
     stop = fetcher.stop
     if stop.is_set():
         return None
-    started = time.monotonic()
+    started = tries.started if tries is not None else time.monotonic()
     rec = base_record(task)
     attempts = 0
     try:
-        data, attempts = fetcher.fetch(task.url, base_dir)
+        data, attempts = fetcher.fetch(task.url, base_dir, tries)
         size = measure(data, max_pixels=settings.max_pixels)
         del data  # not held through the GPU pause: 128 sleeping workers x 300 KB adds up
+    except RetryLater as later:
+        return Later(task, later.not_before, later.tries)
     except FetchFailure as failure:
         if stop.is_set():
             return None  # cut short by Ctrl-C: do it again on resume, not a failure
@@ -106,10 +126,13 @@ def process_image(
     return rec
 
 
+MAX_WAITING_RETRIES = 10_000  # ~3 MB; beyond it new images wait for retries to drain
+
+
 def run(
     tasks: Iterable[ImageTask],
     *,
-    work: Callable[[ImageTask], Record | None],
+    work: Callable[[ImageTask, Tries | None], Record | Later | None],
     is_known: Callable[[str], bool],
     sink: Callable[[Record], None],
     tick: Callable[[], None],
@@ -119,40 +142,65 @@ def run(
     grace: float = 2.0,
 ) -> bool:
     """Feed tasks to the pool with a bounded number in flight; pass each record to `sink`
-    (in this thread); call `tick` about every 0.2 s. Return True when every task is done."""
+    (in this thread); call `tick` about every 0.2 s. Images that asked to be tried again
+    later wait in a heap, not in a worker, and go before new images once due.
+    Return True when every task is done."""
     own = executor is None
     pool = executor or ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rp-worker")
-    done: queue.SimpleQueue[Future[Record | None]] = queue.SimpleQueue()
+    done: queue.SimpleQueue[Future[Record | Later | None]] = queue.SimpleQueue()
     in_flight, cap = 0, workers * 2  # bounded: a 200,000-image job holds ~2x workers futures
+    waiting: list[tuple[float, int, Later]] = []  # retries by due time
+    order = itertools.count()
     pending = iter(tasks)
     exhausted = False
     undone = 0
     stopped_at: float | None = None
     last_tick = time.monotonic()
+
+    def submit(task: ImageTask, tries: Tries | None) -> None:
+        nonlocal in_flight
+        pool.submit(work, task, tries).add_done_callback(done.put)
+        in_flight += 1
+
     try:
         while True:
-            while not exhausted and in_flight < cap and not stop.is_set():
+            now = time.monotonic()
+            while waiting and waiting[0][0] <= now and in_flight < cap and not stop.is_set():
+                later = heapq.heappop(waiting)[2]
+                submit(later.task, later.tries)
+            while (
+                not exhausted
+                and in_flight < cap
+                and len(waiting) < MAX_WAITING_RETRIES
+                and not stop.is_set()
+            ):
                 task = next(pending, None)
                 if task is None:
                     exhausted = True
                 elif not is_known(task.store_id):
                     sink(unknown_store_record(task))
                 else:
-                    pool.submit(work, task).add_done_callback(done.put)
-                    in_flight += 1
-            if in_flight == 0 and (exhausted or stop.is_set()):
+                    submit(task, None)
+            if stop.is_set() and in_flight == 0:
+                undone += len(waiting)  # not retried now: resume does them again
+                waiting.clear()
                 break
+            if in_flight == 0 and not waiting and exhausted:
+                break
+            timeout = 0.2 if not waiting else min(0.2, max(0.0, waiting[0][0] - now))
             try:
-                future = done.get(timeout=0.2)
+                future = done.get(timeout=timeout)
             except queue.Empty:
                 future = None
             if future is not None:
                 in_flight -= 1
-                record = future.result()
-                if record is None:
+                result = future.result()
+                if result is None:
                     undone += 1
+                elif isinstance(result, Later):
+                    heapq.heappush(waiting, (result.not_before, next(order), result))
                 else:
-                    sink(record)
+                    sink(result)
             now = time.monotonic()
             if now - last_tick >= 0.2:
                 tick()
@@ -165,4 +213,4 @@ def run(
         if own:
             pool.shutdown(wait=False, cancel_futures=True)
     tick()
-    return exhausted and in_flight == 0 and undone == 0
+    return exhausted and in_flight == 0 and undone == 0 and not waiting

@@ -279,8 +279,8 @@ def execute(
     try:
         complete = runner.run(
             tasks,
-            work=lambda task: runner.process_image(
-                task, base_dir=base_dir, fetcher=fetch, settings=settings
+            work=lambda task, tries: runner.process_image(
+                task, tries, base_dir=base_dir, fetcher=fetch, settings=settings
             ),
             is_known=store_master.__contains__,
             sink=sink,

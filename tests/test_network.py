@@ -405,3 +405,23 @@ def test_connections_are_kept_alive_for_images_and_errors(
     r = cli("submit", str(job), "--workers", "1", "--gpu-delay", "0", "--retries", "0")
     assert r.exit_code == 1, r.stderr  # the 404s fail the job
     assert server.connections - before == 1
+
+
+def test_a_back_off_does_not_hold_a_worker(
+    cli: Any, server: ImageServer, env: dict[str, str], tmp_path: Path
+) -> None:
+    """With one worker, an image told to come back in 2 s (429 Retry-After) waits in the
+    queue while the worker goes on with images of another host (the 429 holds back its
+    own host); then it is tried again and succeeds."""
+    key = uuid.uuid4().hex
+    slow = server.url(f"/ratelimited/{key}?after=2")
+    other_host = f"http://localhost:{server.port}"  # same server, another host to the client
+    others = [f"{other_host}/img/{900 + i}x10.png" for i in range(5)]
+    job = write_job(tmp_path / "j.json", [visit(KNOWN[0], slow, *others)])
+    r = cli("submit", str(job), "--workers", "1", "--gpu-delay", "0", "--per-host", "1")
+    assert r.exit_code == 0, r.stderr
+    records = results_of(env, r.stdout.strip())
+    assert [rec["index"] for rec in records][-1] == 0  # recorded last: it did not block
+    first = next(rec for rec in records if rec["index"] == 0)
+    assert first["status"] == "ok" and first["attempts"] == 2
+    assert first["elapsed_ms"] >= 1900  # elapsed counts from its first attempt
