@@ -64,11 +64,13 @@ def _run_shared(
 ) -> list[dict[str, Any]]:
     from .fetch import Fetcher
 
-    settings = planned[0].settings
+    # One connection pool per distinct settings (an inbox may resume an orphan submitted
+    # with other timeouts or limits): each job downloads under its own rules.
+    fetchers = {p.settings: Fetcher(p.settings, stop) for p in planned}
     statuses: list[dict[str, Any] | None] = [None] * len(planned)
     errors: list[BaseException] = []
-    fetcher = Fetcher(settings, stop)
-    pool = ThreadPoolExecutor(settings.workers, thread_name_prefix="rp-worker")
+    workers = max(p.settings.workers for p in planned)
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="rp-worker")
     try:
 
         def one(i: int, p: Planned) -> None:
@@ -81,7 +83,7 @@ def _run_shared(
                     stop=stop,
                     observer=observers[i],
                     executor=pool,
-                    fetcher=fetcher,
+                    fetcher=fetchers[p.settings],
                     job_spec=p.spec,
                 )
             except BaseException as exc:  # re-raised in the calling thread below, once
@@ -98,7 +100,8 @@ def _run_shared(
                 t.join(0.2)  # short joins keep the main thread free to take signals
     finally:
         pool.shutdown(wait=False, cancel_futures=True)  # stuck downloads must not block exit
-        fetcher.close()
+        for fetcher in fetchers.values():
+            fetcher.close()
     if errors:
         raise errors[0]
     return [s for s in statuses if s is not None]

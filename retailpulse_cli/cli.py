@@ -959,7 +959,8 @@ def inbox(
             report.print_json(rows)
         else:
             for row in rows:
-                sys.stdout.write(f"{row['file']}\t{row['job_id'] or '-'}\t{row['status']}\n")
+                name = report.safe(row["file"])
+                sys.stdout.write(f"{name}\t{row['job_id'] or '-'}\t{row['status']}\n")
     if not rows and not quiet:
         report.info_line(f"inbox {folder}: no job files")
     invalid = sum(1 for r in rows if r["status"] == "rejected")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -33,6 +34,7 @@ def spawn_worker(
     gets the worker's log as its worker.log (hard links to one file)."""
     first = jobs[0].log_path
     try:
+        _unshare(first)
         log = first.open("ab")
         for job in jobs[1:]:
             if not job.log_path.exists():
@@ -77,3 +79,16 @@ def inherited_settings() -> dict[str, Any]:
     except ValueError:
         return {}
     return value if isinstance(value, dict) else {}
+
+
+def _unshare(log: Path) -> None:
+    """A worker.log hard-linked with sibling jobs (one detached worker ran them all) gets
+    its own copy before a new run appends to it, so the siblings' logs stay theirs."""
+    try:
+        if log.stat().st_nlink <= 1:
+            return
+    except FileNotFoundError:
+        return
+    tmp = log.with_name(f".{log.name}.{os.getpid()}")
+    shutil.copyfile(log, tmp)
+    os.replace(tmp, log)

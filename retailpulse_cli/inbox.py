@@ -85,6 +85,8 @@ def _oldest_first(inbox: Path) -> tuple[list[Path], list[str]]:
         raise _storage_error("read", inbox, exc) from None
     aged, odd = [], []
     for path in names:
+        if path.name.startswith("."):
+            continue  # hidden: an editor's swap file or a half-copied upload, not a job
         try:
             st = path.stat()
         except FileNotFoundError:

@@ -226,10 +226,14 @@ class Job:
         that has not been merged yet (it is running, or it was killed) laid over it.
         Streams; only the retry's line offsets are held in memory."""
         offsets = self._line_offsets(self.retry_path)
-        if not offsets:
+        try:
+            retry_fh = self.retry_path.open("rb") if offsets else None
+        except FileNotFoundError:  # merged and removed just now: results.jsonl has it all
+            retry_fh = None
+        if retry_fh is None:
             yield from self.iter_results()
             return
-        with self.retry_path.open("rb") as retry:
+        with retry_fh as retry:
             for rec in self.iter_results():
                 at = offsets.pop(rec.get("index"), None)  # type: ignore[arg-type]
                 yield rec if at is None else self._record_at(retry, at)

@@ -22,6 +22,13 @@ from rich.text import Text
 from .tally import Tally
 
 
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        """Rich exits 1 when the reader goes away; let stdout_guard keep the real code."""
+        self.quiet = True
+        raise BrokenPipeError
+
+
 @dataclass(frozen=True)
 class Output:
     """How much and in what form to print; one per command invocation."""
@@ -34,7 +41,7 @@ class Output:
         plain = self.no_color or bool(os.environ.get("NO_COLOR"))
         # color_system=None drops bold and the rest too: --no-color means no escape codes
         kwargs: dict[str, Any] = {"color_system": None} if plain else {}
-        return Console(file=stream, highlight=False, soft_wrap=True, **kwargs)
+        return _Console(file=stream, highlight=False, soft_wrap=True, emoji=False, **kwargs)
 
     @property
     def out(self) -> Console:
@@ -54,6 +61,14 @@ def stdout_guard() -> Iterator[None]:
         sys.stdout.flush()
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except OSError as exc:  # e.g. > /dev/full: the user's disk, not our bug
+        from .errors import StorageError
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise StorageError(
+            f"cannot write to standard output: {exc.strerror or exc}",
+            hint="check the disk or file that standard output goes to",
+        ) from None
 
 
 def print_json(obj: Any) -> None:
@@ -66,7 +81,7 @@ def print_jsonl(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
 
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # newlines too: one message, one line
 
 
 def safe(text: str) -> str:
@@ -331,5 +346,6 @@ def show_validation(output: Output, rows: list[dict[str, Any]]) -> None:
             )
         else:
             out.print(
-                f"{r['file']}: valid ({r['visits']:,} visits, {r['images']:,} images)", markup=False
+                safe(f"{r['file']}: valid ({r['visits']:,} visits, {r['images']:,} images)"),
+                markup=False,
             )

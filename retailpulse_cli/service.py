@@ -239,8 +239,13 @@ def execute(
     def state_doc(state: str, **kw: Any) -> dict[str, Any]:
         return status_doc(job.id, state, tally, created=created, mode=mode, started=started, **kw)
 
-    job.write_state(state_doc("ongoing"), tally.errors())
     todo = tally.images_total - len(plan.skip)  # a retry redoes images already counted
+    if todo == 0 and mode != "submit":
+        stored = job.read_json("status.json")
+        if stored.get("status") in ("completed", "failed"):
+            return read_status(job)  # nothing to do: the job's history stays as it was
+
+    job.write_state(state_doc("ongoing"), tally.errors())
     tasks: Iterator[spec.ImageTask] = (
         t for t in job_spec.tasks() if t.image_index not in plan.skip
     )

@@ -183,6 +183,8 @@ def _decode(text: str, source: str, on_visit: Callable[[int, Any], None]) -> Any
         raise InvalidJobFile(source, [f"key {exc.args[0]!r} appears twice in one object"]) from None
     except RecursionError:
         raise InvalidJobFile(source, ["nested too deeply to be a job file"]) from None
+    except ValueError as exc:  # e.g. an integer of more than 4,300 digits
+        raise InvalidJobFile(source, [f"not a usable JSON value: {exc}"]) from None
 
 
 class _VisitsArray:
@@ -294,6 +296,9 @@ def _check_top(doc: Any, problems: list[str]) -> None:
     if not isinstance(doc, dict):
         problems.append(f"(top level): expected an object, got {_type_name(doc)}")
         return
+    for key, value in doc.items():
+        if key not in ("count", "visits") and isinstance(value, dict | list) and _too_deep(value):
+            problems.append(f"{key}: nested too deeply (over {MAX_DEPTH} levels)")
     count = doc.get("count")
     if "count" not in doc:
         problems.append("count: required field is missing")
@@ -312,12 +317,33 @@ def _check_top(doc: Any, problems: list[str]) -> None:
         problems.append(f"count: says {count} but visits holds {visits.length}")
 
 
+MAX_DEPTH = 32  # far deeper than any job file needs; json itself gives up near 1,000
+_VISIT_KEYS = frozenset({"store_id", "visit_time", "image_url"})
+
+
+def _too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
+    """Nesting checked without recursion. Without a fixed limit, whether json's scanner
+    accepts a file would depend on how deep the Python stack already is when it parses:
+    a file valid at submit could fail when its tasks are parsed again during the run."""
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+    return False
+
+
 def _check_visit(i: int, item: Any, problems: list[str]) -> Visit | None:
     path = f"visits[{i}]"
     if not isinstance(item, dict):
         problems.append(f"{path}: expected an object, got {_type_name(item)}")
         return None
     before = len(problems)
+    for key, value in item.items():  # fields we do not know: allowed, but not abysses
+        if key not in _VISIT_KEYS and isinstance(value, dict | list) and _too_deep(value):
+            problems.append(f"{path}.{key}: nested too deeply (over {MAX_DEPTH} levels)")
     store_id = _nonempty_string(item, "store_id", path, problems)
     visit_time = _nonempty_string(item, "visit_time", path, problems)
     urls = item.get("image_url")

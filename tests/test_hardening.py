@@ -280,3 +280,98 @@ def test_hand_typed_job_file_mistakes_get_pointed_messages(
     r = cli("submit", str(tmp_path / "utf16.json"))
     assert r.exit_code == 3 and "is UTF-16 text; save it as UTF-8" in r.stderr
     assert jobs_in(env) == []
+
+
+def test_deep_nesting_and_huge_numbers_are_invalid_input_not_a_crash_later(
+    cli: Cli, server: ImageServer, env: dict[str, str], tmp_path: Path
+) -> None:
+    def deep(n: int) -> str:
+        visit_text = (
+            '{"store_id": "S00339218", "visit_time": "t", "image_url": ["'
+            + server.url("/img/850x20.png")
+            + '"], "x": '
+            + "[" * n
+            + "]" * n
+            + "}"
+        )
+        return '{"count": 1, "visits": [' + visit_text + "]}"
+
+    # 975 levels break json's scanner at some stack depths and not at others; 100 never
+    # does: both must be refused up front, whatever the stack, not crash later in the run
+    (tmp_path / "deep975.json").write_text(deep(975))
+    (tmp_path / "deep100.json").write_text(deep(100))
+    (tmp_path / "huge.json").write_text('{"count": 1, "n": ' + "9" * 5000 + ', "visits": []}')
+    for name, expected in (
+        ("deep975.json", "nested too deeply"),
+        ("deep100.json", "visits[0].x: nested too deeply (over 32 levels)"),
+        ("huge.json", "not a usable JSON value"),
+    ):
+        for command in ("validate", "submit"):
+            r = cli(command, str(tmp_path / name))
+            assert r.exit_code == 3, (name, command, r.stderr)
+            assert expected in r.stdout + r.stderr
+    assert jobs_in(env) == []
+
+
+def test_rich_output_into_a_closed_pipe_keeps_the_exit_code(
+    server: ImageServer, env: dict[str, str], tmp_path: Path
+) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"count": "1"}')
+    good = write_job(tmp_path / "good.json", [visit("S00339218", server.url("/img/851x20.png"))])
+    exe = f"{sys.executable} -m retailpulse_cli"
+    big = " ".join([str(good)] * 200)  # enough lines that the reader is gone before the end
+    r = subprocess.run(
+        [
+            "bash",
+            "-c",
+            f"{exe} validate {bad} {big} | head -c 1 > /dev/null; echo ${{PIPESTATUS[0]}}",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert r.stdout.strip() == "3", r.stderr
+    r = subprocess.run(
+        ["bash", "-c", f"{exe} validate {good} > /dev/full; echo $?"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert r.stdout.strip() == "7" and "cannot write to standard output" in r.stderr
+
+
+def test_text_from_job_files_cannot_forge_lines_or_emoji(
+    cli: Cli, server: ImageServer, env: dict[str, str], tmp_path: Path
+) -> None:
+    job = write_job(
+        tmp_path / ":thumbs_up:.json",
+        [visit("S:warning:1\nretailpulse: job X completed", server.url("/img/852x20.png"))],
+    )
+    r = cli("validate", str(job))
+    assert r.exit_code == 1
+    assert ":thumbs_up:.json" in r.stdout and "S:warning:1\\x0aretailpulse" in r.stdout
+    assert len(r.stdout.splitlines()) == 1
+
+
+def test_inbox_ignores_hidden_files(
+    server: ImageServer, env: dict[str, str], tmp_path: Path
+) -> None:
+    box = tmp_path / "inbox"
+    box.mkdir()
+    write_job(box / ".partial-upload.json", [visit("S00339218", server.url("/img/853x20.png"))])
+    r = run_cli("inbox", str(box), "--json", env=env)
+    assert r.returncode == 0 and json.loads(r.stdout) == []
+    assert (box / ".partial-upload.json").exists() and jobs_in(env) == []
+
+
+def test_resume_of_a_finished_job_changes_nothing(
+    cli: Cli, server: ImageServer, env: dict[str, str], tmp_path: Path
+) -> None:
+    job = write_job(tmp_path / "j.json", [visit("S99999999", server.url("/img/854x20.png"))])
+    job_id = cli("submit", str(job), "--gpu-delay", "0").stdout.strip()
+    path = Path(env["RETAILPULSE_JOBS_DIR"]) / job_id / "status.json"
+    before = path.read_bytes()
+    r = cli("resume", job_id, "--json")
+    assert r.exit_code == 1 and json.loads(r.stdout)["status"] == "failed"
+    assert path.read_bytes() == before
