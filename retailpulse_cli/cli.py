@@ -159,7 +159,7 @@ Timeout = Annotated[
     typer.Option(
         "--timeout",
         min=0.1,
-        help="Total seconds per image, retries included. [default: 60]",
+        help="Seconds of network time per image, all attempts included. [default: 60]",
         show_default=False,
     ),
 ]
@@ -195,7 +195,7 @@ PerHost = Annotated[
     typer.Option(
         "--per-host",
         min=1,
-        help="Connections at once to one host. [default: 32]",
+        help="Connections at once to one host. [default: as --workers]",
         show_default=False,
     ),
 ]
