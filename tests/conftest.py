@@ -80,6 +80,17 @@ def run_cli(
     )
 
 
+def start_cli(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    """Start `python -m retailpulse_cli ...` as a real subprocess (for kills and signals)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "retailpulse_cli", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def jobs_in(env: dict[str, str]) -> list[str]:
     root = Path(env["RETAILPULSE_JOBS_DIR"])
     return (

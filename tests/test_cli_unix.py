@@ -18,7 +18,7 @@ import typer
 from retailpulse_cli.cli import app, handle_errors
 from retailpulse_cli.errors import EXIT_CODE_HELP
 
-from .conftest import Cli, jobs_in, results_of, run_cli, visit, write_job
+from .conftest import Cli, jobs_in, results_of, run_cli, start_cli, visit, write_job
 from .imageserver import ImageServer
 
 ANSI = re.compile(r"\x1b\[")
@@ -100,23 +100,7 @@ def test_two_inbox_runs_at_once_take_no_file_twice(
     for k in range(12):
         ok_job(box, server, f"job{k:02}.json", 410 + k)
     procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "retailpulse_cli",
-                "inbox",
-                str(box),
-                "--json",
-                "--gpu-delay",
-                "0.05",
-            ],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(2)
+        start_cli("inbox", str(box), "--json", "--gpu-delay", "0.05", env=env) for _ in range(2)
     ]
     rows: list[dict[str, Any]] = []
     for p in procs:
@@ -136,22 +120,7 @@ def test_inbox_picks_up_a_file_left_by_a_killed_run(
     box.mkdir()
     urls = [server.url(f"/img/{430 + i}x22.png") for i in range(60)]
     write_job(box / "big.json", [visit("S00339218", *urls)])
-    p = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "retailpulse_cli",
-            "inbox",
-            str(box),
-            "--gpu-delay",
-            "0.1",
-            "--workers",
-            "2",
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    p = start_cli("inbox", str(box), "--gpu-delay", "0.1", "--workers", "2", env=env)
     deadline = time.monotonic() + 20
     while not list((box / ".processing").glob("*.job")):
         assert time.monotonic() < deadline
@@ -356,14 +325,9 @@ def test_under_cron_minimal_environment(server: ImageServer, tmp_path: Path) -> 
         shutil.rmtree(default / job_id, ignore_errors=True)
 
 
-def start_and_wait_ongoing(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+def start_and_wait_ongoing(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
     """Start the CLI and return once its job reads `ongoing` with some images done."""
-    p = subprocess.Popen(
-        [sys.executable, "-m", "retailpulse_cli", *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    p = start_cli(*args, env=env)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         ids = jobs_in(env)

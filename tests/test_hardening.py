@@ -15,7 +15,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from .conftest import Cli, jobs_in, results_of, run_cli, visit, write_job
+from .conftest import Cli, jobs_in, results_of, run_cli, start_cli, visit, write_job
 from .imageserver import ImageServer
 
 
@@ -58,23 +58,8 @@ def test_counts_match_results_after_a_retry_is_killed_and_resume_goes_on_retryin
         "submit", str(job), "--gpu-delay", "0", "--retries", "0", env=env
     ).stdout.strip()
     assert status_of(env, job_id)["images_failed"] == n
-    p = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "retailpulse_cli",
-            "retry",
-            job_id,
-            "--gpu-delay",
-            "0.2",
-            "--workers",
-            "2",
-            "--retries",
-            "0",
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+    p = start_cli(
+        "retry", job_id, "--gpu-delay", "0.2", "--workers", "2", "--retries", "0", env=env
     )
     deadline = time.monotonic() + 20
     while status_of(env, job_id)["images_ok"] < 6:
@@ -103,23 +88,16 @@ def test_resume_uses_the_store_master_the_job_was_submitted_with(
     master.write_text("AreaCode,StoreName,StoreID\n1,Corner shop,CUSTOM1\n")
     urls = [server.url(f"/img/{800 + i}x20.png") for i in range(40)]
     job = write_job(tmp_path / "j.json", [visit("CUSTOM1", *urls)])
-    p = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "retailpulse_cli",
-            "submit",
-            str(job),
-            "--store-master",
-            str(master),
-            "--gpu-delay",
-            "0.2",
-            "--workers",
-            "2",
-        ],
+    p = start_cli(
+        "submit",
+        str(job),
+        "--store-master",
+        str(master),
+        "--gpu-delay",
+        "0.2",
+        "--workers",
+        "2",
         env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
     )
     deadline = time.monotonic() + 20
     while not jobs_in(env) or status_of(env, jobs_in(env)[0])["images_done"] < 4:

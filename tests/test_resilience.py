@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import jobs_in, results_of, run_cli, visit, write_job
+from .conftest import jobs_in, results_of, run_cli, start_cli, visit, write_job
 from .imageserver import ImageServer
 
 N = 300  # a few hundred images, as the issue asks
@@ -30,13 +30,7 @@ def big_job(tmp_path: Path, server: ImageServer, offset: int, n: int = N) -> Pat
 
 
 def start(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "retailpulse_cli", *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return start_cli(*args, env=env)
 
 
 def wait_for_results(env: dict[str, str], at_least: int, timeout: float = 30) -> str:
