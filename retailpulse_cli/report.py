@@ -77,10 +77,6 @@ def print_json(obj: Any) -> None:
     sys.stdout.flush()
 
 
-def print_jsonl(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
-
-
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # newlines too: one message, one line
 
 

@@ -312,8 +312,9 @@ def execute(
         final = state_doc("failed" if tally.failed else "completed", finished=now_iso())
     else:
         final = state_doc("interrupted", interrupted_by=stop.reason or "stopped")
-    job.write_state(final, tally.errors())
-    return with_errors(final, tally.errors())
+    errors = tally.errors()
+    job.write_state(final, errors)
+    return with_errors(final, errors)
 
 
 def with_errors(status: dict[str, Any], errors: list[dict[str, Any]]) -> dict[str, Any]:
