@@ -197,44 +197,52 @@ class _VisitsArray:
 _WS = re.compile(r"[ \t\n\r]*")
 
 
+def _skip_ws(text: str, pos: int) -> int:
+    return _WS.match(text, pos).end()  # type: ignore[union-attr]  # [ \t\n\r]* always matches
+
+
+def _next_item(text: str, pos: int, closer: str) -> tuple[bool, int]:
+    """After a value: (True, start of the next item) on a comma, (False, past the closer)
+    on `closer`; anything else is json's own 'Expecting ',' delimiter'."""
+    pos = _skip_ws(text, pos)
+    if text[pos : pos + 1] == ",":
+        return True, _skip_ws(text, pos + 1)
+    if text[pos : pos + 1] != closer:
+        raise json.JSONDecodeError("Expecting ',' delimiter", text, pos)
+    return False, pos + 1
+
+
 def _parse_document(text: str) -> Generator[tuple[int, Any], None, Any]:
     """Parse the top-level object, yielding each element of `visits` as soon as it is
     parsed, so the whole document never exists as Python objects at once (a 200,000-image
     job would hold ~75 MB of dicts). Returns the other keys. Errors are json's own."""
     dec = json.JSONDecoder(object_pairs_hook=_no_duplicate_keys)
-    pos = _WS.match(text, 0).end()  # type: ignore[union-attr]
+    pos = _skip_ws(text, 0)
     if text[pos : pos + 1] != "{":
         return dec.decode(text)  # not an object: json says what it is, or what is wrong
     top: dict[str, Any] = {}
-    pos = _WS.match(text, pos + 1).end()  # type: ignore[union-attr]
-    if text[pos : pos + 1] == "}":
+    pos = _skip_ws(text, pos + 1)
+    more = text[pos : pos + 1] != "}"
+    if not more:
         pos += 1
-    else:
-        while True:
-            if text[pos : pos + 1] != '"':
-                raise json.JSONDecodeError(
-                    "Expecting property name enclosed in double quotes", text, pos
-                )
-            key, pos = dec.raw_decode(text, pos)
-            pos = _WS.match(text, pos).end()  # type: ignore[union-attr]
-            if text[pos : pos + 1] != ":":
-                raise json.JSONDecodeError("Expecting ':' delimiter", text, pos)
-            pos = _WS.match(text, pos + 1).end()  # type: ignore[union-attr]
-            if key in top:
-                raise _DuplicateKey(key)
-            if key == "visits" and text[pos : pos + 1] == "[":
-                top[key], pos = yield from _stream_array(text, pos, dec)
-            else:
-                top[key], pos = dec.raw_decode(text, pos)
-            pos = _WS.match(text, pos).end()  # type: ignore[union-attr]
-            if text[pos : pos + 1] == ",":
-                pos = _WS.match(text, pos + 1).end()  # type: ignore[union-attr]
-                continue
-            if text[pos : pos + 1] != "}":
-                raise json.JSONDecodeError("Expecting ',' delimiter", text, pos)
-            pos += 1
-            break
-    end = _WS.match(text, pos).end()  # type: ignore[union-attr]
+    while more:
+        if text[pos : pos + 1] != '"':
+            raise json.JSONDecodeError(
+                "Expecting property name enclosed in double quotes", text, pos
+            )
+        key, pos = dec.raw_decode(text, pos)
+        pos = _skip_ws(text, pos)
+        if text[pos : pos + 1] != ":":
+            raise json.JSONDecodeError("Expecting ':' delimiter", text, pos)
+        pos = _skip_ws(text, pos + 1)
+        if key in top:
+            raise _DuplicateKey(key)
+        if key == "visits" and text[pos : pos + 1] == "[":
+            top[key], pos = yield from _stream_array(text, pos, dec)
+        else:
+            top[key], pos = dec.raw_decode(text, pos)
+        more, pos = _next_item(text, pos, "}")
+    end = _skip_ws(text, pos)
     if end != len(text):
         raise json.JSONDecodeError("Extra data", text, end)
     return top
@@ -243,21 +251,16 @@ def _parse_document(text: str) -> Generator[tuple[int, Any], None, Any]:
 def _stream_array(
     text: str, pos: int, dec: json.JSONDecoder
 ) -> Generator[tuple[int, Any], None, tuple[_VisitsArray, int]]:
-    pos = _WS.match(text, pos + 1).end()  # type: ignore[union-attr]
+    pos = _skip_ws(text, pos + 1)
     if text[pos : pos + 1] == "]":
         return _VisitsArray(0), pos + 1
-    i = 0
-    while True:
+    i, more = 0, True
+    while more:
         item, pos = dec.raw_decode(text, pos)
         yield i, item
         i += 1
-        pos = _WS.match(text, pos).end()  # type: ignore[union-attr]
-        if text[pos : pos + 1] == ",":
-            pos = _WS.match(text, pos + 1).end()  # type: ignore[union-attr]
-            continue
-        if text[pos : pos + 1] != "]":
-            raise json.JSONDecodeError("Expecting ',' delimiter", text, pos)
-        return _VisitsArray(i), pos + 1
+        more, pos = _next_item(text, pos, "]")
+    return _VisitsArray(i), pos
 
 
 class _DuplicateKey(ValueError):

@@ -63,14 +63,20 @@ def assert_one_result_per_image(env: dict[str, str], job_id: str, n: int) -> lis
 SLOW = ["--gpu-delay", "0.05:0.1", "--workers", "8", "--seed", "7"]
 
 
+def killed_submit(job: Path, env: dict[str, str], after: int) -> str:
+    """Submit `job` slowly, SIGKILL it once `after` results are on disk; return the job id."""
+    proc = start(["submit", str(job), *SLOW], env)
+    job_id = wait_for_results(env, after)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    return job_id
+
+
 def test_sigkill_then_status_says_interrupted_and_resume_finishes(
     tmp_path: Path, server: ImageServer, env: dict[str, str]
 ) -> None:
     job = big_job(tmp_path, server, offset=1000)
-    proc = start(["submit", str(job), *SLOW], env)
-    job_id = wait_for_results(env, 40)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(10)
+    job_id = killed_submit(job, env, after=40)
     before = results_of(env, job_id)
     recorded_before = {r["index"] for r in before}
 
@@ -122,10 +128,7 @@ def test_two_resumes_at_once_second_refuses_with_busy_code(
     tmp_path: Path, server: ImageServer, env: dict[str, str]
 ) -> None:
     job = big_job(tmp_path, server, offset=4000)
-    proc = start(["submit", str(job), *SLOW], env)
-    job_id = wait_for_results(env, 20)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(10)
+    job_id = killed_submit(job, env, after=20)
 
     first = start(["resume", job_id, *SLOW], env)
     deadline = time.monotonic() + 10
@@ -345,10 +348,7 @@ def test_resume_detach_finishes_in_the_background(
     tmp_path: Path, server: ImageServer, env: dict[str, str]
 ) -> None:
     job = big_job(tmp_path, server, offset=8000, n=90)
-    proc = start(["submit", str(job), *SLOW], env)
-    job_id = wait_for_results(env, 10)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(10)
+    job_id = killed_submit(job, env, after=10)
     r = run_cli("resume", "--detach", job_id, "--gpu-delay", "0", env=env)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == job_id
