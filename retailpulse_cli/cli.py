@@ -13,11 +13,12 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 
 from . import __version__
+from .cli_options import RunFlags, run_options
 from .errors import EXIT_CODE_HELP, ExitCode, RetailpulseError
 
 EXIT_CODES_TEXT = "| code | meaning |\n|---:|---|\n" + "\n".join(
@@ -36,6 +37,16 @@ app = typer.Typer(
     add_completion=True,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+if TYPE_CHECKING:  # real types for the checker; imported lazily at run time (start-up)
+    from .batch import Planned
+    from .config import Resolved
+    from .inbox import Claim
+    from .jobstore import Job, JobStore, Lock
+    from .report import Output
+    from .service import Mode
+    from .settings import Settings
+    from .stores import StoreMaster
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -123,145 +134,35 @@ JsonOpt = Annotated[
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print only data and errors.")]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="A line per image on stderr.")]
 NoColor = Annotated[bool, typer.Option("--no-color", help="No colour (also: NO_COLOR env var).")]
-Workers = Annotated[
-    int | None,
-    typer.Option(
-        "--workers",
-        "-w",
-        min=1,
-        max=1024,
-        help="Images processed at once. [default: 32]",
-        show_default=False,
-    ),
-]
-GpuDelay = Annotated[
-    str | None,
-    typer.Option(
-        "--gpu-delay",
-        metavar="MIN:MAX",
-        help="Simulated GPU seconds per image; 0 turns it off. [default: 0.1:0.4]",
-        show_default=False,
-    ),
-]
-Seed = Annotated[int | None, typer.Option("--seed", help="Make the GPU delays reproducible.")]
-Retries = Annotated[
-    int | None,
-    typer.Option(
-        "--retries",
-        min=0,
-        max=20,
-        help="Extra attempts for transient failures. [default: 3]",
-        show_default=False,
-    ),
-]
-Timeout = Annotated[
-    float | None,
-    typer.Option(
-        "--timeout",
-        min=0.1,
-        help="Seconds of network time per image, all attempts included. [default: 60]",
-        show_default=False,
-    ),
-]
-ReadTimeout = Annotated[
-    float | None,
-    typer.Option(
-        "--read-timeout",
-        min=0.1,
-        help="Longest silence from a server. [default: 20]",
-        show_default=False,
-    ),
-]
-MaxBytes = Annotated[
-    int | None,
-    typer.Option(
-        "--max-bytes",
-        min=1,
-        help="Largest image body accepted. [default: 52428800 (50 MiB)]",
-        show_default=False,
-    ),
-]
-MaxPixels = Annotated[
-    int | None,
-    typer.Option(
-        "--max-pixels",
-        min=1,
-        help="Largest width x height accepted. [default: 100000000]",
-        show_default=False,
-    ),
-]
-PerHost = Annotated[
-    int | None,
-    typer.Option(
-        "--per-host",
-        min=1,
-        help="Connections at once to one host. [default: as --workers]",
-        show_default=False,
-    ),
-]
-Rate = Annotated[
-    float | None,
-    typer.Option(
-        "--rate",
-        min=0.0,
-        help="Requests per second per host; 0 = no limit. [default: 0]",
-        show_default=False,
-    ),
-]
-NoLocal = Annotated[
-    bool, typer.Option("--no-local-files", help="Refuse file:// URLs and paths (untrusted jobs).")
-]
-BlockPrivate = Annotated[
-    bool,
-    typer.Option(
-        "--block-private-networks",
-        help="Refuse hosts on loopback, private, link-local or metadata addresses.",
-    ),
-]
 
 
-def parse_gpu_delay(text: str) -> tuple[float, float]:
-    """'0' -> off, '0.25' -> fixed, '0.1:0.4' -> uniform range."""
-    try:
-        parts = [float(p) for p in text.split(":")]
-    except ValueError:
-        raise typer.BadParameter(f"{text!r} is not MIN:MAX seconds, e.g. 0.1:0.4 or 0") from None
-    if len(parts) == 1:
-        parts = parts * 2
-    if len(parts) != 2 or parts[0] < 0 or parts[1] < parts[0]:
-        raise typer.BadParameter(f"{text!r}: need 0 <= MIN <= MAX, e.g. 0.1:0.4 or 0")
-    return parts[0], parts[1]
+def _resolve(flags: RunFlags, stored: dict[str, Any] | None = None) -> Resolved:
+    from . import config
+
+    return config.resolve(flags.values, config_file=flags.config_file, stored=stored)
 
 
-def build_settings(base: dict[str, Any] | None = None, **given: Any) -> Any:
-    """Defaults, then settings stored with the job (resume/retry), then flags given now."""
-    from .settings import Settings
+def _settings(resolved: Resolved) -> Settings:
+    from . import config
 
-    values: dict[str, Any] = {}
-    fields = set(Settings.__dataclass_fields__)
-    for key, value in (base or {}).items():
-        if key in fields:
-            values[key] = tuple(value) if key == "gpu_delay" else value
-    if given.get("gpu_delay") is not None:
-        given["gpu_delay"] = parse_gpu_delay(given["gpu_delay"])
-    for flag, unset in (("allow_local_files", True), ("block_private_networks", False)):
-        if given.get(flag) is unset:
-            given[flag] = None  # a switch not given keeps the stored value
-    values.update({k: v for k, v in given.items() if v is not None})
-    if "per_host" not in values and "workers" in values:
-        values["per_host"] = values["workers"]
-    return Settings(**values)
+    return config.settings_from(resolved)
 
 
-def _jobs_store(jobs_dir: Path | None) -> Any:
+def _jobs_store(jobs_dir: Path | None) -> JobStore:
+    """--jobs-dir, else RETAILPULSE_JOBS_DIR, else the config file, else the default."""
+    from . import config
     from .jobstore import JobStore, default_jobs_dir
 
+    if jobs_dir is None:
+        jobs_dir = config.resolve({}, only={"jobs_dir"}).get("jobs_dir")
     return JobStore(jobs_dir.expanduser() if jobs_dir else default_jobs_dir())
 
 
-def _store_master(path: Path | None) -> Any:
-    from . import stores
+def _store_master(path: Path | None) -> StoreMaster:
+    from . import config, stores
 
+    if path is None:
+        path = config.resolve({}, only={"store_master"}).get("store_master")
     return stores.load(stores.resolve_path(path))
 
 
@@ -424,6 +325,7 @@ def load_specs(job_files: list[str], *, strict: bool) -> tuple[list[Any], int]:
 
 @app.command()
 @handle_errors
+@run_options
 def submit(
     job_files: Annotated[
         list[str],
@@ -436,23 +338,11 @@ def submit(
         ),
     ] = False,
     as_json: JsonOpt = False,
-    jobs_dir: JobsDir = None,
-    store_master: StoreMasterOpt = None,
-    workers: Workers = None,
-    gpu_delay: GpuDelay = None,
-    seed: Seed = None,
-    retries: Retries = None,
-    timeout: Timeout = None,
-    read_timeout: ReadTimeout = None,
-    max_bytes: MaxBytes = None,
-    max_pixels: MaxPixels = None,
-    per_host: PerHost = None,
-    rate: Rate = None,
-    no_local_files: NoLocal = False,
-    block_private_networks: BlockPrivate = False,
     quiet: Quiet = False,
     verbose: Verbose = False,
     no_color: NoColor = False,
+    *,
+    run_flags: RunFlags,
 ) -> None:
     """Validate job files, create a job for each and process them; print one job id per line.
 
@@ -465,26 +355,14 @@ def submit(
     from .batch import Planned
 
     output = _output(quiet, verbose, no_color)
-    settings = build_settings(
-        workers=workers,
-        gpu_delay=gpu_delay,
-        seed=seed,
-        retries=retries,
-        timeout=timeout,
-        read_timeout=read_timeout,
-        max_bytes=max_bytes,
-        max_pixels=max_pixels,
-        per_host=per_host,
-        rate=rate,
-        allow_local_files=not no_local_files,
-        block_private_networks=block_private_networks,
-    )
+    resolved = _resolve(run_flags)
+    settings = _settings(resolved)
     many = len(job_files) > 1
     specs, invalid = load_specs(job_files, strict=not many)
     if not specs:
         raise typer.Exit(int(ExitCode.INVALID_INPUT))
-    master = _store_master(store_master)
-    store = _jobs_store(jobs_dir)
+    master = _store_master(resolved.get("store_master"))
+    store = _jobs_store(resolved.get("jobs_dir"))
     planned = []
     try:
         while specs:  # popped: each spec then lives only as long as its job runs
@@ -496,16 +374,17 @@ def submit(
             p.lock.release()  # jobs created so far read `interrupted`; resume finishes them
         raise
     if detach:
-        _detach(planned, as_json=as_json, many=many)
+        _detach(planned, run_flags, as_json=as_json, many=many)
         raise typer.Exit(int(ExitCode.INVALID_INPUT) if invalid else 0)
     statuses = run_planned(planned, output=output)
     finish(statuses, output, as_json=as_json, invalid=invalid, many=many)
 
 
-def _detach(planned: list[Any], *, as_json: bool, many: bool) -> None:
+def _detach(planned: list[Planned], flags: RunFlags, *, as_json: bool, many: bool) -> None:
     from .detach import spawn_worker
 
-    spawn_worker([p.job for p in planned], [p.lock for p in planned])
+    jobs, locks = [p.job for p in planned], [p.lock for p in planned]
+    spawn_worker(jobs, locks, given=_handed_over(flags))
     _print_ids([p.job for p in planned], as_json=as_json, many=many)
 
 
@@ -527,9 +406,10 @@ def _print_ids(jobs: list[Any], *, as_json: bool, many: bool) -> None:
 def worker(
     job_dirs: Annotated[list[Path], typer.Argument()],
     mode: Annotated[str, typer.Option("--mode")] = "submit",
-    store_master: StoreMasterOpt = None,
 ) -> None:
     """Detached worker: runs jobs handed over by `--detach` (their locks inherited)."""
+    from typing import cast
+
     from . import report
     from .detach import inherited_locks, inherited_settings
     from .jobstore import Job
@@ -537,10 +417,12 @@ def worker(
     jobs = [Job(d) for d in job_dirs]
     locks = inherited_locks(jobs)
     given = inherited_settings()
+    config_file = given.pop("config_file", None)
+    flags = RunFlags(given, Path(config_file) if config_file else None)
     planned = []
     try:
         for job, lock in zip(jobs, locks, strict=True):
-            planned.append(_open_for_run(job, mode, given, store_master, lock=lock))
+            planned.append(_open_for_run(job, cast("Mode", mode), flags, lock=lock))
     except BaseException:
         for lock in locks:
             lock.release()
@@ -552,8 +434,9 @@ def worker(
     exit_after_run(statuses, code)
 
 
-def _job_store_master(job: Any, option: Path | None) -> Any:
-    """--store-master if given, else the one the job was submitted with, else the default."""
+def _job_store_master(job: Job, option: Path | None) -> StoreMaster:
+    """--store-master (or its variable or config key), else the one the job was submitted
+    with, else the default."""
     from . import report, service
 
     if option is None:
@@ -563,11 +446,10 @@ def _job_store_master(job: Any, option: Path | None) -> Any:
     return _store_master(option)
 
 
-def _open_for_run(
-    job: Any, mode: Any, given: dict[str, Any], store_master: Path | None, lock: Any = None
-) -> Any:
+def _open_for_run(job: Job, mode: Mode, flags: RunFlags, lock: Lock | None = None) -> Planned:
     """Lock an existing job (unless its lock is handed over) and plan its run with the
-    settings it was submitted with, overridden by `given`; unlock if planning fails."""
+    settings it was submitted with, overridden by flags, environment and config file;
+    unlock if planning fails."""
     from . import service
     from .batch import Planned
     from .jobstore import Lock
@@ -575,116 +457,78 @@ def _open_for_run(
     lock = lock or Lock.acquire(job.lock_path)
     try:
         mode = service.continuing_mode(job, mode)
-        settings = build_settings(service.stored_settings(job), **given)
-        return Planned(job, lock, mode, settings, _job_store_master(job, store_master))
+        resolved = _resolve(flags, stored=service.stored_settings(job))
+        master = _job_store_master(job, resolved.get("store_master"))
+        return Planned(job, lock, mode, _settings(resolved), master)
     except BaseException:
         lock.release()
         raise
 
 
 def _resume_or_retry(
-    mode: Any,
-    job_id: str,
-    jobs_dir: Path | None,
-    store_master: Path | None,
-    as_json: bool,
-    output: Any,
-    given: dict[str, Any],
-    detach: bool = False,
+    mode: Mode, job_id: str, flags: RunFlags, as_json: bool, output: Output, detach: bool
 ) -> None:
-    job = _jobs_store(jobs_dir).job(job_id)
-    planned = _open_for_run(job, mode, given, store_master)
+    job = _jobs_store(flags.values.get("jobs_dir")).job(job_id)
+    planned = _open_for_run(job, mode, flags)
     if detach:
         from .detach import spawn_worker
 
-        spawn_worker(
-            [job], [planned.lock], mode=planned.mode, given=given, store_master=store_master
-        )
+        spawn_worker([job], [planned.lock], mode=planned.mode, given=_handed_over(flags))
         _print_ids([job], as_json=as_json, many=False)
         return
     statuses = run_planned([planned], output=output)
     finish(statuses, output, as_json=as_json)
 
 
+def _handed_over(flags: RunFlags) -> dict[str, Any]:
+    """The flags a detached worker resolves again (as JSON: paths become text)."""
+    given = {k: str(v) if isinstance(v, Path) else v for k, v in flags.values.items()}
+    if flags.config_file is not None:
+        given["config_file"] = str(flags.config_file.resolve())
+    return given
+
+
 @app.command()
 @handle_errors
+@run_options
 def resume(
     job_id: Annotated[str, typer.Argument(help="The job to finish.")],
     detach: DetachOpt = False,
     as_json: JsonOpt = False,
-    jobs_dir: JobsDir = None,
-    store_master: StoreMasterOpt = None,
-    workers: Workers = None,
-    gpu_delay: GpuDelay = None,
-    seed: Seed = None,
-    retries: Retries = None,
-    timeout: Timeout = None,
     quiet: Quiet = False,
     verbose: Verbose = False,
     no_color: NoColor = False,
+    *,
+    run_flags: RunFlags,
 ) -> None:
     """Finish an interrupted job: images already recorded are not downloaded again.
 
     Settings are those the job was submitted with unless given again. Exit codes as for
     `submit`; 6 when another process is working on the job.
     """
-    given = {
-        "workers": workers,
-        "gpu_delay": gpu_delay,
-        "seed": seed,
-        "retries": retries,
-        "timeout": timeout,
-    }
-    _resume_or_retry(
-        "resume",
-        job_id,
-        jobs_dir,
-        store_master,
-        as_json,
-        _output(quiet, verbose, no_color),
-        given,
-        detach,
-    )
+    output = _output(quiet, verbose, no_color)
+    _resume_or_retry("resume", job_id, run_flags, as_json, output, detach)
 
 
 @app.command()
 @handle_errors
+@run_options
 def retry(
     job_id: Annotated[str, typer.Argument(help="The job whose failed images to run again.")],
     detach: DetachOpt = False,
     as_json: JsonOpt = False,
-    jobs_dir: JobsDir = None,
-    store_master: StoreMasterOpt = None,
-    workers: Workers = None,
-    gpu_delay: GpuDelay = None,
-    seed: Seed = None,
-    retries: Retries = None,
-    timeout: Timeout = None,
     quiet: Quiet = False,
     verbose: Verbose = False,
     no_color: NoColor = False,
+    *,
+    run_flags: RunFlags,
 ) -> None:
     """Run the failed images of a job again (and any never processed); unknown stores stay failed.
 
     Exit codes as for `submit`; 6 when another process is working on the job.
     """
-    given = {
-        "workers": workers,
-        "gpu_delay": gpu_delay,
-        "seed": seed,
-        "retries": retries,
-        "timeout": timeout,
-    }
-    _resume_or_retry(
-        "retry",
-        job_id,
-        jobs_dir,
-        store_master,
-        as_json,
-        _output(quiet, verbose, no_color),
-        given,
-        detach,
-    )
+    output = _output(quiet, verbose, no_color)
+    _resume_or_retry("retry", job_id, run_flags, as_json, output, detach)
 
 
 @app.command()
@@ -875,23 +719,17 @@ def validate(
 
 @app.command()
 @handle_errors
+@run_options
 def inbox(
     folder: Annotated[
         Path, typer.Argument(metavar="DIR", help="Folder where job files are dropped.")
     ],
     as_json: JsonOpt = False,
-    jobs_dir: JobsDir = None,
-    store_master: StoreMasterOpt = None,
-    workers: Workers = None,
-    gpu_delay: GpuDelay = None,
-    seed: Seed = None,
-    retries: Retries = None,
-    timeout: Timeout = None,
-    no_local_files: NoLocal = False,
-    block_private_networks: BlockPrivate = False,
     quiet: Quiet = False,
     verbose: Verbose = False,
     no_color: NoColor = False,
+    *,
+    run_flags: RunFlags,
 ) -> None:
     """Process every *.json job file in DIR once: each moves to DIR/done/ (job id in
     NAME.job beside it) or DIR/rejected/ (reasons in NAME.reason). Safe to start while
@@ -904,20 +742,13 @@ def inbox(
     from .errors import InvalidJobFile, JobBusy
 
     output = _output(quiet, verbose, no_color)
-    given: dict[str, Any] = {
-        "workers": workers,
-        "gpu_delay": gpu_delay,
-        "seed": seed,
-        "retries": retries,
-        "timeout": timeout,
-        "allow_local_files": not no_local_files,
-        "block_private_networks": block_private_networks,
-    }
-    settings = build_settings(**given)
+    resolved = _resolve(run_flags)
+    settings = _settings(resolved)
     if not folder.is_dir():
         raise typer.BadParameter(f"{folder} is not a folder", param_hint="DIR")
-    master = _store_master(store_master)  # before claiming: a bad master must not strand files
-    store = _jobs_store(jobs_dir)
+    # before claiming: a bad master must not strand files
+    master = _store_master(resolved.get("store_master"))
+    store = _jobs_store(resolved.get("jobs_dir"))
     folder = folder.resolve()
     rows: list[dict[str, Any]] = []
     planned: list[Any] = []
@@ -927,7 +758,7 @@ def inbox(
         report.info_line(f"inbox: skipped {folder / name}: not a regular file")
     for claim in found:
         try:
-            item = _inbox_plan(claim, folder, store, settings, given, master)
+            item = _inbox_plan(claim, folder, store, settings, run_flags, master)
         except JobBusy as exc:  # its job is being resumed by hand: leave it for next time
             report.info_line(f"inbox: {claim.name}: {exc.message}; left for the next run")
             claim.release()
@@ -968,8 +799,13 @@ def inbox(
 
 
 def _inbox_plan(
-    claim: Any, folder: Path, store: Any, settings: Any, given: dict[str, Any], master: Any
-) -> Any:
+    claim: Claim,
+    folder: Path,
+    store: JobStore,
+    settings: Settings,
+    flags: RunFlags,
+    master: StoreMaster,
+) -> Planned:
     """A claimed inbox file -> a locked job ready to run (resumed if a dead run made it)."""
     from . import inbox as box
     from . import service, spec
@@ -978,7 +814,7 @@ def _inbox_plan(
 
     if claim.job_id:  # left by a run that died: finish its job rather than submit again
         try:
-            return _open_for_run(store.job(claim.job_id), "resume", given, None)
+            return _open_for_run(store.job(claim.job_id), "resume", flags)
         except (JobNotFound, JobDamaged):
             pass  # its job is gone: submit the file afresh
     try:
@@ -989,6 +825,38 @@ def _inbox_plan(
     job, lock = service.create_job(store, job_spec, settings, master)
     box.record_job(claim, job.id)
     return Planned(job, lock, "submit", settings, master, job_spec)
+
+
+@app.command(name="config")
+@handle_errors
+@run_options
+def config_(as_json: JsonOpt = False, *, run_flags: RunFlags) -> None:
+    """Print the effective run settings and where each comes from: the flag, a
+    RETAILPULSE_<NAME> variable, the config file (TOML, keys are the long option names),
+    or the default. Run options given here show as `flag`.
+
+    Examples:
+
+        retailpulse config
+
+        RETAILPULSE_RATE=2 retailpulse config --config nightly.toml --json
+    """
+    from . import config, report
+
+    resolved = _resolve(run_flags)
+    rows = config.describe(resolved)
+    with report.stdout_guard():
+        if as_json:
+            report.print_json({"config_file": str(resolved.config_file or ""), "settings": rows})
+            return
+        where = resolved.config_file or "none (no config file found)"
+        sys.stdout.write(f"config file: {report.safe(str(where))}\n")
+        width = max(len(r["option"]) for r in rows)
+        for r in rows:
+            value = "-" if r["value"] is None else r["value"]
+            if isinstance(value, list):
+                value = ":".join(f"{v:g}" for v in value)
+            sys.stdout.write(f"{r['option']:<{width}}  {value!s:<14} {r['source']}\n")
 
 
 def main() -> None:

@@ -98,3 +98,10 @@ class JobDamaged(RetailpulseError):
 class WaitTimeout(RetailpulseError):
     exit_code = ExitCode.WAIT_TIMEOUT
     hint = "the job goes on; wait again or raise --timeout"
+
+
+class ConfigError(RetailpulseError):
+    """A bad option value, wherever it came from (flag, variable, config file)."""
+
+    exit_code = ExitCode.USAGE
+    hint = "`retailpulse config` shows every setting and where it comes from"

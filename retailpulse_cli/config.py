@@ -1,0 +1,401 @@
+"""Where each run option comes from: the flag, `RETAILPULSE_<NAME>`, a TOML config file,
+the job's own stored settings (resume/retry), then the default.
+
+One table (`OPTIONS`) names every option that changes how jobs run; the CLI builds its
+flags from it, `retailpulse config` prints it with sources, and a bad value from any place
+names that place (the variable, or the file and key). Nothing here prints.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .settings import Settings
+
+ENV_PREFIX = "RETAILPULSE_"
+CONFIG_ENV = "RETAILPULSE_CONFIG"
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError("expected true or false (1/0, yes/no)")
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError("expected a whole number")
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError("expected a whole number")
+        return int(value)
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        raise ValueError("expected a whole number") from None
+
+
+def _float(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError("expected a number")
+    try:
+        number = float(str(value).strip()) if not isinstance(value, int | float) else value
+    except ValueError:
+        raise ValueError("expected a number") from None
+    if number != number or number in (float("inf"), float("-inf")):
+        raise ValueError("expected a finite number")
+    return float(number)
+
+
+def gpu_delay(value: Any) -> tuple[float, float]:
+    """'0' -> off, '0.25' -> fixed, '0.1:0.4' (or [0.1, 0.4] in TOML) -> uniform range."""
+    if isinstance(value, list | tuple):
+        parts = [_float(v) for v in value]
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        parts = [float(value)]
+    else:
+        try:
+            parts = [float(p) for p in str(value).split(":")]
+        except ValueError:
+            raise ValueError("expected MIN:MAX seconds, e.g. 0.1:0.4 or 0") from None
+    if len(parts) == 1:
+        parts = parts * 2
+    if len(parts) != 2 or parts[0] < 0 or parts[1] < parts[0]:
+        raise ValueError("need 0 <= MIN <= MAX, e.g. 0.1:0.4 or 0")
+    return parts[0], parts[1]
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("expected a non-empty string")
+    return value
+
+
+def _path(value: Any) -> Path:
+    return Path(_text(value)).expanduser()
+
+
+@dataclass(frozen=True)
+class Option:
+    """One run option: its flag `--<name>`, its variable and config key, how to read it."""
+
+    name: str  # long flag without dashes; also the config file key
+    dest: str  # Settings field, or a run-level key (store_master, jobs_dir, ...)
+    parse: Callable[[Any], Any]
+    help: str
+    default: Any = None  # shown by `retailpulse config`; None = decided elsewhere
+    minimum: float | None = None
+    maximum: float | None = None
+    flag_type: type = str  # what Typer parses the flag as
+    switch: bool = False  # a flag without a value (--no-local-files)
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.name.upper().replace("-", "_")
+
+    def convert(self, raw: Any) -> Any:
+        value = self.parse(raw)
+        if self.minimum is not None and value < self.minimum:
+            raise ValueError(f"must be at least {self.minimum:g}")
+        if self.maximum is not None and value > self.maximum:
+            raise ValueError(f"must be at most {self.maximum:g}")
+        return value
+
+
+def _options() -> tuple[Option, ...]:
+    from . import settings as s
+
+    return (
+        Option(
+            "workers",
+            "workers",
+            _int,
+            "Images in the GPU stage at once.",
+            s.DEFAULT_WORKERS,
+            1,
+            1024,
+            int,
+        ),
+        Option(
+            "downloads",
+            "downloads",
+            _int,
+            "Downloads at once (the stage before the GPU).",
+            None,
+            1,
+            4096,
+            int,
+        ),
+        Option(
+            "gpu-delay",
+            "gpu_delay",
+            gpu_delay,
+            "Simulated GPU seconds per image, MIN:MAX; 0 turns it off.",
+            s.DEFAULT_GPU_DELAY,
+        ),
+        Option("seed", "seed", _int, "Make the GPU delays reproducible.", None, None, None, int),
+        Option("retries", "retries", _int, "Extra attempts for transient failures.", 3, 0, 20, int),
+        Option(
+            "timeout",
+            "timeout",
+            _float,
+            "Seconds of network time per image, all attempts and phases included.",
+            60.0,
+            0.1,
+            None,
+            float,
+        ),
+        Option(
+            "read-timeout",
+            "read_timeout",
+            _float,
+            "Longest silence from a server.",
+            20.0,
+            0.1,
+            None,
+            float,
+        ),
+        Option(
+            "max-bytes",
+            "max_bytes",
+            _int,
+            "Largest image body accepted.",
+            s.DEFAULT_MAX_BYTES,
+            1,
+            None,
+            int,
+        ),
+        Option(
+            "max-pixels",
+            "max_pixels",
+            _int,
+            "Largest width x height accepted.",
+            s.DEFAULT_MAX_PIXELS,
+            1,
+            None,
+            int,
+        ),
+        Option(
+            "per-host",
+            "per_host",
+            _int,
+            "Connections at once to one host (default: as --downloads).",
+            None,
+            1,
+            None,
+            int,
+        ),
+        Option(
+            "rate",
+            "rate",
+            _float,
+            "Requests per second per host; 0 = no limit.",
+            0.0,
+            0.0,
+            None,
+            float,
+        ),
+        Option(
+            "no-local-files",
+            "no_local_files",
+            _bool,
+            "Refuse file:// URLs and paths (untrusted jobs).",
+            False,
+            switch=True,
+            flag_type=bool,
+        ),
+        Option(
+            "block-private-networks",
+            "block_private_networks",
+            _bool,
+            "Refuse hosts on loopback, private, link-local or metadata addresses.",
+            False,
+            switch=True,
+            flag_type=bool,
+        ),
+        Option(
+            "store-master",
+            "store_master",
+            _path,
+            "Store master CSV (default: the shipped one).",
+            None,
+            flag_type=Path,
+        ),
+        Option(
+            "jobs-dir",
+            "jobs_dir",
+            _path,
+            "Where jobs live (default: per-user data dir).",
+            None,
+            flag_type=Path,
+        ),
+    )
+
+
+OPTIONS: tuple[Option, ...] = _options()
+BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
+BY_DEST: dict[str, Option] = {o.dest: o for o in OPTIONS}
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """Every option's value and where it came from ('flag', 'env RETAILPULSE_RATE',
+    'config /path/config.toml', 'job', 'default')."""
+
+    values: dict[str, Any]
+    sources: dict[str, str]
+    config_file: Path | None
+
+    def get(self, dest: str, default: Any = None) -> Any:
+        return self.values.get(dest, default)
+
+
+def config_path(given: Path | None, env: Mapping[str, str]) -> tuple[Path | None, bool]:
+    """(path, must_exist): --config, else $RETAILPULSE_CONFIG, else the per-user file."""
+    if given is not None:
+        return given.expanduser(), True
+    if env.get(CONFIG_ENV):
+        return Path(env[CONFIG_ENV]).expanduser(), True
+    from platformdirs import user_config_dir
+
+    return Path(user_config_dir("retailpulse")) / "config.toml", False
+
+
+def read_config(path: Path | None, must_exist: bool) -> dict[str, Any]:
+    """The file's keys, checked against the option table; {} when there is no file."""
+    if path is None:
+        return {}
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        if must_exist:
+            raise ConfigError(f"{path}: config file not found") from None
+        return {}
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file: {exc.strerror}") from None
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10
+        import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
+    try:
+        data: dict[str, Any] = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    unknown = sorted(k for k in data if k not in BY_NAME)
+    if unknown:
+        raise ConfigError(
+            f"{path}: unknown key {unknown[0]!r}",
+            hint="keys are the long option names, e.g. rate = 2.5; `retailpulse config` lists them",
+        )
+    return data
+
+
+def resolve(
+    flags: Mapping[str, Any],
+    *,
+    config_file: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    stored: Mapping[str, Any] | None = None,
+    only: set[str] | None = None,
+) -> Resolved:
+    """Flag > environment > config file > the job's stored settings > default.
+
+    `flags` maps dest -> value given on the command line (None = not given); `stored` is
+    a resumed job's settings (the config file speaks for tonight's runs, so it wins)."""
+    env = os.environ if env is None else env
+    path, must_exist = config_path(config_file, env)
+    from_file = read_config(path, must_exist)
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for opt in OPTIONS:
+        if only is not None and opt.dest not in only:
+            continue
+        given = flags.get(opt.dest)
+        if given is not None and not (opt.switch and given is False):
+            values[opt.dest], sources[opt.dest] = _checked(opt, given, f"--{opt.name}"), "flag"
+        elif env.get(opt.env) not in (None, ""):
+            values[opt.dest] = _checked(opt, env[opt.env], opt.env)
+            sources[opt.dest] = f"env {opt.env}"
+        elif opt.name in from_file:
+            values[opt.dest] = _checked(opt, from_file[opt.name], f"{path}: key {opt.name!r}")
+            sources[opt.dest] = f"config {path}"
+        elif stored is not None and _stored_value(opt, stored) is not None:
+            values[opt.dest], sources[opt.dest] = _stored_value(opt, stored), "job"
+        elif opt.default is not None:
+            values[opt.dest], sources[opt.dest] = opt.default, "default"
+    return Resolved(values, sources, path if from_file else None)
+
+
+def _checked(opt: Option, raw: Any, where: str) -> Any:
+    try:
+        return opt.convert(raw)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{where}: {_show(raw)} is not valid for --{opt.name}: {exc}") from None
+
+
+def _show(raw: Any) -> str:
+    text = repr(raw)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _stored_value(opt: Option, stored: Mapping[str, Any]) -> Any:
+    """Settings kept in a job's meta.json use Settings field names."""
+    if opt.dest == "no_local_files":
+        allow = stored.get("allow_local_files")
+        return None if allow is None else not allow
+    value = stored.get(opt.dest)
+    if opt.dest == "gpu_delay" and isinstance(value, list):
+        return tuple(value)
+    return value
+
+
+def settings_from(resolved: Resolved) -> Settings:
+    """The frozen Settings for a run; --per-host follows --downloads unless set."""
+    from .settings import Settings
+
+    fields = set(Settings.__dataclass_fields__)
+    values = {k: v for k, v in resolved.values.items() if k in fields}
+    if "no_local_files" in resolved.values:
+        values["allow_local_files"] = not resolved.values["no_local_files"]
+    try:
+        return Settings(**values)
+    except ValueError as exc:
+        raise ConfigError(f"invalid settings: {exc}") from None
+
+
+def describe(resolved: Resolved) -> list[dict[str, Any]]:
+    """Rows for `retailpulse config`: every option, its value and where it came from."""
+    rows = []
+    for opt in OPTIONS:
+        value = resolved.values.get(opt.dest)
+        if isinstance(value, Path):
+            value = str(value)
+        elif isinstance(value, tuple):
+            value = list(value)
+        rows.append(
+            {
+                "option": opt.name,
+                "value": value,
+                "source": resolved.sources.get(opt.dest, "default"),
+                "env": opt.env,
+            }
+        )
+    return rows
