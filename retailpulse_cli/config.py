@@ -88,7 +88,7 @@ def _text(value: Any) -> str:
 
 
 def _path(value: Any) -> Path:
-    return Path(_text(value)).expanduser()
+    return Path(_text(value if not isinstance(value, Path) else str(value))).expanduser()
 
 
 @dataclass(frozen=True)
@@ -375,6 +375,8 @@ def settings_from(resolved: Resolved) -> Settings:
     values = {k: v for k, v in resolved.values.items() if k in fields}
     if "no_local_files" in resolved.values:
         values["allow_local_files"] = not resolved.values["no_local_files"]
+    if "per_host" not in values:  # a host may take as many connections as we open
+        values["per_host"] = values.get("downloads") or values.get("workers") or 32
     try:
         return Settings(**values)
     except ValueError as exc:

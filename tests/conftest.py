@@ -29,6 +29,10 @@ def server() -> Iterator[ImageServer]:
 def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """A private jobs dir for each test, set through the environment as users would."""
     jobs = tmp_path / "jobs"
+    for name in list(os.environ):  # the machine's own settings must not leak into tests
+        if name.startswith("RETAILPULSE_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))  # no user config.toml
     monkeypatch.setenv("RETAILPULSE_JOBS_DIR", str(jobs))
     monkeypatch.delenv("RETAILPULSE_STORE_MASTER", raising=False)
     monkeypatch.setenv("NO_COLOR", "1")

@@ -130,7 +130,8 @@ def test_two_resumes_at_once_second_refuses_with_busy_code(
     job = big_job(tmp_path, server, offset=4000)
     job_id = killed_submit(job, env, after=20)
 
-    first = start(["resume", job_id, *SLOW], env)
+    # slow enough (~5 s) that two more CLI starts fit in it on a loaded CI machine
+    first = start(["resume", job_id, "--gpu-delay", "0.2:0.3", "--workers", "16"], env)
     deadline = time.monotonic() + 10
     while status_json(env, job_id)["status"] != "ongoing":  # first resume holds the lock
         assert time.monotonic() < deadline
