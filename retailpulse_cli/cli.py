@@ -19,7 +19,7 @@ import typer
 
 from . import __version__
 from .cli_options import RunFlags, run_options
-from .errors import EXIT_CODE_HELP, ExitCode, RetailpulseError
+from .errors import EXIT_CODE_HELP, ExitCode, RetailpulseError, WaitTimeout
 
 EXIT_CODES_TEXT = "| code | meaning |\n|---:|---|\n" + "\n".join(
     f"| {int(c)} | {text} |" for c, text in EXIT_CODE_HELP.items()
@@ -46,6 +46,7 @@ if TYPE_CHECKING:  # real types for the checker; imported lazily at run time (st
     from .report import Output
     from .service import Mode
     from .settings import Settings
+    from .spec import JobSpec
     from .stores import StoreMaster
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -266,26 +267,38 @@ def combined_code(statuses: list[dict[str, Any]], invalid: int = 0) -> int:
 
 def finish(
     statuses: list[dict[str, Any]],
-    output: Any,
+    output: Output,
     *,
     as_json: bool,
-    invalid: int = 0,
+    rejected: list[dict[str, Any]] | None = None,
     many: bool = False,
 ) -> None:
-    """Print finished runs (ids, a table on a terminal, or JSON) and exit with their code."""
+    """Print finished runs (ids, a table on a terminal, or JSON) and exit with their code.
+    With --json, rejected job files appear in the array, in the order they were given."""
     from . import report
 
-    code = combined_code(statuses, invalid)
+    rejected = rejected or []
+    code = combined_code(statuses, len(rejected))
     if sys.stderr.isatty() and not output.quiet and not as_json:
         for st in statuses:
             report.show_status(output, st, output.err)
     with report.stdout_guard():
         if as_json:
-            report.print_json(statuses if many else statuses[0])
+            report.print_json(in_input_order(statuses, rejected) if many else statuses[0])
         else:
             for st in statuses:
                 sys.stdout.write(st["job_id"] + "\n")
     exit_after_run(statuses, code)
+
+
+def in_input_order(
+    statuses: list[dict[str, Any]], rejected: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Jobs and rejected files merged back into the order the files were given."""
+    out = list(statuses)
+    for row in sorted(rejected, key=lambda r: int(r["position"])):
+        out.insert(int(row["position"]), {k: v for k, v in row.items() if k != "position"})
+    return out
 
 
 def exit_after_run(statuses: list[dict[str, Any]], code: int) -> NoReturn:
@@ -298,26 +311,35 @@ def exit_after_run(statuses: list[dict[str, Any]], code: int) -> NoReturn:
     raise typer.Exit(code)
 
 
-def load_specs(job_files: list[str], *, strict: bool) -> tuple[list[Any], int]:
-    """Validate job files; report each bad one on stderr. With `strict` (a single file),
-    the error propagates so it exits 3 with its own message."""
+def load_specs(job_files: list[str], *, strict: bool) -> tuple[list[JobSpec], list[dict[str, Any]]]:
+    """Validate job files; report each bad one on stderr and return it as a `rejected`
+    row. With `strict` (a single file), the error propagates so it exits 3 with its own
+    message."""
     from . import report, spec
     from .errors import InvalidJobFile
 
     if job_files.count("-") > 1:
         raise typer.BadParameter("stdin (-) can be given only once", param_hint="JOB_FILE...")
-    specs, invalid = [], 0
-    for name in job_files:
+    specs: list[JobSpec] = []
+    rejected: list[dict[str, Any]] = []
+    for position, name in enumerate(job_files):
         try:
             specs.append(spec.load(name))
         except InvalidJobFile as exc:
             if strict:
                 raise
-            invalid += 1
             for problem in exc.problems:
                 report.error_line(f"{exc.source}: {problem}")
             report.info_line(f"skipped {exc.source}: invalid job file")
-    return specs, invalid
+            rejected.append(
+                {
+                    "file": exc.source,
+                    "status": "rejected",
+                    "problems": exc.problems,
+                    "position": position,
+                }
+            )
+    return specs, rejected
 
 
 # -- commands ------------------------------------------------------------------------------
@@ -358,8 +380,13 @@ def submit(
     resolved = _resolve(run_flags)
     settings = _settings(resolved)
     many = len(job_files) > 1
-    specs, invalid = load_specs(job_files, strict=not many)
+    specs, rejected = load_specs(job_files, strict=not many)
     if not specs:
+        if as_json:
+            from . import report
+
+            with report.stdout_guard():
+                report.print_json(in_input_order([], rejected))
         raise typer.Exit(int(ExitCode.INVALID_INPUT))
     master = _store_master(resolved.get("store_master"))
     store = _jobs_store(resolved.get("jobs_dir"))
@@ -375,9 +402,9 @@ def submit(
         raise
     if detach:
         _detach(planned, run_flags, as_json=as_json, many=many)
-        raise typer.Exit(int(ExitCode.INVALID_INPUT) if invalid else 0)
+        raise typer.Exit(int(ExitCode.INVALID_INPUT) if rejected else 0)
     statuses = run_planned(planned, output=output)
-    finish(statuses, output, as_json=as_json, invalid=invalid, many=many)
+    finish(statuses, output, as_json=as_json, rejected=rejected, many=many)
 
 
 def _detach(planned: list[Planned], flags: RunFlags, *, as_json: bool, many: bool) -> None:
@@ -561,19 +588,25 @@ def status(
     store = _jobs_store(jobs_dir)
     job = store.job(job_id)
     current = service.read_status(job)
+    code: int | None = None
     if wait:
         try:
             current = service.wait_for(job, timeout)
+            code = outcome_code(current)
         except KeyboardInterrupt:
             report.info_line(f"stopped waiting; job {job.id} goes on (status: {current['status']})")
             raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+        except WaitTimeout as exc:  # still show where the job is: scripts log it
+            report.error_line(exc.message)
+            report.hint_line(exc.hint)
+            current, code = service.read_status(job), int(ExitCode.WAIT_TIMEOUT)
     with report.stdout_guard():
         if as_json:
             report.print_json(current)
         else:
             report.show_status(output, current)
-    if wait:
-        raise typer.Exit(outcome_code(current))
+    if code is not None:
+        raise typer.Exit(code)
 
 
 @app.command()
@@ -590,6 +623,7 @@ def results(
     """Print one record per image (JSON Lines or CSV), streamed in the order images finished."""
     from . import results as results_mod
 
+    fmt = fmt.lower()
     if fmt not in ("jsonl", "csv"):
         raise typer.BadParameter("use jsonl or csv", param_hint="--format")
     job = _jobs_store(jobs_dir).job(job_id)

@@ -8,8 +8,11 @@ from typing import Any, TextIO
 
 from .jobstore import Job
 
+# Every field a record can carry, so CSV has what JSON Lines has (tests check the union).
 CSV_COLUMNS = (
+    "job_id",
     "index",
+    "visit",
     "store_id",
     "visit_time",
     "image_url",
@@ -19,6 +22,7 @@ CSV_COLUMNS = (
     "perimeter",
     "format",
     "attempts",
+    "elapsed_ms",
     "error_code",
     "error",
 )
@@ -33,9 +37,10 @@ def write(job: Job, *, fmt: str, only_failed: bool, out: TextIO) -> int:
             out, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n"
         )
         writer.writeheader()
-    for rec in job.iter_records():
-        if only_failed and rec.get("status") == "ok":
+    for stored in job.iter_records():
+        if only_failed and stored.get("status") == "ok":
             continue
+        rec = {"job_id": job.id, **stored}  # records on disk leave out what the folder says
         if writer is not None:
             writer.writerow(rec)
         else:

@@ -319,10 +319,7 @@ def execute(
 
 def with_errors(status: dict[str, Any], errors: list[dict[str, Any]]) -> dict[str, Any]:
     """The status object users see: status.json plus `error` (the per-store list)."""
-    out = dict(status)
-    if errors or status.get("status") == "failed":
-        out["error"] = errors
-    return out
+    return {**status, "error": errors}  # always a list: `jq '.error[]'` works on any job
 
 
 def read_status(job: Job) -> dict[str, Any]:

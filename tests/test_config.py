@@ -171,3 +171,68 @@ def test_resume_takes_the_config_file_over_the_job_settings(
     assert sorted(rec["perimeter"] for rec in results_of(env, job_id)) == [
         2 * (310 + i + 20) for i in range(4)
     ]
+
+
+def test_status_json_always_has_an_error_list(
+    cli: Cli, server: ImageServer, env: dict[str, str], tmp_path: Path
+) -> None:
+    job = write_job(tmp_path / "j.json", [visit("S00339218", server.url("/img/320x20.png"))])
+    job_id = cli("submit", str(job), "--gpu-delay", "0").stdout.strip()
+    doc = json.loads(cli("status", job_id, "--json").stdout)
+    assert doc["status"] == "completed" and doc["error"] == []
+
+
+def test_status_wait_timeout_json_prints_the_current_status(
+    server: ImageServer, env: dict[str, str], tmp_path: Path
+) -> None:
+    job = write_job(tmp_path / "j.json", [visit("S00339218", server.url("/img/321x20.png"))])
+    job_id = run_cli("submit", "-d", str(job), "--gpu-delay", "3", env=env).stdout.strip()
+    r = run_cli("status", "--wait", "--timeout", "0.3", "--json", job_id, env=env)
+    assert r.returncode == 8
+    doc = json.loads(r.stdout)
+    assert doc["job_id"] == job_id and doc["status"] == "ongoing"
+    assert "still ongoing after 0.3s" in r.stderr
+    assert run_cli("status", "--wait", job_id, env=env).returncode == 0
+
+
+def test_submit_json_lists_rejected_files_in_input_order(
+    cli: Cli, server: ImageServer, env: dict[str, str], tmp_path: Path
+) -> None:
+    a = write_job(tmp_path / "a.json", [visit("S00339218", server.url("/img/322x20.png"))])
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"count": 1, "visits": [{"store_id": "S00339218"}]}')
+    b = write_job(tmp_path / "b.json", [visit("S00339218", server.url("/img/323x20.png"))])
+    r = cli("submit", str(a), str(bad), str(b), "--gpu-delay", "0", "--json")
+    assert r.exit_code == 3
+    rows = json.loads(r.stdout)
+    assert [row["status"] for row in rows] == ["completed", "rejected", "completed"]
+    assert rows[1]["file"] == str(bad)
+    assert any("image_url" in p for p in rows[1]["problems"])
+    only_bad = cli("submit", str(bad), str(bad), "--json")
+    assert only_bad.exit_code == 3
+    assert [row["file"] for row in json.loads(only_bad.stdout)] == [str(bad), str(bad)]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "CSV", "jsonl", "JSONL"])
+def test_results_carry_job_id_and_csv_has_every_jsonl_field(
+    cli: Cli, server: ImageServer, env: dict[str, str], tmp_path: Path, fmt: str
+) -> None:
+    import csv
+    import io
+
+    job = write_job(
+        tmp_path / "j.json",
+        [visit("S00339218", server.url("/img/324x20.png"), server.url("/status/404"))],
+    )
+    job_id = cli("submit", str(job), "--gpu-delay", "0").stdout.strip()
+    jsonl = [json.loads(line) for line in cli("results", job_id).stdout.splitlines()]
+    assert {rec["job_id"] for rec in jsonl} == {job_id}
+    r = cli("results", job_id, "--format", fmt)
+    assert r.exit_code == 0, r.stderr
+    if fmt.lower() == "csv":
+        rows = list(csv.DictReader(io.StringIO(r.stdout)))
+        keys = set().union(*(rec.keys() for rec in jsonl))
+        assert keys <= set(rows[0].keys()), keys - set(rows[0].keys())
+        assert {row["job_id"] for row in rows} == {job_id}
+        assert {row["visit"] for row in rows} == {"0"}
+        assert all(row["elapsed_ms"] != "" for row in rows)
