@@ -132,6 +132,25 @@ DetachOpt = Annotated[
 JsonOpt = Annotated[
     bool, typer.Option("--json", help="Print JSON on stdout (nothing else on stdout).")
 ]
+
+
+def examples(*lines: str) -> str:
+    """A command's help ends with examples (shown after the options)."""
+    return "**Examples**\n\n" + "\n\n".join(f"`{line}`" for line in lines)
+
+
+def complete_job_id(incomplete: str) -> list[str]:
+    """Shell completion: the job ids in the jobs directory, newest first."""
+    try:
+        return [j for j in _jobs_store(None).job_ids() if j.startswith(incomplete)][:200]
+    except Exception:  # completion must never print a traceback into the shell
+        return []
+
+
+def _choices(*values: str) -> Callable[[str], list[str]]:
+    return lambda incomplete: [v for v in values if v.startswith(incomplete.lower())]
+
+
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print only data and errors.")]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="A line per image on stderr.")]
 NoColor = Annotated[bool, typer.Option("--no-color", help="No colour (also: NO_COLOR env var).")]
@@ -304,9 +323,14 @@ def in_input_order(
 def exit_after_run(statuses: list[dict[str, Any]], code: int) -> NoReturn:
     """Exit with `code`. After an interrupted run, a worker thread may still be stuck in
     a DNS lookup or a connect: it must not keep the process alive, so exit at once."""
+    from . import report
+
+    interrupted = [s for s in statuses if s.get("status") == "interrupted"]
+    for st in interrupted:  # the next step, where cron logs and people look
+        report.info_line(f"to finish job {st['job_id']}: retailpulse resume {st['job_id']}")
     sys.stdout.flush()
     sys.stderr.flush()
-    if any(s.get("status") == "interrupted" for s in statuses):
+    if interrupted:
         os._exit(code)
     raise typer.Exit(code)
 
@@ -345,7 +369,12 @@ def load_specs(job_files: list[str], *, strict: bool) -> tuple[list[JobSpec], li
 # -- commands ------------------------------------------------------------------------------
 
 
-@app.command()
+@app.command(
+    epilog=examples(
+        "retailpulse submit examples/jobs/offline.json",
+        "JOB=$(retailpulse submit -d job.json) && retailpulse status --wait $JOB",
+    )
+)
 @handle_errors
 @run_options
 def submit(
@@ -497,6 +526,8 @@ def _resume_or_retry(
 ) -> None:
     job = _jobs_store(flags.values.get("jobs_dir")).job(job_id)
     planned = _open_for_run(job, mode, flags)
+    if planned.mode == "resume" and _already_finished(planned, output, as_json):
+        return
     if detach:
         from .detach import spawn_worker
 
@@ -507,6 +538,27 @@ def _resume_or_retry(
     finish(statuses, output, as_json=as_json)
 
 
+def _already_finished(planned: Planned, output: Output, as_json: bool) -> bool:
+    """`resume` of a job that ran to its end: say so, print it as usual, run nothing."""
+    from . import report, service
+
+    current = service.read_status(planned.job)
+    if current.get("status") not in ("completed", "failed"):
+        return False
+    planned.lock.release()
+    hint = (
+        "; `retailpulse retry` runs its failed images again"
+        if current["status"] == "failed"
+        else ""
+    )
+    if not output.quiet:
+        report.info_line(
+            f"job {planned.job.id} already {current['status']}; nothing to resume{hint}"
+        )
+    finish([current], output, as_json=as_json)
+    return True
+
+
 def _handed_over(flags: RunFlags) -> dict[str, Any]:
     """The flags a detached worker resolves again (as JSON: paths become text)."""
     given = {k: str(v) if isinstance(v, Path) else v for k, v in flags.values.items()}
@@ -515,11 +567,18 @@ def _handed_over(flags: RunFlags) -> dict[str, Any]:
     return given
 
 
-@app.command()
+@app.command(
+    epilog=examples(
+        "retailpulse resume 20261130-015222-322-c07c",
+        "retailpulse resume $JOB --workers 64 --detach",
+    )
+)
 @handle_errors
 @run_options
 def resume(
-    job_id: Annotated[str, typer.Argument(help="The job to finish.")],
+    job_id: Annotated[
+        str, typer.Argument(help="The job to finish.", autocompletion=complete_job_id)
+    ],
     detach: DetachOpt = False,
     as_json: JsonOpt = False,
     quiet: Quiet = False,
@@ -537,11 +596,18 @@ def resume(
     _resume_or_retry("resume", job_id, run_flags, as_json, output, detach)
 
 
-@app.command()
+@app.command(
+    epilog=examples("retailpulse retry $JOB", "retailpulse retry $JOB --timeout 120 --retries 5")
+)
 @handle_errors
 @run_options
 def retry(
-    job_id: Annotated[str, typer.Argument(help="The job whose failed images to run again.")],
+    job_id: Annotated[
+        str,
+        typer.Argument(
+            help="The job whose failed images to run again.", autocompletion=complete_job_id
+        ),
+    ],
     detach: DetachOpt = False,
     as_json: JsonOpt = False,
     quiet: Quiet = False,
@@ -558,10 +624,18 @@ def retry(
     _resume_or_retry("retry", job_id, run_flags, as_json, output, detach)
 
 
-@app.command()
+@app.command(
+    epilog=examples(
+        "retailpulse status $JOB",
+        "retailpulse status --wait --timeout 600 --json $JOB | jq '.error[]'",
+    )
+)
 @handle_errors
 def status(
-    job_id: Annotated[str, typer.Argument(help="Job id, as printed by submit.")],
+    job_id: Annotated[
+        str,
+        typer.Argument(help="Job id, as printed by submit.", autocompletion=complete_job_id),
+    ],
     as_json: JsonOpt = False,
     wait: Annotated[
         bool, typer.Option("--wait", help="Block until the job ends; exit with its outcome code.")
@@ -609,11 +683,20 @@ def status(
         raise typer.Exit(code)
 
 
-@app.command()
+@app.command(
+    epilog=examples(
+        "retailpulse results $JOB --failed", "retailpulse results $JOB --format csv > results.csv"
+    )
+)
 @handle_errors
 def results(
-    job_id: Annotated[str, typer.Argument(help="Job id.")],
-    fmt: Annotated[str, typer.Option("--format", "-f", help="jsonl or csv.")] = "jsonl",
+    job_id: Annotated[str, typer.Argument(help="Job id.", autocompletion=complete_job_id)],
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format", "-f", help="jsonl or csv.", autocompletion=_choices("jsonl", "csv")
+        ),
+    ] = "jsonl",
     failed: Annotated[bool, typer.Option("--failed", help="Only images that failed.")] = False,
     jobs_dir: JobsDir = None,
     quiet: Quiet = False,
@@ -636,7 +719,7 @@ def results(
             report.info_line(f"job {job.id}: {n:,} records")
 
 
-@app.command()
+@app.command(epilog=examples("retailpulse schema > job.schema.json"))
 @handle_errors
 def schema(
     quiet: Quiet = False,
@@ -651,7 +734,12 @@ def schema(
         report.print_json(JOB_SCHEMA)
 
 
-@app.command(name="list")
+@app.command(
+    name="list",
+    epilog=examples(
+        "retailpulse list --status failed --since 2026-11-30", "retailpulse list --json --limit 5"
+    ),
+)
 @handle_errors
 def list_(
     status_filter: Annotated[
@@ -659,6 +747,7 @@ def list_(
         typer.Option(
             "--status",
             help="Only jobs in this state: ongoing, completed, failed, interrupted, damaged.",
+            autocompletion=_choices("ongoing", "completed", "failed", "interrupted", "damaged"),
         ),
     ] = None,
     since: Annotated[
@@ -682,6 +771,7 @@ def list_(
     from . import report, service
 
     states = ("ongoing", "completed", "failed", "interrupted", "damaged")
+    status_filter = status_filter.lower() if status_filter else None
     if status_filter is not None and status_filter not in states:
         raise typer.BadParameter(f"use one of {', '.join(states)}", param_hint="--status")
     try:
@@ -698,7 +788,11 @@ def list_(
             report.show_jobs(output, rows, store.root)
 
 
-@app.command()
+@app.command(
+    epilog=examples(
+        "retailpulse validate examples/jobs/*.json", "cat job.json | retailpulse validate - --json"
+    )
+)
 @handle_errors
 def validate(
     job_files: Annotated[
@@ -751,7 +845,11 @@ def validate(
     raise typer.Exit(int(ExitCode.JOB_FAILED) if any(r["unknown_stores"] for r in rows) else 0)
 
 
-@app.command()
+@app.command(
+    epilog=examples(
+        "retailpulse inbox /data/inbox", "RETAILPULSE_RATE=5 retailpulse inbox /data/inbox --json"
+    )
+)
 @handle_errors
 @run_options
 def inbox(
@@ -861,19 +959,18 @@ def _inbox_plan(
     return Planned(job, lock, "submit", settings, master, job_spec)
 
 
-@app.command(name="config")
+@app.command(
+    name="config",
+    epilog=examples(
+        "retailpulse config", "RETAILPULSE_RATE=2 retailpulse config --config nightly.toml --json"
+    ),
+)
 @handle_errors
 @run_options
 def config_(as_json: JsonOpt = False, *, run_flags: RunFlags) -> None:
     """Print the effective run settings and where each comes from: the flag, a
-    RETAILPULSE_<NAME> variable, the config file (TOML, keys are the long option names),
-    or the default. Run options given here show as `flag`.
-
-    Examples:
-
-        retailpulse config
-
-        RETAILPULSE_RATE=2 retailpulse config --config nightly.toml --json
+    `RETAILPULSE_<NAME>` variable, the config file (TOML, keys are the long option
+    names), or the default. Run options given here show as `flag`.
     """
     from . import config, report
 

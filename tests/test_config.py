@@ -236,3 +236,29 @@ def test_results_carry_job_id_and_csv_has_every_jsonl_field(
         assert {row["job_id"] for row in rows} == {job_id}
         assert {row["visit"] for row in rows} == {"0"}
         assert all(row["elapsed_ms"] != "" for row in rows)
+
+
+def test_help_at_80_columns_shows_whole_option_names_and_ends_with_examples(
+    env: dict[str, str],
+) -> None:
+    from retailpulse_cli.cli import app
+
+    names = [c.name or c.callback.__name__ for c in app.registered_commands if not c.hidden]  # type: ignore[union-attr]
+    assert "config" in names
+    for name in names:
+        r = run_cli(name.rstrip("_"), "--help", env={**env, "COLUMNS": "80", "TERM": "dumb"})
+        assert r.returncode == 0, (name, r.stderr)
+        lines = [line for line in r.stdout.splitlines() if line.strip()]
+        assert max(len(line) for line in lines) <= 80
+        tail = "\n".join(lines[-5:])
+        assert "Examples" in tail and "retailpulse " in lines[-1], (name, tail)
+        cmd = next(c for c in app.registered_commands if (c.name or c.callback.__name__) == name)  # type: ignore[union-attr]
+        import typer.main
+
+        click_cmd = typer.main.get_command_from_info(
+            cmd, pretty_exceptions_short=True, rich_markup_mode="markdown"
+        )
+        for param in click_cmd.params:
+            for opt in getattr(param, "opts", []):
+                if opt.startswith("--"):
+                    assert opt in r.stdout, (name, opt)
