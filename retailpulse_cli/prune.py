@@ -63,12 +63,17 @@ def _age_from(status: dict[str, Any]) -> datetime | None:
     return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
 
 
-def _candidate(job: Job, statuses: tuple[str, ...], cutoff: datetime) -> dict[str, Any] | None:
-    """The job's row if it is old enough and in one of `statuses`; damaged jobs never are."""
+def _candidate(
+    job: Job, statuses: tuple[str, ...], cutoff: datetime, *, locked: bool = False
+) -> dict[str, Any] | None:
+    """The job's row if it is old enough and in one of `statuses`; damaged jobs never are.
+    `locked`: we hold the job's lock, so an `ongoing` job is one whose worker died."""
     try:
         status = job.status()
     except RetailpulseError:
         return None
+    if locked and status.get("status") == "ongoing":
+        status["status"] = "interrupted"
     when = _age_from(status)
     if status.get("status") not in statuses or when is None or when >= cutoff:
         return None
@@ -94,7 +99,7 @@ def _remove(job: Job, row: dict[str, Any], statuses: tuple[str, ...], cutoff: da
         return False
     try:
         # Re-check under the lock: it may have been resumed between our look and the lock.
-        if _candidate(job, statuses, cutoff) is None:
+        if _candidate(job, statuses, cutoff, locked=True) is None:
             return False
         row["bytes"] = tree_size(job.dir)
         trash = job.dir.with_name(TRASH_PREFIX + job.id)
