@@ -787,8 +787,8 @@ def list_(
         str | None,
         typer.Option(
             "--since",
-            help="Only jobs created at or after this ISO 8601 date or date-time "
-            "(UTC unless an offset is given).",
+            help="Only jobs created at or after WHEN: an ISO 8601 date or date-time "
+            "(UTC unless an offset is given), today, yesterday, or an age: 30m, 24h, 7d.",
         ),
     ] = None,
     limit: Annotated[
@@ -806,10 +806,7 @@ def list_(
     states = ("ongoing", "completed", "failed", "interrupted", "damaged")
     if status_filter is not None and status_filter not in states:
         raise typer.BadParameter(f"use one of {', '.join(states)}", param_hint="--status")
-    try:
-        since_dt = service.parse_since(since) if since else None
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--since") from None
+    since_dt = parse_since_option(since)
     output = _output(quiet, verbose, no_color)
     store = _jobs_store(jobs_dir)
     rows = service.list_jobs(store, status=status_filter, since=since_dt, limit=limit)
