@@ -991,10 +991,11 @@ def _inbox_plan(
 # -- report and prune ----------------------------------------------------------------------
 
 
-def complete_job_ids(incomplete: str) -> list[str]:
-    """Shell completion for JOB_ID: the ids in the default jobs directory."""
+def complete_job_ids(ctx: typer.Context, incomplete: str) -> list[str]:
+    """Shell completion for JOB_ID: the ids in --jobs-dir (if typed already) or the default."""
     try:
-        return [j for j in _jobs_store(None).job_ids() if j.startswith(incomplete)]
+        store = _jobs_store(ctx.params.get("jobs_dir"))
+        return [j for j in store.job_ids() if j.startswith(incomplete)]
     except Exception:  # completion must never print a traceback into the shell
         return []
 

@@ -132,7 +132,6 @@ class Summary:
 
     def totals(self) -> dict[str, Any]:
         stores = self.stores()
-        seconds = [j.duration_s for j in self.jobs if j.duration_s is not None]
         return {
             "jobs": len(self.jobs),
             "stores": len(stores),
@@ -140,8 +139,27 @@ class Summary:
             "ok": sum(j.ok for j in self.jobs),
             "failed": sum(j.failed for j in self.jobs),
             "unknown_stores": sum(1 for c in stores.values() if c.unknown_store),
-            "duration_s": round(sum(seconds), 3) if seconds else None,
+            "duration_s": self.busy_seconds(),
         }
+
+    def busy_seconds(self) -> float | None:
+        """Time during which at least one of the jobs ran: jobs that ran side by side (one
+        `inbox` run) are not counted twice, nights apart add up."""
+        spans = sorted(
+            (start, end)
+            for j in self.jobs
+            if (start := _when(j.started_at)) and (end := _when(j.ended_at)) and end >= start
+        )
+        if not spans:
+            return None
+        total, (cur_start, cur_end) = 0.0, spans[0]
+        for start, end in spans[1:]:
+            if start > cur_end:
+                total += (cur_end - cur_start).total_seconds()
+                cur_start, cur_end = start, end
+            else:
+                cur_end = max(cur_end, end)
+        return total + (cur_end - cur_start).total_seconds()
 
     def to_json(self) -> dict[str, Any]:
         stores = self.stores()

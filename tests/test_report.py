@@ -7,6 +7,8 @@ import csv
 import io
 import json
 import os
+import subprocess
+import sys
 import tracemalloc
 from datetime import datetime, timedelta, timezone
 from html.parser import HTMLParser
@@ -17,7 +19,7 @@ import pytest
 
 from retailpulse_cli.jobstore import JobStore
 from retailpulse_cli.service import parse_since
-from retailpulse_cli.summary import summarize
+from retailpulse_cli.summary import JobSummary, Summary, summarize
 
 from .conftest import KNOWN, Cli, jobs_in, run_cli, visit, write_job
 from .imageserver import ImageServer
@@ -256,3 +258,31 @@ def test_summary_memory_stays_flat_on_a_large_job(
     assert summary.totals()["images"] == n + 9
     assert summary.failures().counts["http_404"] == n // 10 + 5
     assert peak < 1_000_000, f"peak {peak:,} bytes"
+
+
+def test_shell_completion_offers_job_ids_for_report(
+    cli: Cli, server: ImageServer, env: dict[str, str], tmp_path: Path
+) -> None:
+    job_id = run_mixed_job(cli, server, tmp_path)
+    comp = {
+        **env,
+        "_RETAILPULSE_COMPLETE": "complete_bash",
+        "COMP_WORDS": f"retailpulse report {job_id[:8]}",
+        "COMP_CWORD": "2",
+    }
+    exe = Path(sys.executable).parent / "retailpulse"
+    r = subprocess.run([str(exe)], env=comp, capture_output=True, text=True)
+    assert r.stdout.split() == [job_id]
+
+
+def test_total_duration_counts_overlapping_jobs_once() -> None:
+    def job(job_id: str, start: str, end: str) -> JobSummary:
+        return JobSummary(job_id, "completed", start, f"2026-12-0{start}", f"2026-12-0{end}")
+
+    jobs = [
+        job("a", "1T03:00:00Z", "1T03:00:10Z"),
+        job("b", "1T03:00:05Z", "1T03:00:20Z"),  # ran beside a: 03:00:00-03:00:20 = 20 s
+        job("c", "2T03:00:00Z", "2T03:00:30Z"),  # the next night: 30 s more
+    ]
+    assert Summary(jobs).totals()["duration_s"] == 50
+    assert [j.duration_s for j in jobs] == [10, 15, 30]
