@@ -14,7 +14,8 @@ if TYPE_CHECKING:
     from .summary import Summary
 
 TOP_STORES = 10
-BAR_HEIGHT, BAR_GAP, LABEL_WIDTH, CHART_WIDTH = 22, 8, 190, 760
+BAR_HEIGHT, BAR_GAP, CHART_WIDTH = 22, 8, 760
+LABEL_CHARS = 32  # longer codes are cut in the label; the bar's tooltip has them whole
 
 CSS = """
 body{font:15px/1.4 system-ui,sans-serif;margin:2em auto;max-width:1080px;color:#222;padding:0 1em}
@@ -56,7 +57,9 @@ def chart_svg(summary: Summary) -> str:
     if not failures:
         return '<p class="none">No failures.</p>'
     top = max(f["count"] for f in failures)
-    span = CHART_WIDTH - LABEL_WIDTH - 70
+    longest = max(len(f["code"]) for f in failures)
+    label_width = 16 + 8 * min(max(longest, 12), LABEL_CHARS)  # ~8 px per character
+    span = CHART_WIDTH - label_width - 70
     height = len(failures) * (BAR_HEIGHT + BAR_GAP) + BAR_GAP
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{CHART_WIDTH}" height="{height}" '
@@ -67,12 +70,13 @@ def chart_svg(summary: Summary) -> str:
         width = max(2, round(span * f["count"] / top))
         mid = y + BAR_HEIGHT / 2 + 4
         code = escape(f["code"])
+        label = f["code"] if len(f["code"]) <= LABEL_CHARS else f["code"][: LABEL_CHARS - 1] + "…"
         parts.append(
-            f'<text x="{LABEL_WIDTH - 8}" y="{mid}" text-anchor="end">{code}</text>'
-            f'<rect class="bar" x="{LABEL_WIDTH}" y="{y}" width="{width}" '
+            f'<text x="{label_width - 8}" y="{mid}" text-anchor="end">{escape(label)}</text>'
+            f'<rect class="bar" x="{label_width}" y="{y}" width="{width}" '
             f'height="{BAR_HEIGHT}" fill="#c0392b" rx="3"><title>{code}: {f["count"]:,}'
             f"</title></rect>"
-            f'<text x="{LABEL_WIDTH + width + 6}" y="{mid}">{f["count"]:,}</text>'
+            f'<text x="{label_width + width + 6}" y="{mid}">{f["count"]:,}</text>'
         )
     parts.append("</svg>")
     return "".join(parts)
