@@ -139,10 +139,11 @@ def examples(*lines: str) -> str:
     return "**Examples**\n\n" + "\n\n".join(f"`{line}`" for line in lines)
 
 
-def complete_job_id(incomplete: str) -> list[str]:
-    """Shell completion: the job ids in the jobs directory, newest first."""
+def complete_job_ids(ctx: typer.Context, incomplete: str) -> list[str]:
+    """Shell completion for JOB_ID: the ids in --jobs-dir (if typed already) or the default."""
     try:
-        return [j for j in _jobs_store(None).job_ids() if j.startswith(incomplete)][:200]
+        store = _jobs_store(ctx.params.get("jobs_dir"))
+        return [j for j in store.job_ids() if j.startswith(incomplete)]
     except Exception:  # completion must never print a traceback into the shell
         return []
 
@@ -577,7 +578,7 @@ def _handed_over(flags: RunFlags) -> dict[str, Any]:
 @run_options
 def resume(
     job_id: Annotated[
-        str, typer.Argument(help="The job to finish.", autocompletion=complete_job_id)
+        str, typer.Argument(help="The job to finish.", autocompletion=complete_job_ids)
     ],
     detach: DetachOpt = False,
     as_json: JsonOpt = False,
@@ -605,7 +606,7 @@ def retry(
     job_id: Annotated[
         str,
         typer.Argument(
-            help="The job whose failed images to run again.", autocompletion=complete_job_id
+            help="The job whose failed images to run again.", autocompletion=complete_job_ids
         ),
     ],
     detach: DetachOpt = False,
@@ -634,7 +635,7 @@ def retry(
 def status(
     job_id: Annotated[
         str,
-        typer.Argument(help="Job id, as printed by submit.", autocompletion=complete_job_id),
+        typer.Argument(help="Job id, as printed by submit.", autocompletion=complete_job_ids),
     ],
     as_json: JsonOpt = False,
     wait: Annotated[
@@ -690,7 +691,7 @@ def status(
 )
 @handle_errors
 def results(
-    job_id: Annotated[str, typer.Argument(help="Job id.", autocompletion=complete_job_id)],
+    job_id: Annotated[str, typer.Argument(help="Job id.", autocompletion=complete_job_ids)],
     fmt: Annotated[
         str,
         typer.Option(
@@ -754,8 +755,8 @@ def list_(
         str | None,
         typer.Option(
             "--since",
-            help="Only jobs created at or after this ISO 8601 date or date-time "
-            "(UTC unless an offset is given).",
+            help="Only jobs created at or after WHEN: an ISO 8601 date or date-time "
+            "(UTC unless an offset is given), today, yesterday, or an age: 30m, 24h, 7d.",
         ),
     ] = None,
     limit: Annotated[
@@ -774,10 +775,7 @@ def list_(
     status_filter = status_filter.lower() if status_filter else None
     if status_filter is not None and status_filter not in states:
         raise typer.BadParameter(f"use one of {', '.join(states)}", param_hint="--status")
-    try:
-        since_dt = service.parse_since(since) if since else None
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--since") from None
+    since_dt = parse_since_option(since)
     output = _output(quiet, verbose, no_color)
     store = _jobs_store(jobs_dir)
     rows = service.list_jobs(store, status=status_filter, since=since_dt, limit=limit)
@@ -988,6 +986,167 @@ def config_(as_json: JsonOpt = False, *, run_flags: RunFlags) -> None:
             if isinstance(value, list):
                 value = ":".join(f"{v:g}" for v in value)
             sys.stdout.write(f"{r['option']:<{width}}  {value!s:<14} {r['source']}\n")
+
+
+# -- report and prune ----------------------------------------------------------------------
+
+
+def parse_since_option(text: str | None) -> Any:
+    """--since WHEN as a datetime; a bad value is one line and the usage exit code."""
+    from . import report, service
+
+    if text is None:
+        return None
+    try:
+        return service.parse_since(text)
+    except ValueError as exc:
+        report.error_line(f"--since: {exc}")
+        raise typer.Exit(int(ExitCode.USAGE)) from None
+
+
+@app.command(
+    epilog=examples(
+        "retailpulse report --since 24h --html report.html",
+        "retailpulse report $JOB --format csv > stores.csv",
+    )
+)
+@handle_errors
+def report(
+    job_ids: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="[JOB_ID]...",
+            help="Jobs to report on. [default: the latest job]",
+            autocompletion=complete_job_ids,
+            show_default=False,
+        ),
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since",
+            metavar="WHEN",
+            help="Jobs created at or after WHEN: 2026-11-30, today, yesterday, 24h, 7d, 30m.",
+        ),
+    ] = None,
+    fmt: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            "-f",
+            help="table, csv (a row per store per job) or json.",
+            autocompletion=_choices("table", "csv", "json"),
+        ),
+    ] = None,
+    html: Annotated[
+        Path | None,
+        typer.Option("--html", metavar="FILE", help="Also write a self-contained HTML page."),
+    ] = None,
+    as_json: JsonOpt = False,
+    jobs_dir: JobsDir = None,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
+    no_color: NoColor = False,
+) -> None:
+    """Per store: images, ok, failed, unknown; failures by code with sample URLs; duration
+    and images/s per job; totals. With --html FILE and no --format/--json, only the page.
+
+    Exit codes: 0 shown, 2 bad usage, 5 no such job (or no jobs), 7 damaged job or
+    unwritable --html FILE.
+    """
+    from . import report as out_mod
+    from . import summary, summary_html, summary_render
+
+    fmt = (fmt or ("json" if as_json else ("" if html else "table"))).lower()
+    if fmt not in ("", "table", "csv", "json") or (as_json and fmt != "json"):
+        raise typer.BadParameter(
+            "use table, csv or json (--json is --format json)", param_hint="--format"
+        )
+    if job_ids and since:
+        raise typer.BadParameter("give job ids or --since, not both", param_hint="--since")
+    since_dt = parse_since_option(since)
+    result = summary.summarize(_jobs_store(jobs_dir), job_ids or [], since_dt)
+    if html is not None:
+        summary_html.write(result, html)
+        if not quiet:
+            out_mod.info_line(f"report written to {html}")
+    with out_mod.stdout_guard():
+        if fmt == "json":
+            summary_render.write_json(result)
+        elif fmt == "csv":
+            summary_render.write_csv(result, sys.stdout)
+        elif fmt == "table":
+            summary_render.show(_output(quiet, verbose, no_color), result)
+
+
+@app.command(
+    epilog=examples(
+        "retailpulse prune --older-than 30d --dry-run",
+        "retailpulse prune --older-than 7d --status failed --status interrupted --json",
+    )
+)
+@handle_errors
+def prune(
+    older_than: Annotated[
+        str,
+        typer.Option(
+            "--older-than",
+            metavar="AGE",
+            help="Remove jobs finished (else created) longer ago than AGE: 30d, 12h, 2w.",
+        ),
+    ],
+    statuses: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--status",
+            help="Only jobs in this state (repeatable): completed, failed, interrupted. "
+            "[default: completed and failed]",
+            show_default=False,
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", "-n", help="List what would go; remove nothing.")
+    ] = False,
+    as_json: JsonOpt = False,
+    jobs_dir: JobsDir = None,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
+    no_color: NoColor = False,
+) -> None:
+    """Remove old job directories. A job being worked on (locked) is never removed, nor an
+    interrupted one unless --status interrupted is given.
+
+    Exit codes: 0 done (busy jobs are skipped), 2 bad usage, 7 cannot remove.
+    """
+    from . import prune as prune_mod
+    from . import report as out_mod
+    from . import service
+
+    chosen = tuple(dict.fromkeys(s.lower() for s in statuses or prune_mod.DEFAULT_STATUSES))
+    if any(s not in prune_mod.PRUNABLE for s in chosen):
+        raise typer.BadParameter(f"use {', '.join(prune_mod.PRUNABLE)}", param_hint="--status")
+    try:
+        age = service.parse_duration(older_than)
+    except ValueError as exc:
+        out_mod.error_line(f"--older-than: {exc}")
+        raise typer.Exit(int(ExitCode.USAGE)) from None
+    store = _jobs_store(jobs_dir)
+    result = prune_mod.prune(store, older_than=age, statuses=chosen, dry_run=dry_run)
+    for job_id in result.busy:
+        out_mod.info_line(f"skipped {job_id}: being worked on by another process")
+    with out_mod.stdout_guard():
+        if as_json:
+            out_mod.print_json(result.removed)
+            return
+        verb = "would remove" if dry_run else "removed"
+        for r in result.removed:
+            size = prune_mod.human_bytes(r["bytes"])
+            sys.stdout.write(f"{verb} {r['job_id']}\t{r['status']}\t{r['created_at']}\t{size}\n")
+    if not quiet:
+        n = len(result.removed)
+        freed = prune_mod.human_bytes(result.freed)
+        what = f"{n} job{'s' if n != 1 else ''}"
+        out_mod.info_line(f"{'would free' if dry_run else 'freed'} {freed} ({what})")
 
 
 def main() -> None:

@@ -8,12 +8,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import re
 import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -341,16 +342,36 @@ def wait_for(job: Job, timeout: float | None, poll: float = 0.2) -> dict[str, An
         time.sleep(poll)
 
 
-def parse_since(text: str) -> datetime:
-    """An ISO 8601 date or date-time; without an offset it is taken as UTC."""
+_UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_DURATION = re.compile(r"(\d+)\s*([mhdw])")
+
+
+def parse_duration(text: str) -> timedelta:
+    """`30m`, `24h`, `7d`, `2w` -> a timedelta; ValueError (one clear sentence) otherwise."""
+    m = _DURATION.fullmatch(text.strip().lower())
+    if not m:
+        raise ValueError(f"{text!r} is not a duration such as 30m, 24h, 7d or 2w")
+    return timedelta(seconds=int(m.group(1)) * _UNITS[m.group(2)])
+
+
+def parse_since(text: str, now: datetime | None = None) -> datetime:
+    """An ISO 8601 date or date-time (UTC without an offset), `today` or `yesterday`
+    (midnight UTC), or an age such as `30m`, `24h`, `7d`, `2w` before now."""
     value = text.strip()
+    now = now or datetime.now(timezone.utc)
+    midnight = now.astimezone(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    if value.lower() in ("today", "yesterday"):
+        return midnight - timedelta(days=1 if value.lower() == "yesterday" else 0)
+    if _DURATION.fullmatch(value.lower()):
+        return now - parse_duration(value)
     if value.endswith(("Z", "z")):
         value = value[:-1] + "+00:00"
     try:
         when = datetime.fromisoformat(value)
     except ValueError:
         raise ValueError(
-            f"{text!r} is not an ISO 8601 date or date-time (e.g. 2026-11-30)"
+            f"{text!r} is not a date or an age: use an ISO 8601 date or date-time "
+            "(2026-11-30), today, yesterday, or an age such as 30m, 24h, 7d"
         ) from None
     return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
 

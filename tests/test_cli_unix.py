@@ -153,8 +153,9 @@ def test_list_filters_and_json(
     assert len(json.loads(cli("list", "--limit", "2", "--json").stdout)) == 2
     assert json.loads(cli("list", "--since", "2999-01-01", "--json").stdout) == []
     assert len(json.loads(cli("list", "--since", "2020-01-01T00:00:00Z", "--json").stdout)) == 3
-    bad = cli("list", "--since", "yesterday")
-    assert bad.exit_code == 2 and "not an ISO 8601 date" in bad.stderr
+    bad = cli("list", "--since", "next week")
+    assert bad.exit_code == 2 and "'next week' is not a date or an age" in bad.stderr
+    assert len(bad.stderr.splitlines()) == 1
     table = cli("list")
     assert all(i in table.stdout for i in ids) and "failed" in table.stdout
 

@@ -155,7 +155,7 @@ def test_resume_takes_the_config_file_over_the_job_settings(
     proc = start_cli("submit", str(job), "--gpu-delay", "30", "--workers", "1", env=env)
     jobs = Path(env["RETAILPULSE_JOBS_DIR"])
     deadline = time.monotonic() + 20
-    while not (jobs.exists() and any(jobs.glob("*/status.json"))):
+    while not (jobs_in(env) and (jobs / jobs_in(env)[0] / "status.json").exists()):
         assert time.monotonic() < deadline
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
