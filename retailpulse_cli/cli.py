@@ -901,7 +901,7 @@ def inbox(
     """
     from . import inbox as box
     from . import report
-    from .errors import InvalidJobFile, JobBusy
+    from .escape import safe
 
     output = _output(quiet, verbose, no_color)
     given: dict[str, Any] = {
@@ -926,45 +926,68 @@ def inbox(
     for name in odd:
         report.info_line(f"inbox: skipped {folder / name}: not a regular file")
     for claim in found:
-        try:
-            item = _inbox_plan(claim, folder, store, settings, given, master)
-        except JobBusy as exc:  # its job is being resumed by hand: leave it for next time
-            report.info_line(f"inbox: {claim.name}: {exc.message}; left for the next run")
-            claim.release()
-            continue
-        except Exception as exc:  # one odd file must not jam tonight's batch (or tomorrow's)
-            problems = exc.problems if isinstance(exc, InvalidJobFile) else [str(exc)]
-            dest = box.finish_rejected(folder, claim, problems)
-            report.error_line(f"{claim.name}: rejected: {'; '.join(problems)}")
-            rows.append(
-                {
-                    "file": claim.name,
-                    "job_id": None,
-                    "status": "rejected",
-                    "moved_to": str(dest),
-                    "problems": problems,
-                }
-            )
-            continue
-        planned.append(item)
-        claims.append(claim)
+        item = _inbox_take(claim, folder, store, settings, given, master, rows)
+        if item is not None:
+            planned.append(item)
+            claims.append(claim)
     statuses = run_planned(planned, output=output) if planned else []
     for claim, st in zip(claims, statuses, strict=True):
         row = {"file": claim.name, "job_id": st["job_id"], "status": st["status"]}
         if st["status"] != "interrupted":
-            row["moved_to"] = str(box.finish_done(folder, claim))
+            try:
+                row["moved_to"] = str(box.finish_done(folder, claim))
+            except OSError as exc:  # its job is done; the next run moves it (nothing to redo)
+                report.error_line(f"inbox: {claim.name}: cannot move to done/: {exc}")
         rows.append(row)
     with report.stdout_guard():
         if as_json:
             report.print_json(rows)
         else:
             for row in rows:
-                name = report.safe(row["file"])
+                name = safe(row["file"])
                 sys.stdout.write(f"{name}\t{row['job_id'] or '-'}\t{row['status']}\n")
     if not rows and not quiet:
         report.info_line(f"inbox {folder}: no job files")
     invalid = sum(1 for r in rows if r["status"] == "rejected")
     exit_after_run(statuses, combined_code(statuses, invalid))
+
+
+def _inbox_take(
+    claim: Any,
+    folder: Path,
+    store: Any,
+    settings: Any,
+    given: dict[str, Any],
+    master: Any,
+    rows: list[dict[str, Any]],
+) -> Any:
+    """Plan one claimed file, in isolation: whatever goes wrong with it (a poison file, a
+    bug) rejects that file with a reason and stops no other file, tonight or tomorrow."""
+    from . import inbox as box
+    from . import report
+    from .errors import InvalidJobFile, JobBusy
+
+    try:
+        return _inbox_plan(claim, folder, store, settings, given, master)
+    except JobBusy as exc:  # its job is being resumed by hand: leave it for next time
+        report.info_line(f"inbox: {claim.name}: {exc.message}; left for the next run")
+        claim.release()
+        return None
+    except Exception as exc:
+        if isinstance(exc, InvalidJobFile):
+            problems = exc.problems
+        else:
+            problems = [str(exc) or type(exc).__name__]
+    row: dict[str, Any] = {"file": claim.name, "job_id": None, "status": "rejected"}
+    try:
+        row["moved_to"] = str(box.finish_rejected(folder, claim, problems))
+    except Exception as exc:  # cannot even move it (disk full?): the next run tries again
+        report.error_line(f"inbox: {claim.name}: cannot move to rejected/: {exc}")
+        claim.release()
+        row["moved_to"] = None
+    report.error_line(f"{claim.name}: rejected: {'; '.join(problems)}")
+    rows.append({**row, "problems": problems})
+    return None
 
 
 def _inbox_plan(
@@ -987,7 +1010,11 @@ def _inbox_plan(
         raise OSError(f"cannot be read: {exc.strerror or exc}") from None
     job_spec = spec.parse(raw, source=str(folder / claim.name), base_dir=folder)
     job, lock = service.create_job(store, job_spec, settings, master)
-    box.record_job(claim, job.id)
+    try:
+        box.record_job(claim, job.id)
+    except BaseException:
+        lock.release()  # the job reads `interrupted`; the file is rejected with the reason
+        raise
     return Planned(job, lock, "submit", settings, master, job_spec)
 
 
