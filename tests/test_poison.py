@@ -215,4 +215,3 @@ def test_store_master_over_the_size_cap_is_refused(
     r = cli("validate", "--store-master", str(master), str(job))
     assert r.exit_code == 4
     assert f"store master {master}: over 1,000 characters; not a store master CSV" in r.stderr
-
