@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from retailpulse_cli.redaction import redact, scrub
+from retailpulse_cli.fetch import redact, scrub  # the names the runner uses
 from retailpulse_cli.results import CSV_COLUMNS
 
 from .conftest import run_cli, visit, write_job
