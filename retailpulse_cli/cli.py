@@ -284,18 +284,49 @@ def outcome_code(status: dict[str, Any]) -> int:
 
 
 class Signals:
-    """SIGINT/SIGTERM: first one stops the job gracefully, a second one exits at once."""
+    """SIGINT/SIGTERM: first one stops the job gracefully, a second one exits at once.
 
-    def __init__(self, stop: Any) -> None:
+    SIGHUP (the terminal or ssh session went away) does not stop the job: like losing
+    any other reader of progress, it costs the output, not the work (`nohup` and wget
+    behave so too). Output meant for the terminal goes to /dev/null; a line in each
+    job's worker.log says what happened and how to see the outcome."""
+
+    def __init__(self, stop: Any, logs: list[Path] | None = None) -> None:
         self.stop = stop
+        self.logs = logs or []
         self.previous: dict[int, Any] = {}
+        self.ttys: list[int] = []
 
     def __enter__(self) -> Signals:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        from .streams import terminal_fds
+
+        self.ttys = terminal_fds()
+        handlers: list[tuple[signal.Signals, Callable[[int, Any], None]]] = [
+            (signal.SIGINT, self._handle),
+            (signal.SIGTERM, self._handle),
+        ]
+        if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:  # under nohup: stay so
+            handlers.append((signal.SIGHUP, self._hangup))
+        for sig, handler in handlers:
             # ValueError: not the main thread (some test runners); then no handler is needed
             with contextlib.suppress(ValueError):
-                self.previous[sig] = signal.signal(sig, self._handle)
+                self.previous[sig] = signal.signal(sig, handler)
         return self
+
+    def _hangup(self, _signum: int, _frame: Any) -> None:
+        from .streams import leave_terminal
+
+        note = (
+            "retailpulse: SIGHUP (terminal closed): the job goes on; "
+            "`retailpulse status JOB_ID` shows its outcome\n"
+        )
+        if not self.ttys:  # a pipe or a file still has its reader: say it there
+            sys.stderr.write(note)
+            return
+        leave_terminal(self.ttys)
+        for log in self.logs:
+            with contextlib.suppress(OSError), log.open("a", encoding="utf-8") as fh:
+                fh.write(note)
 
     def _handle(self, signum: int, _frame: Any) -> None:
         name = signal.Signals(signum).name
@@ -320,7 +351,8 @@ def run_planned(planned: list[Any], *, output: Any) -> list[dict[str, Any]]:
     raise_open_files_limit()
     limit_malloc_arenas()
     stop = StopFlag()
-    with report.ProgressBoard(output) as board, Signals(stop):
+    logs = [p.job.log_path for p in planned]
+    with report.ProgressBoard(output) as board, Signals(stop, logs):
         observers = [board.observer() for _ in planned]
         statuses = run_jobs(planned, stop=stop, observers=observers)
     if not board.live:
@@ -1020,6 +1052,9 @@ def _inbox_plan(
 
 def main() -> None:
     """Console-script entry point."""
+    from .streams import protect_stderr
+
+    protect_stderr()  # losing the reader of progress and logs never stops a job
     try:
         app()
     except BrokenPipeError:
