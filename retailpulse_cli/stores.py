@@ -71,7 +71,7 @@ def _capped_lines(fh: TextIO, path: Path) -> Iterator[str]:
             )
         if total > MAX_SIZE:
             raise StoreMasterError(
-                f"store master {path}: over {MAX_SIZE // 2**20} MB; not a store master CSV"
+                f"store master {path}: over {MAX_SIZE:,} characters; not a store master CSV"
             )
         yield line
 
