@@ -206,18 +206,49 @@ def outcome_code(status: dict[str, Any]) -> int:
 
 
 class Signals:
-    """SIGINT/SIGTERM: first one stops the job gracefully, a second one exits at once."""
+    """SIGINT/SIGTERM: first one stops the job gracefully, a second one exits at once.
 
-    def __init__(self, stop: Any) -> None:
+    SIGHUP (the terminal or ssh session went away) does not stop the job: like losing
+    any other reader of progress, it costs the output, not the work (`nohup` and wget
+    behave so too). Output meant for the terminal goes to /dev/null; a line in each
+    job's worker.log says what happened and how to see the outcome."""
+
+    def __init__(self, stop: Any, logs: list[Path] | None = None) -> None:
         self.stop = stop
+        self.logs = logs or []
         self.previous: dict[int, Any] = {}
+        self.ttys: list[int] = []
 
     def __enter__(self) -> Signals:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        from .streams import terminal_fds
+
+        self.ttys = terminal_fds()
+        handlers: list[tuple[signal.Signals, Callable[[int, Any], None]]] = [
+            (signal.SIGINT, self._handle),
+            (signal.SIGTERM, self._handle),
+        ]
+        if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:  # under nohup: stay so
+            handlers.append((signal.SIGHUP, self._hangup))
+        for sig, handler in handlers:
             # ValueError: not the main thread (some test runners); then no handler is needed
             with contextlib.suppress(ValueError):
-                self.previous[sig] = signal.signal(sig, self._handle)
+                self.previous[sig] = signal.signal(sig, handler)
         return self
+
+    def _hangup(self, _signum: int, _frame: Any) -> None:
+        from .streams import leave_terminal
+
+        note = (
+            "retailpulse: SIGHUP (terminal closed): the job goes on; "
+            "`retailpulse status JOB_ID` shows its outcome\n"
+        )
+        if not self.ttys:  # a pipe or a file still has its reader: say it there
+            sys.stderr.write(note)
+            return
+        leave_terminal(self.ttys)
+        for log in self.logs:
+            with contextlib.suppress(OSError), log.open("a", encoding="utf-8") as fh:
+                fh.write(note)
 
     def _handle(self, signum: int, _frame: Any) -> None:
         name = signal.Signals(signum).name
@@ -242,7 +273,8 @@ def run_planned(planned: list[Any], *, output: Any) -> list[dict[str, Any]]:
     raise_open_files_limit()
     limit_malloc_arenas()
     stop = StopFlag()
-    with report.ProgressBoard(output) as board, Signals(stop):
+    logs = [p.job.log_path for p in planned]
+    with report.ProgressBoard(output) as board, Signals(stop, logs):
         observers = [board.observer() for _ in planned]
         statuses = run_jobs(planned, stop=stop, observers=observers)
     if not board.live:
@@ -869,7 +901,7 @@ def inbox(
     """
     from . import inbox as box
     from . import report
-    from .errors import InvalidJobFile, JobBusy
+    from .escape import safe
 
     output = _output(quiet, verbose, no_color)
     resolved = _resolve(run_flags)
@@ -887,45 +919,68 @@ def inbox(
     for name in odd:
         report.info_line(f"inbox: skipped {folder / name}: not a regular file")
     for claim in found:
-        try:
-            item = _inbox_plan(claim, folder, store, settings, run_flags, master)
-        except JobBusy as exc:  # its job is being resumed by hand: leave it for next time
-            report.info_line(f"inbox: {claim.name}: {exc.message}; left for the next run")
-            claim.release()
-            continue
-        except Exception as exc:  # one odd file must not jam tonight's batch (or tomorrow's)
-            problems = exc.problems if isinstance(exc, InvalidJobFile) else [str(exc)]
-            dest = box.finish_rejected(folder, claim, problems)
-            report.error_line(f"{claim.name}: rejected: {'; '.join(problems)}")
-            rows.append(
-                {
-                    "file": claim.name,
-                    "job_id": None,
-                    "status": "rejected",
-                    "moved_to": str(dest),
-                    "problems": problems,
-                }
-            )
-            continue
-        planned.append(item)
-        claims.append(claim)
+        item = _inbox_take(claim, folder, store, settings, run_flags, master, rows)
+        if item is not None:
+            planned.append(item)
+            claims.append(claim)
     statuses = run_planned(planned, output=output) if planned else []
     for claim, st in zip(claims, statuses, strict=True):
         row = {"file": claim.name, "job_id": st["job_id"], "status": st["status"]}
         if st["status"] != "interrupted":
-            row["moved_to"] = str(box.finish_done(folder, claim))
+            try:
+                row["moved_to"] = str(box.finish_done(folder, claim))
+            except OSError as exc:  # its job is done; the next run moves it (nothing to redo)
+                report.error_line(f"inbox: {claim.name}: cannot move to done/: {exc}")
         rows.append(row)
     with report.stdout_guard():
         if as_json:
             report.print_json(rows)
         else:
             for row in rows:
-                name = report.safe(row["file"])
+                name = safe(row["file"])
                 sys.stdout.write(f"{name}\t{row['job_id'] or '-'}\t{row['status']}\n")
     if not rows and not quiet:
         report.info_line(f"inbox {folder}: no job files")
     invalid = sum(1 for r in rows if r["status"] == "rejected")
     exit_after_run(statuses, combined_code(statuses, invalid))
+
+
+def _inbox_take(
+    claim: Claim,
+    folder: Path,
+    store: JobStore,
+    settings: Settings,
+    flags: RunFlags,
+    master: StoreMaster,
+    rows: list[dict[str, Any]],
+) -> Planned | None:
+    """Plan one claimed file, in isolation: whatever goes wrong with it (a poison file, a
+    bug) rejects that file with a reason and stops no other file, tonight or tomorrow."""
+    from . import inbox as box
+    from . import report
+    from .errors import InvalidJobFile, JobBusy
+
+    try:
+        return _inbox_plan(claim, folder, store, settings, flags, master)
+    except JobBusy as exc:  # its job is being resumed by hand: leave it for next time
+        report.info_line(f"inbox: {claim.name}: {exc.message}; left for the next run")
+        claim.release()
+        return None
+    except Exception as exc:
+        if isinstance(exc, InvalidJobFile):
+            problems = exc.problems
+        else:
+            problems = [str(exc) or type(exc).__name__]
+    row: dict[str, Any] = {"file": claim.name, "job_id": None, "status": "rejected"}
+    try:
+        row["moved_to"] = str(box.finish_rejected(folder, claim, problems))
+    except Exception as exc:  # cannot even move it (disk full?): the next run tries again
+        report.error_line(f"inbox: {claim.name}: cannot move to rejected/: {exc}")
+        claim.release()
+        row["moved_to"] = None
+    report.error_line(f"{claim.name}: rejected: {'; '.join(problems)}")
+    rows.append({**row, "problems": problems})
+    return None
 
 
 def _inbox_plan(
@@ -953,7 +1008,11 @@ def _inbox_plan(
         raise OSError(f"cannot be read: {exc.strerror or exc}") from None
     job_spec = spec.parse(raw, source=str(folder / claim.name), base_dir=folder)
     job, lock = service.create_job(store, job_spec, settings, master)
-    box.record_job(claim, job.id)
+    try:
+        box.record_job(claim, job.id)
+    except BaseException:
+        lock.release()  # the job reads `interrupted`; the file is rejected with the reason
+        raise
     return Planned(job, lock, "submit", settings, master, job_spec)
 
 
@@ -971,6 +1030,7 @@ def config_(as_json: JsonOpt = False, *, run_flags: RunFlags) -> None:
     names), or the default. Run options given here show as `flag`.
     """
     from . import config, report
+    from .escape import safe
 
     resolved = _resolve(run_flags)
     rows = config.describe(resolved)
@@ -979,7 +1039,7 @@ def config_(as_json: JsonOpt = False, *, run_flags: RunFlags) -> None:
             report.print_json({"config_file": str(resolved.config_file or ""), "settings": rows})
             return
         where = resolved.config_file or "none (no config file found)"
-        sys.stdout.write(f"config file: {report.safe(str(where))}\n")
+        sys.stdout.write(f"config file: {safe(str(where))}\n")
         width = max(len(r["option"]) for r in rows)
         for r in rows:
             value = "-" if r["value"] is None else r["value"]
@@ -1151,6 +1211,9 @@ def prune(
 
 def main() -> None:
     """Console-script entry point."""
+    from .streams import protect_stderr
+
+    protect_stderr()  # losing the reader of progress and logs never stops a job
     try:
         app()
     except BrokenPipeError:

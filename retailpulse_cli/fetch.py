@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import SplitResult, urljoin, urlsplit, urlunsplit
+from urllib.parse import SplitResult, urljoin, urlsplit
 from urllib.request import url2pathname
 
 import requests
@@ -26,13 +26,11 @@ import urllib3
 from requests.adapters import HTTPAdapter
 
 from . import __version__
+from .redaction import redact as redact  # re-exported: runner imports both from here
+from .redaction import scrub as scrub
 from .settings import Settings
 
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504}) | frozenset(range(505, 600))
-_SECRET_PARAM = re.compile(
-    r"(?i)([?&;](?:[^=&;#]*(?:token|key|sig|signature|secret|pass|password|auth|credential|"
-    r"session)[^=&;#]*)=)[^&;#]*"
-)
 
 
 class FetchFailure(Exception):
@@ -45,27 +43,6 @@ class FetchFailure(Exception):
         self.retryable = retryable
         self.retry_after: float | None = None
         self.attempts = 1
-
-
-def redact(url: str) -> str:
-    """Hide user:password in the authority and the values of token-like query parameters."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return _SECRET_PARAM.sub(r"\1***", url)
-    if parts.username is None and parts.password is None:
-        return _SECRET_PARAM.sub(r"\1***", url)  # as written: no re-spelling of the URL
-    host = parts.netloc.rpartition("@")[2]
-    return _SECRET_PARAM.sub(r"\1***", urlunsplit(parts._replace(netloc=f"***@{host}")))
-
-
-def scrub(text: str, url: str) -> str:
-    """Remove any trace of `url`'s secrets from a message built by a library."""
-    parts = urlsplit(url)
-    for secret in (parts.password, parts.username, parts.query):
-        if secret:
-            text = text.replace(secret, "***")
-    return _SECRET_PARAM.sub(r"\1***", text)
 
 
 def is_blocked_address(address: str) -> bool:
@@ -249,21 +226,24 @@ class Fetcher:
             )
         if parts.scheme.lower() == "file":
             if parts.netloc not in ("", "localhost"):
-                raise FetchFailure("unsupported_scheme", f"file URL on host {parts.netloc!r}")
+                raise FetchFailure(
+                    "unsupported_scheme", redact(f"file URL on host {parts.netloc!r}")
+                )
             path = Path(url2pathname(parts.path))
         else:
             path = Path(url)  # no ~ expansion: a job file is not a shell
         if not path.is_absolute():
             path = base_dir / path
+        shown = redact(str(path))  # a path is a string derived from the URL too
         try:
             with path.open("rb") as fh:
                 data = fh.read(self.settings.max_bytes + 1)
         except FileNotFoundError:
-            raise FetchFailure("file_not_found", f"no such file: {path}") from None
+            raise FetchFailure("file_not_found", f"no such file: {shown}") from None
         except IsADirectoryError:
-            raise FetchFailure("file_not_found", f"is a directory: {path}") from None
+            raise FetchFailure("file_not_found", f"is a directory: {shown}") from None
         except OSError as exc:
-            raise FetchFailure("file_unreadable", f"cannot read {path}: {exc.strerror}") from None
+            raise FetchFailure("file_unreadable", f"cannot read {shown}: {exc.strerror}") from None
         if len(data) > self.settings.max_bytes:
             raise FetchFailure("too_large", f"file is over --max-bytes {self.settings.max_bytes:,}")
         return data

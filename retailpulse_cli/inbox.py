@@ -16,6 +16,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from .escape import safe
 from .jobstore import _storage_error
 
 PROCESSING, DONE, REJECTED = ".processing", "done", "rejected"
@@ -141,9 +142,12 @@ def finish_done(inbox: Path, claim: Claim) -> Path:
 
 
 def finish_rejected(inbox: Path, claim: Claim, problems: list[str]) -> Path:
-    """Move to DIR/rejected/ with the reasons beside it (NAME.reason)."""
+    """Move to DIR/rejected/ with the reasons beside it (NAME.reason): one escaped line
+    per problem (a job file's text can hold a lone surrogate, which UTF-8 cannot encode,
+    or a newline that would forge a line), never an empty reason."""
     dest = _unique(inbox / REJECTED, claim.name, secrets.token_hex(3))
-    dest.with_name(dest.name + REASON_SUFFIX).write_text("\n".join(problems) + "\n")
+    lines = [safe(p) for p in problems if p] or ["rejected (no reason given)"]
+    dest.with_name(dest.name + REASON_SUFFIX).write_text("\n".join(lines) + "\n", "utf-8")
     os.rename(claim.path, dest)
     claim.release()
     return dest

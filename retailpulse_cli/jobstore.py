@@ -392,8 +392,9 @@ class JobStore:
 
     def job(self, job_id: str) -> Job:
         job_id = job_id.strip()
-        if not job_id or "/" in job_id or job_id.startswith("."):
-            raise JobNotFound(f"no job {job_id!r} in {self.root}")
+        if not _could_be_job_id(job_id):
+            shown = job_id if len(job_id) <= 60 else f"{job_id[:40]}...({len(job_id)} chars)"
+            raise JobNotFound(f"no job {shown!r} in {self.root}")
         path = self.root / job_id
         if not (path / "status.json").exists() and not (path / "meta.json").exists():
             if path.is_dir():
@@ -452,6 +453,21 @@ class JobStore:
                 raise
             return Job(self.root / job_id), lock
         raise StorageError(f"could not find a free job id in {self.root}")
+
+
+NAME_MAX = 255  # bytes in one file name on Linux and macOS file systems
+
+
+def _could_be_job_id(job_id: str) -> bool:
+    """A name that can be a directory in the jobs dir. Anything else (too long for a file
+    name, a NUL, a slash, a surrogate no file name can hold) is simply not a job: asking
+    the file system would fail with an OSError instead of 'not found'."""
+    if not job_id or job_id.startswith(".") or "/" in job_id or "\0" in job_id:
+        return False
+    try:
+        return len(os.fsencode(job_id)) <= NAME_MAX
+    except UnicodeError:
+        return False
 
 
 def _remove_tree(path: Path) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import sys
 import time
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from .escape import safe
 from .tally import Tally
 
 
@@ -72,18 +72,16 @@ def stdout_guard() -> Iterator[None]:
 
 
 def print_json(obj: Any) -> None:
-    """JSON on stdout, nothing else: safe to pipe into jq."""
-    sys.stdout.write(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+    """JSON on stdout, nothing else: safe to pipe into jq. Text that the stream cannot
+    encode (a lone surrogate from a job file, or any non-ASCII under LANG=C) is written
+    as JSON \\u escapes instead: the same value to any JSON reader."""
+    text = json.dumps(obj, indent=2, ensure_ascii=False)
+    try:
+        text.encode(sys.stdout.encoding or "utf-8")
+    except (UnicodeEncodeError, LookupError):
+        text = json.dumps(obj, indent=2)
+    sys.stdout.write(text + "\n")
     sys.stdout.flush()
-
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # newlines too: one message, one line
-
-
-def safe(text: str) -> str:
-    """Control characters from job files (an ESC sequence in a URL) shown, not obeyed:
-    logs and terminals get no escape codes they did not ask for."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 def error_line(message: str) -> None:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 from .errors import StoreMasterError
 
@@ -46,11 +49,38 @@ def _normalise(name: str) -> str:
     return name.strip().lower().replace("_", "").replace(" ", "").replace("-", "")
 
 
+# A store master is a list of ids: ~10 bytes a line, thousands of lines. The caps keep a
+# wrong path (/dev/zero, a video, a log) to one clear error in a blink, not a MemoryError.
+MAX_LINE = 64 * 1024  # characters in one line
+MAX_SIZE = 64 * 1024 * 1024  # characters in the whole file
+
+
+def _capped_lines(fh: TextIO, path: Path) -> Iterator[str]:
+    """The file's lines, refusing a line over MAX_LINE or a file over MAX_SIZE before
+    reading past either (iterating a file would read a line of any length into memory)."""
+    total = 0
+    for lineno in itertools.count(1):
+        line = fh.readline(MAX_LINE + 1)
+        if not line:
+            return
+        total += len(line)
+        if len(line) > MAX_LINE:
+            raise StoreMasterError(
+                f"store master {path}: line {lineno} is over {MAX_LINE:,} characters; "
+                "not a store master CSV"
+            )
+        if total > MAX_SIZE:
+            raise StoreMasterError(
+                f"store master {path}: over {MAX_SIZE:,} characters; not a store master CSV"
+            )
+        yield line
+
+
 def load(path: Path) -> StoreMaster:
     """Load store ids; accepts either header spelling, CRLF, a UTF-8 BOM and stray spaces."""
     try:
         with path.open(newline="", encoding="utf-8-sig", errors="replace") as fh:
-            rows = csv.reader(fh)
+            rows = csv.reader(_capped_lines(fh, path))
             header = next(rows, None)
             if header is None:
                 raise StoreMasterError(f"store master {path}: file is empty")

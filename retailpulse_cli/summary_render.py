@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, TextIO
 from rich.table import Table
 from rich.text import Text
 
-from .report import STATUS_STYLE, Output, cell, print_json, safe
+from .escape import safe
+from .report import STATUS_STYLE, Output, cell, print_json
 
 if TYPE_CHECKING:
     from .summary import Summary
