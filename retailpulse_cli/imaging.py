@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import struct
 import warnings
 from typing import NamedTuple
@@ -107,34 +108,158 @@ def webp_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
-_TAIL = 4096  # end markers are searched in the last few KB: some encoders append padding
+_CUT = "is cut off"
+# The first marker that ends a scan's entropy-coded data: FF followed by anything but 00
+# (byte stuffing), D0-D7 (restart markers, which live inside the scan) or FF (fill bytes).
+_SCAN_END = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+_STANDALONE = frozenset([0x01, *range(0xD0, 0xD9)])  # TEM, RSTn, SOI: markers without a length
 
 
 def truncation(data: bytes, fmt: str) -> str | None:
-    """Say why a file looks cut off, or None. Cheap: looks at the end of the file only."""
-    tail_start = max(0, len(data) - _TAIL)
-    if fmt in ("JPEG", "MPO"):
-        if data.rfind(b"\xff\xd9", tail_start) == -1:
-            return "has no end-of-image marker (FFD9): the file is cut off"
-    elif fmt == "PNG":
-        iend = data.rfind(b"IEND", tail_start)
-        if iend == -1 or len(data) < iend + 8:  # the chunk type, then its 4-byte CRC
-            return "has no complete IEND chunk: the file is cut off"
-    elif fmt == "WEBP":
+    """Say why a file's image data is cut off, or None.
+
+    The rule for every format: never fail a file that Pillow decodes fully (trailing data,
+    such as the video a motion photo appends to its JPEG, is fine), still catch a file whose
+    image data is cut. Cheap: segment, chunk and block lengths let us jump over the data."""
+    if fmt == "JPEG":
+        return _jpeg_problem(data)
+    if fmt == "MPO":
+        return _mpo_problem(data)
+    if fmt == "PNG":
+        return _png_problem(data)
+    if fmt == "GIF":
+        return _gif_problem(data)
+    if fmt == "BMP":
+        return _bmp_problem(data)
+    if fmt == "WEBP":
         declared = struct.unpack_from("<I", data, 4)[0] + 8
         if len(data) < declared:
             return f"is {len(data):,} bytes but its RIFF header declares {declared:,}"
-    elif fmt == "GIF":
-        if data.rstrip(b"\x00")[-1:] != b";":
-            return "has no trailer byte (0x3B): the file is cut off"
     elif fmt in ("AVIF", "HEIF"):
         end = _isobmff_end(data)
         if end > len(data):
             return f"is {len(data):,} bytes but its boxes declare {end:,}"
-    elif fmt == "BMP":
-        declared = struct.unpack_from("<I", data, 2)[0]
-        if declared and len(data) < declared:
-            return f"is {len(data):,} bytes but its header declares {declared:,}"
+    return None
+
+
+def _jpeg_problem(data: bytes, start: int = 0) -> str | None:
+    """A JPEG (from `start`) is complete when its entropy-coded data is closed by EOI (FFD9).
+
+    Segments are skipped by their length; each scan (a progressive JPEG has several, with
+    DHT etc. between them) is searched in C for the first real marker."""
+    end, pos = len(data), start + 2
+    while True:
+        ff = data.find(b"\xff", pos)  # libjpeg, too, skips junk and fill bytes before a marker
+        if ff < 0 or ff + 1 >= end:
+            return f"{_CUT}: no end-of-image marker (FFD9)"
+        marker = data[ff + 1]
+        if marker == 0xD9:
+            return None
+        if marker == 0xFF or marker in _STANDALONE:
+            pos = ff + 1 if marker == 0xFF else ff + 2
+            continue
+        pos = ff + 2 + int.from_bytes(data[ff + 2 : ff + 4], "big")
+        if ff + 4 > end or pos > end:
+            return f"{_CUT} inside a segment (marker FF{marker:02X})"
+        if marker == 0xDA:  # start of scan: the entropy-coded data follows its header
+            found = _SCAN_END.search(data, pos)
+            if found is None:
+                return f"{_CUT} inside the image data (no marker ends the scan)"
+            pos = found.start()
+
+
+def _mpo_problem(data: bytes) -> str | None:
+    """An MPO (e.g. a stereo photo) is complete when each of its JPEG images is; the images
+    are found as Pillow finds them, from the MP index in the first image's APP2 segment."""
+    problem = _jpeg_problem(data)
+    if problem:
+        return problem
+    with Image.open(io.BytesIO(data)) as im:
+        entries = getattr(im, "mpinfo", {}).get(0xB002, [])
+    base = data.find(b"MPF\x00")
+    for number, entry in enumerate(entries[1:], start=2):
+        offset = base + 4 + int(entry["DataOffset"])
+        if base < 0 or offset + 2 > len(data):
+            return f"{_CUT}: image {number} of {len(entries)} is missing"
+        problem = _jpeg_problem(data, offset)
+        if problem:
+            return f"image {number} of {len(entries)} {problem}"
+    return None
+
+
+def _png_problem(data: bytes) -> str | None:
+    """Walk the chunks by their lengths, as Pillow reads them.
+
+    Complete once the IEND chunk's header is reached (Pillow never reads its CRC), or once a
+    non-IDAT chunk follows the image data (Pillow stops quietly where the file ends then, but
+    fails on a chunk whose data is cut). A file ending right after an IDAT chunk is called
+    cut: more IDAT may have followed, and only inflating the data could tell."""
+    end, pos, seen_idat, after_idat = len(data), 8, False, False
+    while pos + 8 <= end:
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        kind = data[pos + 4 : pos + 8]
+        if kind == b"IEND":
+            return None
+        seen_idat = seen_idat or kind == b"IDAT"
+        after_idat = after_idat or (seen_idat and kind != b"IDAT")
+        if pos + 8 + length > end:
+            return f"{_CUT} inside its {kind.decode('latin-1')} chunk"
+        pos += 12 + length
+    return None if after_idat else f"{_CUT}: no IEND chunk"
+
+
+def _gif_problem(data: bytes) -> str | None:
+    """Walk the blocks. Pillow stops quietly where the file ends between two blocks (even
+    without the 0x3B trailer) but fails on a block that is cut, so only that is a problem."""
+    end = len(data)
+    if end < 13:
+        return f"{_CUT} inside its header"
+    pos = 13 + _gif_table_size(data[10])
+    while pos < end:
+        block = data[pos]
+        if block == 0x3B:
+            return None
+        if block == 0x21:  # extension: introducer and label, then sub-blocks
+            pos += 2
+        elif block == 0x2C:  # image: descriptor, local colour table, LZW code size, sub-blocks
+            if pos + 10 > end:
+                return f"{_CUT} inside an image descriptor"
+            pos += 10 + _gif_table_size(data[pos + 9]) + 1
+        else:  # Pillow skips a stray byte between blocks
+            pos += 1
+            continue
+        while pos < end and data[pos]:
+            pos += 1 + data[pos]
+        if pos >= end:
+            return f"{_CUT} inside a block"
+        pos += 1  # the zero-length sub-block that closes the block
+    return None
+
+
+def _gif_table_size(flags: int) -> int:
+    return 3 << ((flags & 7) + 1) if flags & 0x80 else 0
+
+
+def _bmp_problem(data: bytes) -> str | None:
+    """Judge a BMP by where its pixel rows end, not by the header's file-size field (often
+    wrong in the wild; Pillow ignores it). Rows are padded to 4 bytes, but Pillow does not
+    need the last row's padding. RLE/JPEG/PNG-compressed BMPs cannot be sized this way."""
+    if len(data) < 30:
+        return f"{_CUT} inside its header"
+    offset, header = struct.unpack_from("<II", data, 10)
+    if header == 12:  # OS/2 BITMAPCOREHEADER: 16-bit fields
+        width, height, _, bits = struct.unpack_from("<HHHH", data, 18)
+        compression = 0
+    elif len(data) < 34:
+        return f"{_CUT} inside its header"
+    else:
+        width, height, _, bits, compression = struct.unpack_from("<iiHHI", data, 18)
+    if compression not in (0, 3, 6):  # BI_RGB, BI_BITFIELDS, BI_ALPHABITFIELDS
+        return None
+    row = (abs(width) * bits + 7) // 8
+    needed = offset + (row + 3) // 4 * 4 * (abs(height) - 1) + row
+    if len(data) < needed:
+        return f"is {len(data):,} bytes but its pixel rows end at byte {needed:,}"
     return None
 
 
