@@ -8,7 +8,7 @@ import struct
 import warnings
 from typing import NamedTuple
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageFile, UnidentifiedImageError
 
 # Pillow's own bomb guard warns at MAX_IMAGE_PIXELS and raises at twice that; we apply our
 # own limit (settings.max_pixels) so the threshold is the user's, and silence the warning.
@@ -77,6 +77,11 @@ def _pillow_size(data: bytes) -> tuple[int, int, str, int]:
         if data[4:8] == b"ftyp" and _isobmff_end(data) > len(data):
             # libavif/libheif refuse a cut-off file outright; say what is really wrong
             raise ImageFailure("truncated_image", "AVIF/HEIF file is cut off") from None
+        if _has_image_signature(data):
+            raise ImageFailure(
+                "truncated_image", "has an image signature but Pillow cannot read its header: "
+                "the file is cut off or damaged"
+            ) from None
         raise ImageFailure("not_an_image", "not an image Pillow can read") from None
     except Image.DecompressionBombError as exc:
         raise ImageFailure("decompression_bomb", str(exc)) from None
@@ -263,11 +268,29 @@ def _bmp_problem(data: bytes) -> str | None:
     return None
 
 
-def _tiff_data_end(im: Image.Image) -> int:
-    """Where a TIFF's last strip or tile ends, from its offset and byte-count tags."""
+def _has_image_signature(data: bytes) -> bool:
+    """Whether the bytes start like one of our formats (so a header Pillow cannot read is a
+    cut or damaged image, not some other kind of file)."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n" or data[:3] == b"\xff\xd8\xff":
+        return True
+    if data[:4] in (b"GIF8", b"II*\x00", b"MM\x00*") or data[8:12] == b"WEBP":
+        return True
+    return data[:2] == b"BM" and data[6:10] == bytes(4)  # BMP's reserved fields are zero
+
+
+def _tiff_data_end(im: ImageFile.ImageFile) -> int:
+    """Where the data Pillow needs to decode a TIFF ends.
+
+    Compressed strips and tiles are read by libtiff, which wants each one's whole byte count
+    (it fails even when only the count is overstated). Uncompressed ones Pillow reads itself,
+    row by row, ignoring the counts: it needs the rows only."""
     tags = getattr(im, "tag_v2", None)
     if tags is None:
         return 0
+    if im.tile and all(tile.codec_name == "raw" for tile in im.tile):
+        bits = tags.get(258) or (1,)
+        bits_per_pixel = int(bits[0]) if tags.get(284) == 2 else sum(int(b) for b in bits)
+        return max(_raw_tile_end(tile, bits_per_pixel) for tile in im.tile)
     offsets = tags.get(273) or tags.get(324)  # StripOffsets / TileOffsets
     counts = tags.get(279) or tags.get(325)  # StripByteCounts / TileByteCounts
     if not offsets or not counts:
@@ -277,10 +300,23 @@ def _tiff_data_end(im: Image.Image) -> int:
     return max((int(o) + int(c) for o, c in zip(offsets, counts, strict=False)), default=0)
 
 
+def _raw_tile_end(tile: ImageFile._Tile, bits_per_pixel: int) -> int:
+    """Where Pillow's raw decoder stops reading one strip or tile: rows of `stride` bytes,
+    the last one without padding."""
+    x0, y0, x1, y1 = tile.extents or (0, 0, 0, 0)
+    line = ((x1 - x0) * bits_per_pixel + 7) // 8
+    args = tile.args if isinstance(tile.args, tuple) else ()
+    stride = int(args[1]) if len(args) > 1 and args[1] else line
+    return tile.offset + stride * max(0, y1 - y0 - 1) + line
+
+
 def _isobmff_end(data: bytes) -> int:
-    """Walk the top-level boxes of an AVIF/HEIF file; return where the last one ends."""
-    pos = 0
-    while pos + 8 <= len(data):
+    """Walk the top-level boxes of an AVIF/HEIF file; return where the last one ends, or
+    where both `meta` (what the images are) and `mdat` (their data) have ended: whatever
+    follows them is not needed to decode the image."""
+    pos, needed = 0, {b"meta", b"mdat"}
+    while pos + 8 <= len(data) and needed:
+        needed.discard(data[pos + 4 : pos + 8])
         size = struct.unpack_from(">I", data, pos)[0]
         if size == 1 and pos + 16 <= len(data):  # 64-bit "largesize"
             size = struct.unpack_from(">Q", data, pos + 8)[0]
@@ -289,4 +325,6 @@ def _isobmff_end(data: bytes) -> int:
         if size < 8:
             return pos  # malformed: let Pillow's own parsing speak for it
         pos += size
+    if needed and pos < len(data):  # cut inside the header of the next box
+        return pos + 8
     return pos
