@@ -79,8 +79,9 @@ def _pillow_size(data: bytes) -> tuple[int, int, str, int]:
             raise ImageFailure("truncated_image", "AVIF/HEIF file is cut off") from None
         if _has_image_signature(data):
             raise ImageFailure(
-                "truncated_image", "has an image signature but Pillow cannot read its header: "
-                "the file is cut off or damaged"
+                "truncated_image",
+                "has an image signature but Pillow cannot read its header: "
+                "the file is cut off or damaged",
             ) from None
         raise ImageFailure("not_an_image", "not an image Pillow can read") from None
     except Image.DecompressionBombError as exc:

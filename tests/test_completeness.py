@@ -41,7 +41,7 @@ def saved(im: Image.Image, fmt: str, **kwargs: Any) -> bytes:
     return buf.getvalue()
 
 
-def exif(orientation: int, description: str) -> bytes:
+def exif(orientation: int, description: bytes) -> bytes:
     tags = Image.Exif()
     tags[0x0112], tags[0x010E] = orientation, description
     return tags.tobytes()
@@ -182,7 +182,8 @@ def tiff_last_count(data: bytes, delta: int) -> bytes:
 SOURCES: dict[str, Callable[[], bytes]] = {
     "jpeg": lambda: saved(photo(), "JPEG", quality=90),
     "jpeg-progressive": lambda: saved(photo(), "JPEG", progressive=True),
-    "jpeg-exif": lambda: saved(photo(), "JPEG", exif=exif(orientation=6, description="\xff\xd9")),
+    # EXIF whose text holds FFD9: the APP1 segment is skipped by its length
+    "jpeg-exif": lambda: saved(photo(), "JPEG", exif=exif(orientation=6, description=b"\xff\xd9")),
     "jpeg-restart-markers": lambda: saved(photo(), "JPEG", restart_marker_blocks=1),
     "jpeg-grey": lambda: saved(photo(mode="L"), "JPEG"),
     # a comment holding a whole JPEG (a thumbnail): its FFD9 is skipped by the segment length
@@ -291,3 +292,61 @@ def test_measure_agrees_with_a_full_pillow_decode(name: str, variant: str) -> No
 
 
 # -- the exceptions, each tested for what it is ----------------------------------------------
+
+
+def test_a_jpeg_without_its_end_marker_is_cut_even_where_pillow_decodes_it() -> None:
+    """Exception: libjpeg stops once it has decoded every block, so a JPEG that lost its
+    FFD9 (or the last bits of its final block) sometimes decodes, depending on the data.
+    Knowing that needs Huffman decoding; a JPEG is complete when FFD9 closes its data."""
+    data = saved(photo((25, 40)), "JPEG")
+    assert data.endswith(b"\xff\xd9") and b"\xff\xd9" not in data[:-2]
+    for cut in (data[:-1], data[:-2]):
+        assert pillow_decodes(cut)
+        assert verdict(cut) == "truncated_image"
+    assert verdict(data) == "ok"
+
+
+def test_a_png_ending_right_after_its_image_data_is_cut() -> None:
+    """Exception: a PNG that ends after an IDAT chunk, without IEND, decodes when the
+    compressed stream happened to end there; but more IDAT may have been cut off, and only
+    inflating the data could tell. A PNG whose image data is followed by another chunk (so
+    the data is known to be whole) is complete without IEND, as Pillow decodes it."""
+    data = source("png")
+    no_iend = data[:-12]
+    assert pillow_decodes(no_iend)
+    assert verdict(no_iend) == "truncated_image"
+    text_then_cut = source("png-text-after-idat")[:-12]  # tEXt after IDAT, then no IEND
+    assert pillow_decodes(text_then_cut)
+    assert verdict(text_then_cut) == "ok"
+
+
+def test_a_cut_rle_bmp_is_measured() -> None:
+    """Exception: an RLE-compressed BMP's size cannot be known from its header (Pillow reads
+    it to its end-of-bitmap code), so a cut one passes; its header, hence its size, is whole."""
+    data = source("bmp-rle8")[:-50]
+    assert not pillow_decodes(data)
+    assert verdict(data) == "ok"
+
+
+def test_tiff_data_past_the_end() -> None:
+    """Uncompressed strips are read row by row (their byte counts are ignored, by Pillow
+    too); compressed ones by libtiff, which needs every strip's whole declared count."""
+    raw = tiff_last_count(libtiff_strips(), 60_000)  # count overstated, rows all present
+    assert pillow_decodes(raw) and verdict(raw) == "ok"
+    lzw = tiff_last_count(libtiff_strips("tiff_lzw"), 60_000)  # libtiff refuses this one
+    assert not pillow_decodes(lzw) and verdict(lzw) == "truncated_image"
+
+
+# -- end to end: a motion photo over real HTTP -------------------------------------------------
+
+
+def test_a_motion_photo_is_measured_through_the_cli(
+    cli: Any, env: dict[str, str], server: Any, tmp_path: Path
+) -> None:
+    url = server.url("/motion/640x480.jpg")  # a JPEG followed by 2 MB of video
+    job = write_job(tmp_path / "job.json", [visit(KNOWN[0], url)])
+    result = cli("submit", str(job), "--gpu-delay", "0", "--retries", "0")
+    assert result.exit_code == 0, result.stderr
+    (record,) = results_of(env, result.stdout.strip())
+    assert record["status"] == "ok", record
+    assert (record["width"], record["height"], record["perimeter"]) == (640, 480, 2240)

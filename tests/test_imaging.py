@@ -332,8 +332,13 @@ def test_truncation_on_half_a_file(ext: str) -> None:
 
 @pytest.mark.parametrize(
     ("ext", "code"),
-    [("jpg", "truncated_image"), ("webp", "truncated_image"), ("bmp", "truncated_image")]
-    + [("png", None), ("gif", None)],
+    [
+        ("jpg", "truncated_image"),
+        ("webp", "truncated_image"),
+        ("bmp", "truncated_image"),
+        ("png", None),
+        ("gif", None),
+    ],
 )
 def test_one_byte_short(ext: str, code: str | None) -> None:
     """The last byte is JPEG's FFD9, counted by the RIFF header (WebP), or pixel data (a
