@@ -80,7 +80,7 @@ def _pillow_size(data: bytes) -> tuple[int, int, str, int]:
         if _has_image_signature(data):
             raise ImageFailure(
                 "truncated_image",
-                "has an image signature but Pillow cannot read its header: "
+                "its header cannot be read although it starts like an image: "
                 "the file is cut off or damaged",
             ) from None
         raise ImageFailure("not_an_image", "not an image Pillow can read") from None
@@ -152,7 +152,12 @@ def _jpeg_problem(data: bytes, start: int = 0) -> str | None:
     """A JPEG (from `start`) is complete when its entropy-coded data is closed by EOI (FFD9).
 
     Segments are skipped by their length; each scan (a progressive JPEG has several, with
-    DHT etc. between them) is searched in C for the first real marker."""
+    DHT etc. between them) is searched in C for the first real marker. That search reads
+    every byte (about 1 ms per MB), so it runs only when the file does not simply end in
+    FFD9: those two bytes cannot occur inside entropy-coded data (an FF there is followed
+    by 00 or a restart marker) nor in the DHT/SOS segments between scans, so a file cut
+    inside its image data never ends with them once the segments before its first scan are
+    whole. Trailing data (motion photos), padding and cut files take the full walk."""
     end, pos = len(data), start + 2
     while True:
         ff = data.find(b"\xff", pos)  # libjpeg, too, skips junk and fill bytes before a marker
@@ -168,6 +173,8 @@ def _jpeg_problem(data: bytes, start: int = 0) -> str | None:
         if ff + 4 > end or pos > end:
             return f"{_CUT} inside a segment (marker FF{marker:02X})"
         if marker == 0xDA:  # start of scan: the entropy-coded data follows its header
+            if data.endswith(b"\xff\xd9"):
+                return None
             found = _SCAN_END.search(data, pos)
             if found is None:
                 return f"{_CUT} inside the image data (no marker ends the scan)"
