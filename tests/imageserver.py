@@ -221,6 +221,10 @@ class ImageServer:
                 self.send(h, 301, b"", "text/plain", {"Location": f"/chain/{n - 1}"})
         elif kind == "loop":
             self.send(h, 302, b"", "text/plain", {"Location": "/loop"})
+        elif kind == "motion":  # /motion/<w>x<h>.jpg: a JPEG, then 2 MB as a motion photo's video
+            w, hh = (int(v) for v in seg[1].rsplit(".", 1)[0].split("x"))
+            video = b"\0\0\0\x18ftypmp42" + bytes(range(256)) * 8192
+            self.send(h, 200, image_bytes(w, hh, "jpg") + video, "image/jpeg")
         elif kind == "bomb.png":
             self.send(h, 200, bomb_png(), "image/png")
         elif kind == "rotated.jpg":
