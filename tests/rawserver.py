@@ -18,9 +18,11 @@ GIVE_UP = 15.0  # a trickle ends here, so even a client without a deadline finis
 
 
 class RawServer:
-    """One thread per connection; the path of the first request picks the shape."""
+    """One thread per connection; the path of the first request picks the shape. With
+    `tls_trickle`, every connection instead answers the TLS ClientHello a byte at a time."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, tls_trickle: bool = False) -> None:
+        self.tls_trickle = tls_trickle
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
@@ -55,6 +57,9 @@ class RawServer:
     def _serve(self, conn: socket.socket) -> None:
         with conn:
             try:
+                if self.tls_trickle:  # a handshake record that never completes
+                    _trickle(conn, b"\x16\x03\x03\x40\x00" + b"\x02" * 0x4000)
+                    return
                 path = self._read_request(conn)
                 if path is not None:
                     SHAPES.get(path.split("?")[0], _not_found)(self, conn)
@@ -105,7 +110,8 @@ def keepalive_trickle(srv: RawServer, conn: socket.socket) -> None:
 
 
 def chunked_trickle(srv: RawServer, conn: socket.socket) -> None:
-    conn.sendall(_head("HTTP/1.1 200 OK", "Transfer-Encoding: chunked"))
+    """Chunked, and the connection closes after it (keep-alive chunked was always cut)."""
+    conn.sendall(_head("HTTP/1.1 200 OK", "Transfer-Encoding: chunked", "Connection: close"))
     _trickle(conn, b"".join(b"1\r\n" + BODY[i : i + 1] + b"\r\n" for i in range(len(BODY))))
 
 

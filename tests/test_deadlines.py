@@ -43,9 +43,9 @@ def submit_one(cli: Any, env: dict[str, str], tmp_path: Path, url: str) -> tuple
     [
         "/head-trickle",  # status line and headers a byte at a time
         "/close-trickle",  # Content-Length + Connection: close
-        "/chunked-trickle",
+        "/chunked-trickle",  # chunked + Connection: close
         "/http10-trickle",  # no Content-Length, read until close
-        "/keepalive-trickle",  # Content-Length, keep-alive
+        "/keepalive-trickle",  # Content-Length, keep-alive: the one shape cut before too
         "/redirect-trickle",  # a 302 whose target trickles
     ],
 )
@@ -61,3 +61,16 @@ def test_a_fast_image_from_the_same_server_is_measured(cli, env, tmp_path, raw: 
     assert record["status"] == "ok", record
     assert (record["width"], record["height"]) == (64, 48)
     assert wall < TIMEOUT
+
+
+def test_timeout_holds_during_the_tls_handshake(cli, env, tmp_path):
+    # The server answers the ClientHello with a TLS record a byte at a time. (A guard, not
+    # a regression test: Python's ssl already bounds the whole handshake by the connect
+    # timeout; this keeps the watchdog's duplicate socket honest.)
+    srv = RawServer(tls_trickle=True).start()
+    try:
+        record, wall = submit_one(cli, env, tmp_path, f"https://127.0.0.1:{srv.port}/x.png")
+    finally:
+        srv.stop()
+    assert record["error_code"] == "timeout", record
+    assert wall < TIMEOUT + GRACE, f"the worker was held {wall:.1f}s"
