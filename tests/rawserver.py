@@ -61,7 +61,9 @@ class RawServer:
                     _trickle(conn, b"\x16\x03\x03\x40\x00" + b"\x02" * 0x4000)
                     return
                 path = self._read_request(conn)
-                if path is not None:
+                if path is not None and path.startswith("/big/"):
+                    _big(conn, path)
+                elif path is not None:
                     SHAPES.get(path.split("?")[0], _not_found)(self, conn)
             except OSError:  # the client cut us off: that is what the tests want
                 pass
@@ -124,6 +126,24 @@ def http10_trickle(srv: RawServer, conn: socket.socket) -> None:
 def redirect_to_trickle(srv: RawServer, conn: socket.socket) -> None:
     target = srv.url("/close-trickle")
     conn.sendall(_head("HTTP/1.1 302 Found", f"Location: {target}", "Content-Length: 0"))
+
+
+def _big(conn: socket.socket, path: str) -> None:
+    """/big/<framing>/<MB>: a large body at full speed, framed by Content-Length (`cl`),
+    chunks of 1 MB (`chunked`) or the end of the connection (`close`)."""
+    _, _, framing, mb = path.split("/")
+    block, n = b"\xab" * (1 << 20), int(mb)
+    if framing == "cl":
+        conn.sendall(_head("HTTP/1.1 200 OK", f"Content-Length: {n << 20}"))
+        pieces = [block] * n
+    elif framing == "chunked":
+        conn.sendall(_head("HTTP/1.1 200 OK", "Transfer-Encoding: chunked"))
+        pieces = [b"100000\r\n" + block + b"\r\n"] * n + [b"0\r\n\r\n"]
+    else:
+        conn.sendall(b"HTTP/1.0 200 OK\r\n\r\n")
+        pieces = [block] * n
+    for piece in pieces:
+        conn.sendall(piece)
 
 
 def image(srv: RawServer, conn: socket.socket) -> None:

@@ -57,9 +57,7 @@ def fake_resolver(monkeypatch: pytest.MonkeyPatch, name: str, answer: Any) -> li
 
 def test_dns_rebinding_reaches_no_private_address(cli, env, tmp_path, raw, monkeypatch):
     # The first lookup says public, every later one says loopback (where the server is).
-    asked = fake_resolver(
-        monkeypatch, "rebind.test", lambda n: PUBLIC if n == 1 else "127.0.0.1"
-    )
+    asked = fake_resolver(monkeypatch, "rebind.test", lambda n: PUBLIC if n == 1 else "127.0.0.1")
     url = raw.url("/image", host="rebind.test")
     record = submit_one(cli, env, tmp_path, url, "--block-private-networks")
     assert record["error_code"] == "blocked_address", record
