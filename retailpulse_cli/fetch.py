@@ -93,9 +93,10 @@ def is_blocked_address(address: str) -> bool:
 
 
 class Watchdog:
-    """Enforces the per-image deadline by shutting down the socket of a response that is
-    still being read when its deadline passes: a server that trickles one byte a second
-    never trips a read timeout, and reading the body in one call leaves no loop to check.
+    """Enforces the per-image deadline by shutting down the socket of a request still in
+    flight when its deadline passes (armed from connect to the last body byte, see
+    "guarded connections"): a server that trickles one byte a second never trips a read
+    timeout, and reading the body in one call leaves no loop to check.
 
     Arming is a dict insert under a lock; a thread sweeps every TICK seconds. No wake-up
     per image and no heap of stale entries: at 1,000+ images/s both showed in profiles."""
