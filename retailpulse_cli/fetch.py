@@ -567,9 +567,8 @@ class Fetcher:
             raise FetchFailure(
                 "too_large", f"Content-Length {length:,} is over --max-bytes {s.max_bytes:,}"
             )
-        encoded = "content-encoding" in r.headers  # Content-Length counts the encoded bytes
         try:
-            data = _read_all(r, (s.max_bytes if length is None or encoded else length) + 1)
+            data = _read_all(r, length, s.max_bytes)
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             if deadline.passed():
                 raise FetchFailure(
@@ -630,16 +629,20 @@ def _drain(r: requests.Response, limit: int = 64 * 1024) -> None:
             r.raw.read(limit + 1, decode_content=False)
 
 
-def _read_all(r: requests.Response, limit: int) -> bytes:
-    """Up to `limit` bytes of the body, in one `bytes` object filled in place.
+def _read_all(r: requests.Response, length: int | None, max_bytes: int) -> bytes:
+    """The body (up to max_bytes + 1 bytes), held once: urllib3's read(amt) with decoding
+    on gathers the body in a second buffer, twice the body at the peak.
 
-    io.BufferedReader.read(n) allocates one bytes object of n and has the raw stream fill
-    it (untouched pages of an unknown-length allowance cost no memory), then trims it: the
-    peak is the body plus one piece, for Content-Length, chunked and read-until-close alike.
-    (urllib3's read(amt) gathers a body it decodes in a second buffer: twice the body.) The
-    pieces are big, so a 300 KB image is still one read; reading in small chunks from many
-    threads measured about half as fast (GIL contention), see README "Performance"."""
-    return io.BufferedReader(_RawBody(r), buffer_size=64 * 1024).read(limit)
+    With a Content-Length and no content-encoding, http.client reads straight into one
+    bytes object of that size (one call). Otherwise io.BufferedReader.read(n) allocates
+    one bytes object of n, has the raw stream fill it in big pieces (the untouched pages of
+    the allowance cost no memory) and trims it: the peak is the body plus one piece.
+    Reading in small chunks from many threads measured about half as fast (GIL
+    contention), see README "Performance"."""
+    if length is not None and "content-encoding" not in r.headers:
+        data: bytes = r.raw.read(length, decode_content=False)
+        return data
+    return io.BufferedReader(_RawBody(r), buffer_size=64 * 1024).read(max_bytes + 1)
 
 
 class _RawBody(io.RawIOBase):
