@@ -166,15 +166,12 @@ _context = threading.local()
 class _Call:
     """One request's guard: what the connection classes need from the fetcher."""
 
-    __slots__ = ("block_private", "deadline", "guards", "timeout", "tokens", "watchdog")
+    __slots__ = ("block_private", "deadline", "guards", "tokens", "watchdog")
 
-    def __init__(
-        self, deadline: Deadline, watchdog: Watchdog, block_private: bool, timeout: float
-    ) -> None:
+    def __init__(self, deadline: Deadline, watchdog: Watchdog, block_private: bool) -> None:
         self.deadline = deadline
         self.watchdog = watchdog
         self.block_private = block_private
-        self.timeout = timeout  # --timeout, for messages
         self.tokens: list[int] = []
         self.guards: list[socket.socket] = []
 
@@ -534,7 +531,7 @@ class Fetcher:
         if remaining <= 0:
             raise FetchFailure("timeout", f"gave up after --timeout {s.timeout:g}s")
         timeout = (min(s.connect_timeout, remaining), min(s.read_timeout, remaining))
-        call = _Call(deadline, self.watchdog, s.block_private_networks, s.timeout)
+        call = _Call(deadline, self.watchdog, s.block_private_networks)
         with _guarded(call):  # the watchdog covers every phase until the response is closed
             try:
                 r = self.session.get(url, stream=True, timeout=timeout, allow_redirects=False)
@@ -675,6 +672,9 @@ def _reason(exc: BaseException) -> str:
 
 
 def _classify_request_error(exc: requests.exceptions.RequestException, url: str) -> FetchFailure:
+    gai = _gaierror_in(exc)
+    if gai is not None:  # resolved by urllib3 itself (a SOCKS proxy's name), not by _Call
+        return _dns_failure(urlsplit(url).hostname or "", gai)
     if isinstance(exc, requests.exceptions.ConnectTimeout):
         return FetchFailure("timeout", "connect timed out", retryable=True)
     if isinstance(exc, requests.exceptions.ReadTimeout):
@@ -692,6 +692,21 @@ def _classify_request_error(exc: requests.exceptions.RequestException, url: str)
     return FetchFailure(
         "connection_error", scrub(f"request failed: {_reason(exc)}", url), retryable=True
     )
+
+
+def _gaierror_in(exc: BaseException) -> socket.gaierror | None:
+    """The resolver error under requests' and urllib3's wrappers, if that is the cause."""
+    seen: list[BaseException] = []
+    todo: list[object] = [exc]
+    while todo and len(seen) < 8:
+        item = todo.pop()
+        if isinstance(item, socket.gaierror):
+            return item
+        if isinstance(item, BaseException) and item not in seen:
+            seen.append(item)
+            todo += [getattr(item, "reason", None), item.__cause__, item.__context__]
+            todo += list(item.args[:1])
+    return None
 
 
 def _http_failure(r: requests.Response, host: _Host) -> FetchFailure:

@@ -77,9 +77,10 @@ def test_a_name_resolving_to_loopback_gets_not_one_byte(cli, env, tmp_path, raw)
     assert raw.connections == 1
 
 
-def test_a_name_that_does_not_exist_is_dns_error_and_not_retried(cli, env, tmp_path):
+@pytest.mark.parametrize("flags", [(), ("--block-private-networks",)])
+def test_a_name_that_does_not_exist_is_dns_error_and_not_retried(cli, env, tmp_path, flags):
     # RFC 2606: .invalid never resolves, no network needed.
-    record = submit_one(cli, env, tmp_path, "http://retailpulse-test.invalid/shelf.png")
+    record = submit_one(cli, env, tmp_path, "http://retailpulse-test.invalid/shelf.png", *flags)
     assert record["error_code"] == "dns_error", record
     assert "retailpulse-test.invalid" in record["error"]
     assert record["attempts"] == 1
