@@ -125,7 +125,10 @@ def http10_trickle(srv: RawServer, conn: socket.socket) -> None:
 
 def redirect_to_trickle(srv: RawServer, conn: socket.socket) -> None:
     target = srv.url("/close-trickle")
-    conn.sendall(_head("HTTP/1.1 302 Found", f"Location: {target}", "Content-Length: 0"))
+    # Connection: close, as the server does close it: a client must not reuse it.
+    conn.sendall(
+        _head("HTTP/1.1 302 Found", f"Location: {target}", "Content-Length: 0", "Connection: close")
+    )
 
 
 def _big(conn: socket.socket, path: str) -> None:
@@ -147,7 +150,9 @@ def _big(conn: socket.socket, path: str) -> None:
 
 
 def image(srv: RawServer, conn: socket.socket) -> None:
-    conn.sendall(_head("HTTP/1.1 200 OK", f"Content-Length: {len(BODY)}") + BODY)
+    conn.sendall(
+        _head("HTTP/1.1 200 OK", f"Content-Length: {len(BODY)}", "Connection: close") + BODY
+    )
 
 
 def _not_found(srv: RawServer, conn: socket.socket) -> None:
