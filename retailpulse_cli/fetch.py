@@ -7,6 +7,7 @@ message with any credentials redacted, and how many attempts were made.
 from __future__ import annotations
 
 import contextlib
+import io
 import ipaddress
 import itertools
 import random
@@ -14,6 +15,7 @@ import re
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -24,12 +26,18 @@ from urllib.request import url2pathname
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+from urllib3.util.connection import allowed_gai_family
 
 from . import __version__
 from .redaction import redact as redact  # re-exported: runner imports both from here
 from .redaction import scrub as scrub
 from .settings import Settings
 
+DNS_ATTEMPTS = 2  # a temporary resolver failure gets one more try, not --retries
+_BODY_PIECE = 16 * 1024 * 1024  # the most a body read holds twice (see _read_all)
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504}) | frozenset(range(505, 600))
 
 
@@ -62,9 +70,10 @@ def is_blocked_address(address: str) -> bool:
 
 
 class Watchdog:
-    """Enforces the per-image deadline by shutting down the socket of a response that is
-    still being read when its deadline passes: a server that trickles one byte a second
-    never trips a read timeout, and reading the body in one call leaves no loop to check.
+    """Enforces the per-image deadline by shutting down the socket of a request still in
+    flight when its deadline passes (armed from connect to the last body byte, see
+    "guarded connections"): a server that trickles one byte a second never trips a read
+    timeout, and reading the body in one call leaves no loop to check.
 
     Arming is a dict insert under a lock; a thread sweeps every TICK seconds. No wake-up
     per image and no heap of stale entries: at 1,000+ images/s both showed in profiles."""
@@ -112,6 +121,177 @@ class Watchdog:
 def _shutdown(sock: socket.socket) -> None:
     with contextlib.suppress(OSError):
         sock.shutdown(socket.SHUT_RDWR)
+
+
+# -- guarded connections -------------------------------------------------------------
+#
+# How the deadline reaches the socket: `Fetcher._get` puts a `_Call` (the image's deadline,
+# the watchdog, the address policy) in a thread-local for the length of one request, and
+# the connection classes below, installed on this run's adapter only, pick it up. The
+# thread that calls `session.get` is the thread that connects, sends and reads, so a
+# thread-local is exact, needs no change to requests' API and costs one attribute lookup.
+# The connection registers its socket with the watchdog the moment it exists (new
+# connection) or is taken from the pool (keep-alive), so the deadline covers connect, TLS
+# handshake, status line, headers and body whatever the response's framing; `_Call.close`
+# disarms when the response is done. The same hook resolves the name once, checks every
+# address and connects only to a checked one (the Host header, SNI and certificate check
+# still use the name): a resolver that answers differently the next time changes nothing.
+
+_context = threading.local()
+
+
+class _Call:
+    """One request's guard: what the connection classes need from the fetcher."""
+
+    __slots__ = ("block_private", "deadline", "guards", "tokens", "watchdog")
+
+    def __init__(self, deadline: Deadline, watchdog: Watchdog, block_private: bool) -> None:
+        self.deadline = deadline
+        self.watchdog = watchdog
+        self.block_private = block_private
+        self.tokens: list[int] = []
+        self.guards: list[socket.socket] = []
+
+    def arm(self, sock: socket.socket) -> None:
+        self.tokens.append(self.watchdog.arm(self.deadline.at, sock))
+
+    def close(self) -> None:
+        for token in self.tokens:
+            self.watchdog.disarm(token)
+        for guard in self.guards:
+            guard.close()
+
+    def open(self, conn: HTTPConnection, *, tls: bool) -> socket.socket:
+        """Resolve once, refuse blocked addresses, connect to a checked one, arm it."""
+        host, port = conn.host, conn.port or (443 if tls else 80)
+        try:
+            infos = socket.getaddrinfo(host, port, allowed_gai_family(), socket.SOCK_STREAM)
+        except socket.gaierror as exc:
+            raise _dns_failure(host, exc) from None
+        # Through a proxy the address is the proxy's (often private, by design); the name
+        # of the target is checked before the request (`_check_resolves_public`).
+        if self.block_private and not conn.proxy:
+            for info in infos:
+                if is_blocked_address(str(info[4][0])):
+                    raise _blocked(host, str(info[4][0]))
+        sock = self._connect_any(conn, infos)
+        if tls:
+            # The TLS wrapper takes over the file descriptor and detaches this socket
+            # object, so the watchdog holds a duplicate: shutdown() acts on the
+            # connection, whichever descriptor it is called through.
+            sock_guard = sock.dup()
+            self.guards.append(sock_guard)
+            self.arm(sock_guard)
+        else:
+            self.arm(sock)
+        return sock
+
+    def _connect_any(self, conn: HTTPConnection, infos: list[Any]) -> socket.socket:
+        last: OSError | None = None
+        for family, kind, proto, _, sockaddr in infos:
+            remaining = self.deadline.remaining()
+            if remaining <= 0:
+                break
+            limit = conn.timeout if isinstance(conn.timeout, int | float) else remaining
+            sock = socket.socket(family, kind, proto)
+            try:
+                for option in conn.socket_options or ():
+                    sock.setsockopt(*option)
+                if conn.source_address:
+                    sock.bind(conn.source_address)
+                sock.settimeout(min(limit, remaining))
+                sock.connect(sockaddr)
+                return sock
+            except OSError as exc:
+                sock.close()
+                last = exc
+        if last is None or isinstance(last, TimeoutError):
+            raise ConnectTimeoutError(conn, f"connection to {conn.host} timed out")
+        raise NewConnectionError(conn, f"Failed to establish a new connection: {last}")
+
+
+def _current_call() -> _Call | None:
+    call: _Call | None = getattr(_context, "call", None)
+    return call
+
+
+class _GuardedHTTPConnection(HTTPConnection):
+    def _new_conn(self) -> socket.socket:
+        call = _current_call()
+        return super()._new_conn() if call is None else call.open(self, tls=False)
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        call = _current_call()
+        if call is not None and self.sock is not None:  # a kept-alive connection
+            call.arm(self.sock)
+        super().request(*args, **kwargs)
+
+
+class _GuardedHTTPSConnection(HTTPSConnection):
+    def _new_conn(self) -> socket.socket:
+        call = _current_call()
+        return super()._new_conn() if call is None else call.open(self, tls=True)
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        call = _current_call()
+        if call is not None and self.sock is not None:
+            call.arm(self.sock)
+        super().request(*args, **kwargs)
+
+
+class _GuardedPool(HTTPConnectionPool):
+    ConnectionCls = _GuardedHTTPConnection
+
+
+class _GuardedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _GuardedHTTPSConnection
+
+
+class _GuardedAdapter(HTTPAdapter):
+    """requests' adapter with the guarded connection classes, direct and through HTTP(S)
+    proxies (a SOCKS proxy keeps urllib3's own classes: only the pre-check applies)."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        _install(self.poolmanager)
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        if not proxy.lower().startswith("socks"):
+            _install(manager)
+        return manager
+
+
+def _install(manager: Any) -> None:
+    manager.pool_classes_by_scheme = {"http": _GuardedPool, "https": _GuardedHTTPSPool}
+
+
+@contextlib.contextmanager
+def _guarded(call: _Call) -> Iterator[_Call]:
+    _context.call = call
+    try:
+        yield call
+    finally:
+        _context.call = None
+        call.close()
+
+
+def _blocked(hostname: str, address: str) -> FetchFailure:
+    return FetchFailure(
+        "blocked_address",
+        f"{hostname} resolves to {address}, a private/loopback/link-local address "
+        "(--block-private-networks)",
+    )
+
+
+def _dns_failure(hostname: str, exc: socket.gaierror) -> FetchFailure:
+    """EAI_AGAIN ("temporary failure") may pass and is retried (once, see DNS_ATTEMPTS);
+    "name or service not known" and the rest are answers, not accidents."""
+    return FetchFailure(
+        "dns_error",
+        f"cannot resolve {hostname}: {exc.strerror or exc}",
+        retryable=exc.errno == socket.EAI_AGAIN,
+    )
 
 
 class RetryLater(Exception):  # a request to the caller, not an error
@@ -181,7 +361,7 @@ class Fetcher:
         self.stop = stop or threading.Event()
         self.watchdog = Watchdog()
         self.session = requests.Session()
-        adapter = HTTPAdapter(
+        adapter = _GuardedAdapter(
             pool_connections=16, pool_maxsize=max(settings.workers, 1), max_retries=0
         )
         self.session.mount("http://", adapter)
@@ -259,6 +439,8 @@ class Fetcher:
             failure.attempts = tries.attempt
             if not failure.retryable or tries.attempt > s.retries or self.stop.is_set():
                 raise
+            if failure.code == "dns_error" and tries.attempt >= DNS_ATTEMPTS:
+                raise
             if tries.deadline.remaining() < 0.05:
                 raise  # the network-time budget is spent: another attempt cannot help
             pause = min(s.backoff_max, s.backoff * 2 ** (tries.attempt - 1))
@@ -329,24 +511,30 @@ class Fetcher:
         if remaining <= 0:
             raise FetchFailure("timeout", f"gave up after --timeout {s.timeout:g}s")
         timeout = (min(s.connect_timeout, remaining), min(s.read_timeout, remaining))
-        try:
-            r = self.session.get(url, stream=True, timeout=timeout, allow_redirects=False)
-        except requests.exceptions.RequestException as exc:
-            raise _classify_request_error(exc, url) from None
-        except ValueError:  # requests parses a redirect's Location even when not following
-            raise FetchFailure("invalid_url", "a URL in the response cannot be parsed") from None
-        try:
-            if s.block_private_networks:
-                self._check_peer(r, parts)
-            if r.is_redirect:
-                _drain(r)
-                return str(r.headers["location"])
-            if r.status_code != 200:
-                _drain(r)
-                raise _http_failure(r, host)
-            return self._read_body(r, url, deadline)
-        finally:
-            r.close()
+        call = _Call(deadline, self.watchdog, s.block_private_networks)
+        with _guarded(call):  # the watchdog covers every phase until the response is closed
+            try:
+                r = self.session.get(url, stream=True, timeout=timeout, allow_redirects=False)
+            except requests.exceptions.RequestException as exc:
+                if deadline.passed():
+                    raise FetchFailure(
+                        "timeout", f"no response within --timeout {s.timeout:g}s"
+                    ) from None
+                raise _classify_request_error(exc, url) from None
+            except ValueError:  # requests parses a redirect's Location even when not following
+                raise FetchFailure(
+                    "invalid_url", "a URL in the response cannot be parsed"
+                ) from None
+            try:
+                if r.is_redirect:
+                    _drain(r)
+                    return str(r.headers["location"])
+                if r.status_code != 200:
+                    _drain(r)
+                    raise _http_failure(r, host)
+                return self._read_body(r, url, deadline)
+            finally:
+                r.close()
 
     def _read_body(self, r: requests.Response, url: str, deadline: Deadline) -> bytes:
         s = self.settings
@@ -356,12 +544,8 @@ class Fetcher:
             raise FetchFailure(
                 "too_large", f"Content-Length {length:,} is over --max-bytes {s.max_bytes:,}"
             )
-        sock = _socket_of(r)
-        token = self.watchdog.arm(deadline.at, sock) if sock is not None else None
         try:
-            # One read call for the whole body: reading in small chunks from many threads
-            # measured about half as fast (GIL contention), see README "Performance".
-            data = r.raw.read(s.max_bytes + 1, decode_content=True)
+            data = _read_all(r, length, s.max_bytes)
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             if deadline.passed():
                 raise FetchFailure(
@@ -376,9 +560,6 @@ class Fetcher:
                 scrub(f"connection broken while reading the body: {_reason(exc)}", url),
                 retryable=True,
             ) from None
-        finally:
-            if token is not None:
-                self.watchdog.disarm(token)
         if deadline.passed():
             raise FetchFailure("timeout", f"body not received within --timeout {s.timeout:g}s")
         if len(data) > s.max_bytes:
@@ -397,34 +578,11 @@ class Fetcher:
         hostname = parts.hostname or ""
         try:
             infos = socket.getaddrinfo(hostname, parts.port or 443, proto=socket.IPPROTO_TCP)
-        except OSError as exc:
-            raise FetchFailure(
-                "dns_error", f"cannot resolve {hostname}: {exc}", retryable=True
-            ) from None
+        except socket.gaierror as exc:
+            raise _dns_failure(hostname, exc) from None
         for info in infos:
-            address = str(info[4][0])
-            if is_blocked_address(address):
-                raise FetchFailure(
-                    "blocked_address",
-                    f"{hostname} resolves to {address}, a private/loopback/link-local address "
-                    "(--block-private-networks)",
-                )
-
-    def _check_peer(self, r: requests.Response, parts: SplitResult) -> None:
-        """Check the address actually connected, which DNS rebinding cannot fake."""
-        sock = _socket_of(r)
-        if sock is None:
-            return
-        try:
-            address = str(sock.getpeername()[0])
-        except OSError:
-            return
-        if is_blocked_address(address):
-            raise FetchFailure(
-                "blocked_address",
-                f"{parts.hostname} connected to {address}, a private/loopback/link-local address "
-                "(--block-private-networks)",
-            )
+            if is_blocked_address(str(info[4][0])):
+                raise _blocked(hostname, str(info[4][0]))
 
 
 def _environment_matters() -> bool:
@@ -448,10 +606,37 @@ def _drain(r: requests.Response, limit: int = 64 * 1024) -> None:
             r.raw.read(limit + 1, decode_content=False)
 
 
-def _socket_of(r: requests.Response) -> socket.socket | None:
-    conn: Any = getattr(r.raw, "connection", None) or getattr(r.raw, "_connection", None)
-    sock = getattr(conn, "sock", None)
-    return sock if isinstance(sock, socket.socket) else None
+def _read_all(r: requests.Response, length: int | None, max_bytes: int) -> bytes:
+    """The body (up to max_bytes + 1 bytes), held once: urllib3's read(amt) with decoding
+    on gathers the body in a second buffer, twice the body at the peak.
+
+    With a Content-Length and no content-encoding, http.client reads straight into one
+    bytes object of that size (one call). Otherwise io.BufferedReader.read(n) allocates
+    one bytes object of n, has the raw stream fill it in big pieces (the untouched pages of
+    the allowance cost no memory) and trims it: the peak is the body plus one piece.
+    Reading in small chunks from many threads measured about half as fast (GIL
+    contention), see README "Performance"."""
+    if length is not None and "content-encoding" not in r.headers:
+        data: bytes = r.raw.read(length, decode_content=False)
+        return data
+    return io.BufferedReader(_RawBody(r), buffer_size=64 * 1024).read(max_bytes + 1)
+
+
+class _RawBody(io.RawIOBase):
+    """The response body as a raw stream, decoded only when it is content-encoded."""
+
+    def __init__(self, r: requests.Response) -> None:
+        super().__init__()
+        self._raw = r.raw
+        self._decode = "content-encoding" in r.headers
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._raw.read(min(len(buffer), _BODY_PIECE), decode_content=self._decode)
+        buffer[: len(data)] = data
+        return len(data)
 
 
 def _reason(exc: BaseException) -> str:
@@ -467,6 +652,9 @@ def _reason(exc: BaseException) -> str:
 
 
 def _classify_request_error(exc: requests.exceptions.RequestException, url: str) -> FetchFailure:
+    gai = _gaierror_in(exc)
+    if gai is not None:  # resolved by urllib3 itself (a SOCKS proxy's name), not by _Call
+        return _dns_failure(urlsplit(url).hostname or "", gai)
     if isinstance(exc, requests.exceptions.ConnectTimeout):
         return FetchFailure("timeout", "connect timed out", retryable=True)
     if isinstance(exc, requests.exceptions.ReadTimeout):
@@ -484,6 +672,21 @@ def _classify_request_error(exc: requests.exceptions.RequestException, url: str)
     return FetchFailure(
         "connection_error", scrub(f"request failed: {_reason(exc)}", url), retryable=True
     )
+
+
+def _gaierror_in(exc: BaseException) -> socket.gaierror | None:
+    """The resolver error under requests' and urllib3's wrappers, if that is the cause."""
+    seen: list[BaseException] = []
+    todo: list[object] = [exc]
+    while todo and len(seen) < 8:
+        item = todo.pop()
+        if isinstance(item, socket.gaierror):
+            return item
+        if isinstance(item, BaseException) and item not in seen:
+            seen.append(item)
+            todo += [getattr(item, "reason", None), item.__cause__, item.__context__]
+            todo += list(item.args[:1])
+    return None
 
 
 def _http_failure(r: requests.Response, host: _Host) -> FetchFailure:

@@ -1,0 +1,46 @@
+"""A large body is held once (issue 9, finding 7): with --max-bytes raised, reading a
+body must not peak at twice its size, whatever its framing. The download runs in a child
+process (the real Fetcher against a raw server on 127.0.0.1), which reports its own peak
+RSS, so nothing the test process holds is counted."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from .rawserver import RawServer
+
+MB = 200
+SLACK = 60  # interpreter, imports and one 16 MB read piece
+
+CHILD = """
+import resource, sys
+from pathlib import Path
+from retailpulse_cli.fetch import Fetcher
+from retailpulse_cli.settings import Settings
+fetcher = Fetcher(Settings(max_bytes=512 << 20, timeout=60, read_timeout=30))
+data, _ = fetcher.fetch(sys.argv[1], Path("."))
+print(len(data), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+"""
+
+
+@pytest.fixture(scope="module")
+def raw() -> Iterator[RawServer]:
+    srv = RawServer().start()
+    yield srv
+    srv.stop()
+
+
+@pytest.mark.parametrize("framing", ["cl", "chunked", "close"])
+def test_a_200_mb_body_is_held_once(raw: RawServer, framing: str) -> None:
+    url = raw.url(f"/big/{framing}/{MB}")
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, url], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    size, peak_mb = map(int, out.stdout.split())
+    assert size == MB << 20
+    assert peak_mb < MB + SLACK, f"{framing}: peak RSS {peak_mb} MB for a {MB} MB body"
