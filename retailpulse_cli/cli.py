@@ -418,7 +418,7 @@ def load_specs(job_files: list[str], *, strict: bool) -> tuple[list[JobSpec], li
                 {
                     "file": exc.source,
                     "status": "rejected",
-                    "problems": exc.problems,
+                    "problems": spec.problem_objects(exc.problems),
                     "position": position,
                 }
             )
@@ -898,7 +898,8 @@ def validate(
         )
     with report.stdout_guard():
         if as_json:
-            report.print_json(rows)
+            objects = spec.problem_objects
+            report.print_json([{**r, "problems": objects(r["problems"])} for r in rows])
         else:
             report.show_validation(_output(quiet, verbose, no_color), rows)
     if any(not r["valid"] for r in rows):
@@ -1011,7 +1012,9 @@ def _inbox_take(
         claim.release()
         row["moved_to"] = None
     report.error_line(f"{claim.name}: rejected: {'; '.join(problems)}")
-    rows.append({**row, "problems": problems})
+    from .spec import problem_objects
+
+    rows.append({**row, "problems": problem_objects(problems)})
     return None
 
 
