@@ -542,14 +542,29 @@ def _misspelt(item: dict[str, Any], key: str) -> str:
     return f" (found {close[0]!r}: a typo?)" if close else ""
 
 
+NOT_BLANK = "\\S"  # a string with something besides spaces (the validator strips them)
+NOT_IN_SCHEMA = (
+    "Rules JSON Schema cannot say, which `retailpulse validate` also checks: "
+    "count must equal the number of visits; "
+    "count must be written as an integer (2, not 2.0: JSON Schema counts 2.0 as an integer); "
+    "no key may appear twice in one object; "
+    "strings must be valid Unicode (no lone surrogate escapes such as \\ud800); "
+    f"values of fields the format does not define may be nested at most {MAX_DEPTH} levels."
+)
+
 JOB_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "$id": "https://retailpulse.example/schemas/job.schema.json",
     "title": "retailpulse job file",
+    "description": NOT_IN_SCHEMA,
     "type": "object",
     "required": ["count", "visits"],
     "properties": {
-        "count": {"type": "integer", "minimum": 1, "description": "number of visits"},
+        "count": {
+            "type": "integer",
+            "minimum": 1,
+            "description": "number of visits: must equal the length of visits",
+        },
         "visits": {
             "type": "array",
             "minItems": 1,
@@ -557,20 +572,24 @@ JOB_SCHEMA: dict[str, Any] = {
                 "type": "object",
                 "required": ["store_id", "image_url", "visit_time"],
                 "properties": {
-                    "store_id": {"type": "string", "minLength": 1},
+                    "store_id": {
+                        "type": "string",
+                        "pattern": NOT_BLANK,
+                        "description": "spaces around it are ignored",
+                    },
                     "image_url": {
                         "type": "array",
                         "minItems": 1,
                         "items": {
                             "type": "string",
-                            "minLength": 1,
+                            "pattern": NOT_BLANK,
                             "description": "http(s):// URL, file:// URL or a local path "
                             "(relative to the job file's folder)",
                         },
                     },
                     "visit_time": {
                         "type": "string",
-                        "minLength": 1,
+                        "pattern": NOT_BLANK,
                         "description": "kept verbatim; ISO 8601 recommended",
                     },
                 },
