@@ -389,6 +389,8 @@ def errors_table(errors: list[dict[str, Any]], limit: int = 50) -> Table:
 
 def show_status(output: Output, status: dict[str, Any], console: Console | None = None) -> None:
     con = console or output.out
+    if not con.is_terminal:  # a pipe or a file gets whole paths and messages
+        con.width = 250
     con.print(status_table(status))
     errors = status.get("error") or []
     if errors:

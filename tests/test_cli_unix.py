@@ -177,8 +177,9 @@ def test_validate_tells_valid_unknown_store_and_invalid_apart(
     assert r.exit_code == 3
     rows = json.loads(r.stdout)
     assert rows[0]["valid"] is True and rows[1]["valid"] is False
-    assert "count: expected an integer, got string" in rows[1]["problems"]
-    assert "visits[0].store_id: expected a string, got integer" in rows[1]["problems"]
+    said = [(p["path"], p["message"]) for p in rows[1]["problems"]]
+    assert ("$.count", "expected an integer, got string") in said
+    assert ("$.visits[0].store_id", "expected a string, got integer") in said
     assert jobs_in(env) == []  # nothing created, nothing downloaded
 
 
