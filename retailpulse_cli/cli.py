@@ -303,9 +303,8 @@ def run_planned(planned: list[Any], *, output: Any) -> list[dict[str, Any]]:
     with report.ProgressBoard(output) as board, Signals(stop, logs):
         observers = [board.observer() for _ in planned]
         statuses = run_jobs(planned, stop=stop, observers=observers)
-    if not board.live:
-        for obs, st in zip(observers, statuses, strict=True):
-            obs.finished(st)
+    for obs, st in zip(observers, statuses, strict=True):
+        obs.finished(st)  # on a terminal the bar said it: only the --log-file gets the line
     return statuses
 
 

@@ -230,14 +230,20 @@ class JobProgress:
                 failed=self._failed(tally),
                 visible=True,
             )
-            return
-        where = f"job {self.label}{f' ({safe(source)})' if source else ''}"
+        where = f"job {self.label}{f' ({source})' if source else ''}"
         if self.retrying:
-            info_line(f"{where}: retrying {todo:,} of {plural(tally.images_total, 'image')}")
+            self._say(f"{where}: retrying {todo:,} of {plural(tally.images_total, 'image')}")
         else:
-            info_line(f"{where}: {todo:,} of {plural(tally.images_total, 'image')} to process")
+            self._say(f"{where}: {todo:,} of {plural(tally.images_total, 'image')} to process")
         if todo == 0:
-            info_line(f"job {self.label}: nothing left to do")
+            self._say(f"job {self.label}: nothing left to do")
+
+    def _say(self, message: str) -> None:
+        """A plain line; under the live bar (a terminal) it goes to the --log-file only."""
+        if self.board.live:
+            log_line(f"retailpulse: {safe(message)}")
+        else:
+            info_line(message)
 
     def _failed(self, tally: Tally) -> int:
         return self.failed_now if self.retrying else tally.failed
@@ -292,7 +298,7 @@ class JobProgress:
         speed = f"{self.processed / max(elapsed, 1e-6):,.1f} img/s"
         if self.retrying:
             speed = f"{self.processed:,} retried, {speed}"
-        info_line(
+        self._say(
             f"job {self.label} {status.get('status')}: {status.get('images_ok', 0):,} ok, "
             f"{status.get('images_failed', 0):,} failed of "
             f"{plural(status.get('images_total', 0), 'image')} in {elapsed:.1f}s ({speed})"

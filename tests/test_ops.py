@@ -104,8 +104,15 @@ def test_several_files_on_a_terminal_rows_are_file_names_in_input_order(
     small = write_job(
         tmp_path / "alpha-small.json", [visit("S00339218", *_images(server, "35", 2))]
     )
-    code, shown = _on_terminal("submit", str(big), str(small), "--gpu-delay", "0.05", env=env)
+    log = tmp_path / "by-hand.log"
+    code, shown = _on_terminal(
+        "submit", str(big), str(small), "--gpu-delay", "0.05", "--log-file", str(log), env=env
+    )
     assert code == 0, shown
+    assert not re.search(r"^\d{4}-\d\d-\d\dT", shown, re.M)  # no timestamps on a terminal
+    logged = log.read_text().splitlines()  # the bar is not logged; the outcome lines are
+    assert all(STAMPED.match(line) for line in logged) and len(logged) == 4, logged
+    assert sum("completed: 8 ok, 0 failed of 8 images" in line for line in logged) == 1
     clean = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", shown)
     rows = [line for line in re.split(r"[\r\n]+", clean) if ".json" in line]
     last = max(i for i, line in enumerate(rows) if "alpha-small.json" in line)
