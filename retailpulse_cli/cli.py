@@ -258,21 +258,20 @@ class Signals:
         return self
 
     def _hangup(self, _signum: int, _frame: Any) -> None:
-        from .streams import leave_terminal
+        from . import report
+        from .streams import leave_terminal, timestamp
 
         note = (
-            "retailpulse: SIGHUP (terminal closed): the job goes on; "
-            "`retailpulse status JOB_ID` shows its outcome\n"
+            "SIGHUP (terminal closed): the job goes on; "
+            "`retailpulse status JOB_ID` shows its outcome"
         )
-        if not self.ttys:  # a pipe or a file still has its reader: say it there
-            from . import report
-
-            report.info_line(note.removeprefix("retailpulse: ").rstrip("\n"))
-            return
-        leave_terminal(self.ttys)
-        for log in self.logs:
-            with contextlib.suppress(OSError), log.open("a", encoding="utf-8") as fh:
-                fh.write(note)
+        if self.ttys:
+            leave_terminal(self.ttys)
+            for log in self.logs:
+                with contextlib.suppress(OSError), log.open("a", encoding="utf-8") as fh:
+                    fh.write(f"{timestamp()} retailpulse: {note}\n")
+        # a pipe or a file that still has its reader gets it there; --log-file gets it too
+        report.info_line(note)
 
     def _handle(self, signum: int, _frame: Any) -> None:
         name = signal.Signals(signum).name
