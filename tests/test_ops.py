@@ -128,12 +128,15 @@ def test_retry_counts_and_rates_only_the_images_it_retries(
     r = run_cli("submit", str(job), "--gpu-delay", "0", "--retries", "0", env=env)
     assert r.returncode == 1
     job_id = r.stdout.strip()
-    r = run_cli("retry", job_id, "--gpu-delay", "0.05", "--retries", "0", env=env)
+    r = run_cli("retry", job_id, "--gpu-delay", "0.1", "--workers", "1", "--retries", "0", env=env)
     assert r.returncode == 0, r.stderr
     said = [line.split("retailpulse: ", 1)[1] for line in r.stderr.splitlines()]
     assert said[0] == f"job {job_id} ({job}): retrying 3 of 10 images"
     progress = [s for s in said if " img/s" in s and "retried" in s and "completed" not in s]
-    assert all(re.search(r": [12]/3 images retried, 0 failed, [\d.]+ img/s$", p) for p in progress)
+    assert progress and all(
+        re.search(r"\(j\.json\): [12]/3 images retried, 0 failed, [\d.]+ img/s$", p)
+        for p in progress
+    ), said
     assert re.fullmatch(
         rf"job {job_id} completed: 10 ok, 0 failed of 10 images in [\d.]+s "
         r"\(3 retried, [\d.]+ img/s\)",
