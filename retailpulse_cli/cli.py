@@ -169,6 +169,28 @@ def _settings(resolved: Resolved) -> Settings:
     return config.settings_from(resolved)
 
 
+def _open_log(flags: RunFlags) -> None:
+    """--log-file (or RETAILPULSE_LOG_FILE, or the config file's `log-file`): from now on
+    every stderr line is also appended there. A file that cannot be opened exits 7."""
+    from . import config
+    from .errors import StorageError
+    from .streams import LogFile
+
+    resolved = config.resolve(flags.values, config_file=flags.config_file, only={"log_file"})
+    path = resolved.get("log_file")
+    if path is None:
+        return
+    source = resolved.sources.get("log_file", "flag")
+    where = {"flag": "--log-file"}.get(source, source.removeprefix("env "))
+    try:
+        LogFile.open(path)
+    except OSError as exc:
+        raise StorageError(
+            f"{where}: cannot open {path} for appending: {exc.strerror or exc}",
+            hint="check the folder exists and is writable, or use another --log-file",
+        ) from None
+
+
 def _jobs_store(jobs_dir: Path | None) -> JobStore:
     """--jobs-dir, else RETAILPULSE_JOBS_DIR, else the config file, else the default."""
     from . import config
@@ -236,28 +258,31 @@ class Signals:
         return self
 
     def _hangup(self, _signum: int, _frame: Any) -> None:
-        from .streams import leave_terminal
+        from . import report
+        from .streams import leave_terminal, timestamp
 
         note = (
-            "retailpulse: SIGHUP (terminal closed): the job goes on; "
-            "`retailpulse status JOB_ID` shows its outcome\n"
+            "SIGHUP (terminal closed): the job goes on; "
+            "`retailpulse status JOB_ID` shows its outcome"
         )
-        if not self.ttys:  # a pipe or a file still has its reader: say it there
-            sys.stderr.write(note)
-            return
-        leave_terminal(self.ttys)
-        for log in self.logs:
-            with contextlib.suppress(OSError), log.open("a", encoding="utf-8") as fh:
-                fh.write(note)
+        if self.ttys:
+            leave_terminal(self.ttys)
+            for log in self.logs:
+                with contextlib.suppress(OSError), log.open("a", encoding="utf-8") as fh:
+                    fh.write(f"{timestamp()} retailpulse: {note}\n")
+        # a pipe or a file that still has its reader gets it there; --log-file gets it too
+        report.info_line(note)
 
     def _handle(self, signum: int, _frame: Any) -> None:
         name = signal.Signals(signum).name
         if self.stop.is_set():
             os._exit(int(ExitCode.TERMINATED if signum == signal.SIGTERM else ExitCode.INTERRUPTED))
         self.stop.request(name)
-        sys.stderr.write(
-            f"\nretailpulse: {name}: stopping; finishing images in flight (again to quit now)\n"
-        )
+        from . import report
+
+        if 2 in self.ttys:
+            sys.stderr.write("\n")  # off the progress bar's line
+        report.info_line(f"{name}: stopping; finishing images in flight (again to quit now)")
 
     def __exit__(self, *exc: object) -> None:
         for sig, handler in self.previous.items():
@@ -277,9 +302,8 @@ def run_planned(planned: list[Any], *, output: Any) -> list[dict[str, Any]]:
     with report.ProgressBoard(output) as board, Signals(stop, logs):
         observers = [board.observer() for _ in planned]
         statuses = run_jobs(planned, stop=stop, observers=observers)
-    if not board.live:
-        for obs, st in zip(observers, statuses, strict=True):
-            obs.finished(st)
+    for obs, st in zip(observers, statuses, strict=True):
+        obs.finished(st)  # on a terminal the bar said it: only the --log-file gets the line
     return statuses
 
 
@@ -392,7 +416,7 @@ def load_specs(job_files: list[str], *, strict: bool) -> tuple[list[JobSpec], li
                 {
                     "file": exc.source,
                     "status": "rejected",
-                    "problems": exc.problems,
+                    "problems": spec.problem_objects(exc.problems),
                     "position": position,
                 }
             )
@@ -439,6 +463,7 @@ def submit(
     from .batch import Planned
 
     output = _output(quiet, verbose, no_color)
+    _open_log(run_flags)
     resolved = _resolve(run_flags)
     settings = _settings(resolved)
     many = len(job_files) > 1
@@ -508,6 +533,7 @@ def worker(
     given = inherited_settings()
     config_file = given.pop("config_file", None)
     flags = RunFlags(given, Path(config_file) if config_file else None)
+    _open_log(flags)
     planned = []
     try:
         for job, lock in zip(jobs, locks, strict=True):
@@ -557,6 +583,7 @@ def _open_for_run(job: Job, mode: Mode, flags: RunFlags, lock: Lock | None = Non
 def _resume_or_retry(
     mode: Mode, job_id: str, flags: RunFlags, as_json: bool, output: Output, detach: bool
 ) -> None:
+    _open_log(flags)
     job = _jobs_store(flags.values.get("jobs_dir")).job(job_id)
     planned = _open_for_run(job, mode, flags)
     if planned.mode == "resume" and _already_finished(planned, output, as_json):
@@ -698,7 +725,8 @@ def status(
     code: int | None = None
     if wait:
         try:
-            current = service.wait_for(job, timeout)
+            with report.StatusWatch(output) as watch:  # a live bar on a terminal only
+                current = service.wait_for(job, timeout, on_poll=watch.update)
             code = outcome_code(current)
         except KeyboardInterrupt:
             report.info_line(f"stopped waiting; job {job.id} goes on (status: {current['status']})")
@@ -846,9 +874,10 @@ def validate(
         raise typer.BadParameter("stdin (-) can be given only once", param_hint="JOB_FILE...")
     master = _store_master(store_master)
     rows: list[dict[str, Any]] = []
-    for name in job_files:
+    for given in job_files:
+        name = "<stdin>" if given == "-" else given  # as every other command names it
         try:
-            job_spec = spec.load(name)
+            job_spec = spec.load(given)
         except InvalidJobFile as exc:
             rows.append(
                 {"file": name, "valid": False, "problems": exc.problems, "unknown_stores": []}
@@ -867,7 +896,8 @@ def validate(
         )
     with report.stdout_guard():
         if as_json:
-            report.print_json(rows)
+            objects = spec.problem_objects
+            report.print_json([{**r, "problems": objects(r["problems"])} for r in rows])
         else:
             report.show_validation(_output(quiet, verbose, no_color), rows)
     if any(not r["valid"] for r in rows):
@@ -904,6 +934,7 @@ def inbox(
     from .escape import safe
 
     output = _output(quiet, verbose, no_color)
+    _open_log(run_flags)
     resolved = _resolve(run_flags)
     settings = _settings(resolved)
     if not folder.is_dir():
@@ -979,7 +1010,9 @@ def _inbox_take(
         claim.release()
         row["moved_to"] = None
     report.error_line(f"{claim.name}: rejected: {'; '.join(problems)}")
-    rows.append({**row, "problems": problems})
+    from .spec import problem_objects
+
+    rows.append({**row, "problems": problem_objects(problems)})
     return None
 
 

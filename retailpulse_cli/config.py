@@ -245,6 +245,14 @@ def _options() -> tuple[Option, ...]:
             None,
             flag_type=Path,
         ),
+        Option(
+            "log-file",
+            "log_file",
+            _path,
+            "Also append the stderr lines, timestamped, to this file.",
+            None,
+            flag_type=Path,
+        ),
     )
 
 

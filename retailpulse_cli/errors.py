@@ -30,7 +30,10 @@ EXIT_CODE_HELP: dict[ExitCode, str] = {
     ExitCode.STORE_MASTER: "store master missing, unreadable or without a store-id column",
     ExitCode.NOT_FOUND: "job id not found",
     ExitCode.BUSY: "job is busy (another process holds its lock)",
-    ExitCode.STORAGE: "jobs directory not writable, disk full, or job directory damaged",
+    ExitCode.STORAGE: (
+        "jobs directory not writable, disk full, or job directory damaged; "
+        "a `--log-file` that cannot be opened"
+    ),
     ExitCode.WAIT_TIMEOUT: "`status --wait` timed out",
     ExitCode.INTERNAL: "internal error (a bug)",
     ExitCode.INTERRUPTED: "interrupted by Ctrl-C / SIGINT, or job found interrupted",

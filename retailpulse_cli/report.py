@@ -19,6 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .escape import safe
+from .streams import log_line
 from .tally import Tally
 
 
@@ -84,17 +85,29 @@ def print_json(obj: Any) -> None:
     sys.stdout.flush()
 
 
+def _line(text: str) -> None:
+    """The one place a line goes to stderr (timestamped off a terminal by the stream,
+    streams.protect_stderr) and to the --log-file."""
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
+    log_line(text)
+
+
 def error_line(message: str) -> None:
-    sys.stderr.write(f"retailpulse: error: {safe(message)}\n")
+    _line(f"retailpulse: error: {safe(message)}")
 
 
 def hint_line(message: str) -> None:
-    sys.stderr.write(f"retailpulse: hint: {safe(message)}\n")
+    _line(f"retailpulse: hint: {safe(message)}")
 
 
 def info_line(message: str) -> None:
-    sys.stderr.write(f"retailpulse: {safe(message)}\n")
-    sys.stderr.flush()
+    _line(f"retailpulse: {safe(message)}")
+
+
+def plural(n: int, word: str) -> str:
+    """`1 visit`, `2 visits`, `1,000 images`."""
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
 
 
 def cell(value: Any) -> Text:
@@ -142,7 +155,13 @@ class ProgressBoard:
             self.progress.start()
 
     def observer(self) -> JobProgress:
-        return JobProgress(self)
+        """A job's observer; on a terminal its row is made now (hidden until the job
+        starts), so rows stand in the order the files were given, not the order in which
+        their threads happened to start."""
+        task = None
+        if self.progress is not None and not self.output.quiet:
+            task = self.progress.add_task("", total=None, visible=False, rate="-", failed=0)
+        return JobProgress(self, task)
 
     def close(self) -> None:
         if self.progress is not None:
@@ -156,45 +175,83 @@ class ProgressBoard:
         self.close()
 
 
-class JobProgress:
-    """One job's progress on a ProgressBoard (the service's Observer)."""
+def source_label(source: str, fallback: str) -> str:
+    """A job's row label: the job file's name (`<stdin>` stays so), escaped."""
+    return safe(os.path.basename(source) or source) if source else fallback
 
-    def __init__(self, board: ProgressBoard) -> None:
+
+def _markup_free(text: str) -> str:
+    """Progress rows are Rich markup templates: a file named `[red]x.json` stays text."""
+    from rich.markup import escape
+
+    return escape(text)
+
+
+class JobProgress:
+    """One job's progress on a ProgressBoard (the service's Observer).
+
+    A retry counts and rates only the images it runs again: its total is those images,
+    not the job's (whose failed images were counted once already)."""
+
+    def __init__(self, board: ProgressBoard, task: Any = None) -> None:
         self.board = board
         self.output = board.output
         self.label = ""
-        self.task: Any = None
+        self.name = ""
+        self.task: Any = task
         self.t0 = time.monotonic()
-        self.base = 0  # images settled before this run (a retry redoes some of the counted)
+        self.base = 0  # images settled before this run and not redone by it
+        self.total = 0  # images this display counts towards
+        self.retrying = False
         self.processed = 0  # images this run has recorded
+        self.failed_now = 0  # of those, failed
         self.last_plain = 0.0
         self.last_decile = -1
 
     def started(self, job: Any, tally: Tally, todo: int, source: str = "") -> None:
         self.t0 = time.monotonic()
-        self.base = tally.images_total - todo
+        # images to do that the tally counted already are being retried
+        self.retrying = tally.done > tally.images_total - todo
+        self.base = 0 if self.retrying else tally.images_total - todo
+        self.total = todo if self.retrying else tally.images_total
         self.label = job.id
+        self.name = source_label(source, job.id)
         if self.output.quiet:
             return
         progress = self.board.progress
         if progress is not None:
-            self.task = progress.add_task(
-                self.label,
-                total=tally.images_total,
+            if self.task is None:
+                self.task = progress.add_task("", rate="-", failed=0)
+            progress.update(
+                self.task,
+                description=_markup_free(self.name),
+                total=self.total,
                 completed=self.base,
-                rate="-",
-                failed=tally.failed,
+                failed=self._failed(tally),
+                visible=True,
             )
+        where = f"job {self.label}{f' ({source})' if source else ''}"
+        if self.retrying:
+            self._say(f"{where}: retrying {todo:,} of {plural(tally.images_total, 'image')}")
         else:
-            info_line(
-                f"job {self.label}{f' ({source})' if source else ''}: "
-                f"{todo:,} of {tally.images_total:,} images to process"
-            )
-            if todo == 0:
-                info_line(f"job {self.label}: nothing left to do")
+            self._say(f"{where}: {todo:,} of {plural(tally.images_total, 'image')} to process")
+        if todo == 0:
+            self._say(f"job {self.label}: nothing left to do")
+
+    def _say(self, message: str) -> None:
+        """A plain line; under the live bar (a terminal) it goes to the --log-file only."""
+        if self.board.live:
+            log_line(f"retailpulse: {safe(message)}")
+        else:
+            info_line(message)
+
+    def _failed(self, tally: Tally) -> int:
+        return self.failed_now if self.retrying else tally.failed
 
     def record(self, record: dict[str, Any], tally: Tally) -> None:
         self.processed += 1
+        if record.get("status") != "ok":
+            self.failed_now += 1
         if self.output.verbose and not self.output.quiet:
             if record.get("status") == "ok":
                 what = f"ok {record['width']}x{record['height']} perimeter={record['perimeter']}"
@@ -213,21 +270,22 @@ class JobProgress:
         if progress is not None and self.task is not None:
             progress.update(
                 self.task,
-                completed=tally.done,
-                rate=_fmt_rate(self.rate(tally)),
-                failed=tally.failed,
+                completed=self.base + self.processed,
+                rate=_fmt_rate(self.rate(tally)) if self.processed else "-",
+                failed=self._failed(tally),
             )
             return
-        if self.output.verbose:
+        if self.output.verbose or not self.processed:  # no line, and no rate, before one
             return
         settled = self.base + self.processed
-        decile = settled * 10 // max(tally.images_total, 1)
+        decile = settled * 10 // max(self.total, 1)
         now = time.monotonic()
         if decile != self.last_decile or now - self.last_plain >= self.board.PLAIN_EVERY:
-            if settled < tally.images_total:
+            if settled < self.total:
                 info_line(
-                    f"job {self.label}: {settled:,}/{tally.images_total:,} images, "
-                    f"{tally.failed:,} failed, {_fmt_rate(self.rate(tally))} img/s"
+                    f"job {self.label} ({self.name}): {settled:,}/{plural(self.total, 'image')}"
+                    f"{' retried' if self.retrying else ''}, {self._failed(tally):,} failed, "
+                    f"{_fmt_rate(self.rate(tally))} img/s"
                 )
             self.last_decile = decile
             self.last_plain = now
@@ -237,12 +295,53 @@ class JobProgress:
         if self.output.quiet:
             return
         elapsed = time.monotonic() - self.t0
-        done = self.processed
-        info_line(
+        speed = f"{self.processed / max(elapsed, 1e-6):,.1f} img/s"
+        if self.retrying:
+            speed = f"{self.processed:,} retried, {speed}"
+        self._say(
             f"job {self.label} {status.get('status')}: {status.get('images_ok', 0):,} ok, "
-            f"{status.get('images_failed', 0):,} failed of {status.get('images_total', 0):,} "
-            f"images in {elapsed:.1f}s ({done / max(elapsed, 1e-6):,.1f} img/s)"
+            f"{status.get('images_failed', 0):,} failed of "
+            f"{plural(status.get('images_total', 0), 'image')} in {elapsed:.1f}s ({speed})"
         )
+
+
+class StatusWatch:
+    """`status --wait` on a terminal: the bar `submit` shows, fed from status.json (polled
+    by service.wait_for); its rate counts the images done since the watch began."""
+
+    def __init__(self, output: Output) -> None:
+        self.board = ProgressBoard(output)
+        self.task: Any = None
+        self.t0 = time.monotonic()
+        self.first_done = 0
+
+    def update(self, status: dict[str, Any]) -> None:
+        progress = self.board.progress
+        if progress is None or self.board.output.quiet:
+            return
+        done = int(status.get("images_done") or 0)
+        if self.task is None:
+            self.first_done, self.t0 = done, time.monotonic()
+            label = source_label(str(status.get("source") or ""), str(status.get("job_id")))
+            self.task = progress.add_task(_markup_free(label), total=None, rate="-", failed=0)
+        moved = done - self.first_done
+        rate = moved / max(time.monotonic() - self.t0, 1e-6)
+        progress.update(
+            self.task,
+            total=int(status.get("images_total") or 0),
+            completed=done,
+            rate=_fmt_rate(rate) if moved > 0 else "-",
+            failed=int(status.get("images_failed") or 0),
+        )
+
+    def close(self) -> None:
+        self.board.close()
+
+    def __enter__(self) -> StatusWatch:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 STATUS_STYLE = {
@@ -259,6 +358,8 @@ def status_table(status: dict[str, Any]) -> Table:
     table.add_column(style="bold")
     table.add_column()
     table.add_row("job", cell(status.get("job_id")))
+    if status.get("source"):
+        table.add_row("source", cell(status["source"]))
     table.add_row("status", Text(state, style=STATUS_STYLE.get(state, "")))
     if status.get("interrupted_by"):
         table.add_row("interrupted by", cell(status["interrupted_by"]))
@@ -294,6 +395,8 @@ def errors_table(errors: list[dict[str, Any]], limit: int = 50) -> Table:
 
 def show_status(output: Output, status: dict[str, Any], console: Console | None = None) -> None:
     con = console or output.out
+    if not con.is_terminal:  # a pipe or a file gets whole paths and messages
+        con.width = 250
     con.print(status_table(status))
     errors = status.get("error") or []
     if errors:
@@ -306,8 +409,12 @@ def show_jobs(output: Output, rows: list[dict[str, Any]], where: Any = None) -> 
             info_line(f"no jobs in {where}" if where is not None else "no jobs")
         return
     table = Table(box=None, pad_edge=False)
+    # ids and dates are never cut: a narrow terminal shortens the source column instead
+    widths = {"job_id": 24, "created": 20, "status": 11}
     for col in ("job_id", "created", "status", "images", "failed"):
-        table.add_column(col, justify="right" if col in ("images", "failed") else "left")
+        right = col in ("images", "failed")
+        table.add_column(col, justify="right" if right else "left", min_width=widths.get(col))
+    table.add_column("source", overflow="ellipsis")
     for r in rows:
         state = str(r.get("status"))
         done, total = r.get("images_done", 0), r.get("images_total", 0)
@@ -318,8 +425,12 @@ def show_jobs(output: Output, rows: list[dict[str, Any]], where: Any = None) -> 
             Text(state, style=STATUS_STYLE.get(state, "")),
             images,
             f"{r.get('images_failed', 0):,}",
+            Text(source_label(str(r.get("source") or ""), "-")),
         )
-    output.out.print(table)
+    out = output.out
+    if not out.is_terminal:  # a pipe or a file gets whole lines, not 80 columns
+        out.width = 250
+    out.print(table)
 
 
 def show_validation(output: Output, rows: list[dict[str, Any]]) -> None:
@@ -340,6 +451,9 @@ def show_validation(output: Output, rows: list[dict[str, Any]]) -> None:
             )
         else:
             out.print(
-                safe(f"{r['file']}: valid ({r['visits']:,} visits, {r['images']:,} images)"),
+                safe(
+                    f"{r['file']}: valid ({plural(r['visits'], 'visit')}, "
+                    f"{plural(r['images'], 'image')})"
+                ),
                 markup=False,
             )

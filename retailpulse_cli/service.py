@@ -325,16 +325,21 @@ def with_errors(status: dict[str, Any], errors: list[dict[str, Any]]) -> dict[st
 
 def read_status(job: Job) -> dict[str, Any]:
     status = job.status()
-    return with_errors(status, job.errors())
+    return with_errors({**status, "source": job.meta().get("source")}, job.errors())
 
 
-def wait_for(job: Job, timeout: float | None, poll: float = 0.2) -> dict[str, Any]:
-    """Block until the job is no longer `ongoing`; WaitTimeout after `timeout` seconds."""
+def wait_for(
+    job: Job, timeout: float | None, poll: float = 0.2, on_poll: Any = None
+) -> dict[str, Any]:
+    """Block until the job is no longer `ongoing`; WaitTimeout after `timeout` seconds.
+    `on_poll(status)` sees each status read (a progress display)."""
     from .errors import WaitTimeout
 
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         current = read_status(job)
+        if on_poll is not None:
+            on_poll(current)
         if current.get("status") != "ongoing":
             return current
         if deadline is not None and time.monotonic() >= deadline:
@@ -396,6 +401,7 @@ def list_jobs(
                 "images_total": st.get("images_total", 0),
                 "images_done": st.get("images_done", 0),
                 "images_failed": st.get("images_failed", 0),
+                "source": job.meta().get("source"),  # job.status() read meta.json already
             }
             if since is not None and parse_since(str(row["created_at"])) < since:
                 continue

@@ -14,6 +14,74 @@ from .errors import InvalidJobFile
 
 MAX_PROBLEMS = 50  # beyond this the message stops helping; the count still says how many
 
+Path_ = tuple[str | int, ...]  # a place in the document: ("visits", 3, "image_url", 0)
+
+
+class Problem(str):
+    """One problem, as the text users read (`visits[1].store_id: must not be empty`),
+    also knowing its place: the path, and the line and column once located. A str, so
+    every message, log line and .reason file stays as it was."""
+
+    parts: Path_ | None
+    message: str
+    line: int | None
+    column: int | None
+
+    def __new__(
+        cls,
+        text: str,
+        parts: Path_ | None = None,
+        message: str | None = None,
+        pos: tuple[int, int] | None = None,
+    ) -> Problem:
+        self = super().__new__(cls, text)
+        self.parts, self.message = parts, text if message is None else message
+        self.line, self.column = pos if pos is not None else (None, None)
+        return self
+
+    def at(self, pos: tuple[int, int] | None) -> Problem:
+        return Problem(str(self), self.parts, self.message, pos)
+
+
+def path_text(parts: Path_) -> str:
+    """The path as messages show it: `visits[0].image_url[1]`; `(top level)`."""
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out or "(top level)"
+
+
+def json_path(parts: Path_) -> str:
+    """The path as a JSONPath (RFC 9535): `$.visits[0].image_url[1]`, `$["odd key"]`."""
+    out = "$"
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", part):
+            out += f".{part}"
+        else:
+            out += f"[{json.dumps(part)}]"
+    return out
+
+
+def _problem(parts: Path_, message: str) -> Problem:
+    return Problem(f"{path_text(parts)}: {message}", parts, message)
+
+
+def problem_objects(problems: list[str]) -> list[dict[str, Any]]:
+    """Problems as `--json` prints them everywhere (validate, submit, inbox):
+    {path, message, line, column}; null where not known (a file that is not there has
+    no line; a required field that is missing points at the object that lacks it)."""
+    out = []
+    for p in problems:
+        if isinstance(p, Problem):
+            path = None if p.parts is None else json_path(p.parts)
+            row = {"path": path, "message": p.message, "line": p.line, "column": p.column}
+        else:
+            row = {"path": None, "message": str(p), "line": None, "column": None}
+        out.append(row)
+    return out
+
 
 class Visit(NamedTuple):
     """One store visit, as validated."""
@@ -60,7 +128,7 @@ class JobSpec:
         events = _parse_document(self.text)
         while True:
             try:
-                i, item = next(events)
+                i, item, _ = next(events)
             except StopIteration:
                 return
             visit = _check_visit(i, item, [])
@@ -120,20 +188,24 @@ def parse_text(text: str, *, bom: bool, source: str, base_dir: Path) -> JobSpec:
     counts = {"visits": 0, "images": 0}
     store_images: dict[str, int] = {}
 
-    def on_visit(i: int, item: Any) -> None:
+    places: dict[str | int, int] = {}  # top-level keys' and bad visits' offsets
+
+    def on_visit(i: int, item: Any, pos: int) -> None:
         visit = _check_visit(i, item, visit_problems)
-        if visit is not None:  # counted, not kept: tasks are parsed again when needed
+        if visit is None:
+            places[i] = pos
+        else:  # counted, not kept: tasks are parsed again when needed
             counts["visits"] += 1
             counts["images"] += len(visit.image_urls)
             store_images[visit.store_id] = store_images.get(visit.store_id, 0) + len(
                 visit.image_urls
             )
 
-    top = _decode(text, source, on_visit)
+    top = _decode(text, source, on_visit, places)
     _check_top(top, problems)
     problems += visit_problems
     if problems:
-        shown = problems[:MAX_PROBLEMS]
+        shown = [_located(p, text, places) for p in problems[:MAX_PROBLEMS]]
         if len(problems) > MAX_PROBLEMS:
             shown.append(f"... and {len(problems) - MAX_PROBLEMS} more")
         raise InvalidJobFile(source, shown)
@@ -166,19 +238,27 @@ def _text(raw: bytes, source: str) -> tuple[str, bool]:
     return text, bom
 
 
-def _decode(text: str, source: str, on_visit: Callable[[int, Any], None]) -> Any:
-    events = _parse_document(text)
+def _decode(
+    text: str,
+    source: str,
+    on_visit: Callable[[int, Any, int], None],
+    places: dict[str | int, int] | None = None,
+) -> Any:
+    events = _parse_document(text, places)
     try:
         while True:
             try:
-                i, item = next(events)
+                i, item, pos = next(events)
             except StopIteration as done:
                 return done.value
-            on_visit(i, item)
+            on_visit(i, item, pos)
     except json.JSONDecodeError as exc:
         where = f"line {exc.lineno} column {exc.colno}"
         hint = _json_hint(text, exc.pos)
-        raise InvalidJobFile(source, [f"not valid JSON at {where}: {exc.msg}{hint}"]) from None
+        problem = Problem(
+            f"not valid JSON at {where}: {exc.msg}{hint}", pos=(exc.lineno, exc.colno)
+        )
+        raise InvalidJobFile(source, [problem]) from None
     except _DuplicateKey as exc:
         raise InvalidJobFile(source, [f"key {exc.args[0]!r} appears twice in one object"]) from None
     except RecursionError:
@@ -212,10 +292,13 @@ def _next_item(text: str, pos: int, closer: str) -> tuple[bool, int]:
     return False, pos + 1
 
 
-def _parse_document(text: str) -> Generator[tuple[int, Any], None, Any]:
-    """Parse the top-level object, yielding each element of `visits` as soon as it is
-    parsed, so the whole document never exists as Python objects at once (a 200,000-image
-    job would hold ~75 MB of dicts). Returns the other keys. Errors are json's own."""
+def _parse_document(
+    text: str, places: dict[str | int, int] | None = None
+) -> Generator[tuple[int, Any, int], None, Any]:
+    """Parse the top-level object, yielding each element of `visits` (with its offset) as
+    soon as it is parsed, so the whole document never exists as Python objects at once (a
+    200,000-image job would hold ~75 MB of dicts). Returns the other keys; `places` gets
+    each top-level key's value offset. Errors are json's own."""
     dec = json.JSONDecoder(object_pairs_hook=_no_duplicate_keys)
     pos = _skip_ws(text, 0)
     if text[pos : pos + 1] != "{":
@@ -237,6 +320,8 @@ def _parse_document(text: str) -> Generator[tuple[int, Any], None, Any]:
         pos = _skip_ws(text, pos + 1)
         if key in top:
             raise _DuplicateKey(key)
+        if places is not None:
+            places[key] = pos
         if key == "visits" and text[pos : pos + 1] == "[":
             top[key], pos = yield from _stream_array(text, pos, dec)
         else:
@@ -250,17 +335,62 @@ def _parse_document(text: str) -> Generator[tuple[int, Any], None, Any]:
 
 def _stream_array(
     text: str, pos: int, dec: json.JSONDecoder
-) -> Generator[tuple[int, Any], None, tuple[_VisitsArray, int]]:
+) -> Generator[tuple[int, Any, int], None, tuple[_VisitsArray, int]]:
     pos = _skip_ws(text, pos + 1)
     if text[pos : pos + 1] == "]":
         return _VisitsArray(0), pos + 1
     i, more = 0, True
     while more:
+        start = pos
         item, pos = dec.raw_decode(text, pos)
-        yield i, item
+        yield i, item, start
         i += 1
         more, pos = _next_item(text, pos, "]")
     return _VisitsArray(i), pos
+
+
+def _located(problem: str, text: str, places: dict[str | int, int]) -> str:
+    """The problem with the line and column of its place: found by walking the text
+    again from the nearest offset the parse kept (only for the problems shown, so a valid
+    file costs nothing). A missing key points at the object that lacks it."""
+    if not isinstance(problem, Problem) or problem.parts is None:
+        return problem
+    parts = problem.parts
+    pos = _skip_ws(text, 0)
+    if parts and parts[0] in places:
+        pos, parts = places[parts[0]], parts[1:]
+        if problem.parts[0] == "visits" and parts and parts[0] in places:
+            pos, parts = places[parts[0]], parts[1:]
+    try:
+        for part in parts:
+            found = _children(text, pos).get(part)
+            if found is None:
+                break
+            pos = found
+    except (ValueError, RecursionError):  # cannot happen on text that parsed; stay put
+        pass
+    line = text.count("\n", 0, pos) + 1
+    return problem.at((line, pos - text.rfind("\n", 0, pos)))
+
+
+def _children(text: str, pos: int) -> dict[str | int, int]:
+    """Offsets of the members of the object (or elements of the array) at `pos`."""
+    dec = json.JSONDecoder()
+    closer = {"{": "}", "[": "]"}.get(text[pos : pos + 1])
+    out: dict[str | int, int] = {}
+    if closer is None:
+        return out
+    pos = _skip_ws(text, pos + 1)
+    more = text[pos : pos + 1] != closer
+    while more:
+        key: str | int = len(out)
+        if closer == "}":
+            key, pos = dec.raw_decode(text, pos)
+            pos = _skip_ws(text, _skip_ws(text, pos) + 1)  # past the colon
+        out.setdefault(key, pos)
+        _, pos = dec.raw_decode(text, pos)
+        more, pos = _next_item(text, pos, closer)
+    return out
 
 
 class _DuplicateKey(ValueError):
@@ -297,27 +427,27 @@ def _type_name(value: Any) -> str:
 def _check_top(doc: Any, problems: list[str]) -> None:
     """count and visits; the visits themselves were checked as they were parsed."""
     if not isinstance(doc, dict):
-        problems.append(f"(top level): expected an object, got {_type_name(doc)}")
+        problems.append(_problem((), f"expected an object, got {_type_name(doc)}"))
         return
     for key, value in doc.items():
         if key not in ("count", "visits") and isinstance(value, dict | list) and _too_deep(value):
-            problems.append(f"{key}: nested too deeply (over {MAX_DEPTH} levels)")
+            problems.append(_problem((key,), f"nested too deeply (over {MAX_DEPTH} levels)"))
     count = doc.get("count")
     if "count" not in doc:
-        problems.append("count: required field is missing")
+        problems.append(_problem(("count",), "required field is missing"))
     elif type(count) is not int:  # strict: bool, float and "2" are all wrong types
-        problems.append(f"count: expected an integer, got {_type_name(count)}")
+        problems.append(_problem(("count",), f"expected an integer, got {_type_name(count)}"))
     elif count < 0:
-        problems.append(f"count: must not be negative, got {count}")
+        problems.append(_problem(("count",), f"must not be negative, got {count}"))
     visits = doc.get("visits")
     if "visits" not in doc:
-        problems.append("visits: required field is missing")
+        problems.append(_problem(("visits",), "required field is missing"))
     elif not isinstance(visits, _VisitsArray):
-        problems.append(f"visits: expected an array, got {_type_name(visits)}")
+        problems.append(_problem(("visits",), f"expected an array, got {_type_name(visits)}"))
     elif visits.length == 0:
-        problems.append("visits: must hold at least one visit")
+        problems.append(_problem(("visits",), "must hold at least one visit"))
     elif type(count) is int and count >= 0 and count != visits.length:
-        problems.append(f"count: says {count} but visits holds {visits.length}")
+        problems.append(_problem(("count",), f"says {count} but visits holds {visits.length}"))
 
 
 MAX_DEPTH = 32  # far deeper than any job file needs; json itself gives up near 1,000
@@ -339,36 +469,38 @@ def _too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
 
 
 def _check_visit(i: int, item: Any, problems: list[str]) -> Visit | None:
-    path = f"visits[{i}]"
+    at: Path_ = ("visits", i)
     if not isinstance(item, dict):
-        problems.append(f"{path}: expected an object, got {_type_name(item)}")
+        problems.append(_problem(at, f"expected an object, got {_type_name(item)}"))
         return None
     before = len(problems)
     for key, value in item.items():  # fields we do not know: allowed, but not abysses
         if key not in _VISIT_KEYS and isinstance(value, dict | list) and _too_deep(value):
-            problems.append(f"{path}.{key}: nested too deeply (over {MAX_DEPTH} levels)")
-    store_id = _nonempty_string(item, "store_id", path, problems)
-    visit_time = _nonempty_string(item, "visit_time", path, problems)
+            problems.append(_problem((*at, key), f"nested too deeply (over {MAX_DEPTH} levels)"))
+    store_id = _nonempty_string(item, "store_id", at, problems)
+    visit_time = _nonempty_string(item, "visit_time", at, problems)
     urls = item.get("image_url")
     if "image_url" not in item:
         problems.append(
-            f"{path}.image_url: required field is missing{_misspelt(item, 'image_url')}"
+            _problem((*at, "image_url"), f"required field is missing{_misspelt(item, 'image_url')}")
         )
     elif not isinstance(urls, list):
         hint = " (put the URL in [ ])" if isinstance(urls, str) else ""
         problems.append(
-            f"{path}.image_url: expected an array of URLs, got {_type_name(urls)}{hint}"
+            _problem((*at, "image_url"), f"expected an array of URLs, got {_type_name(urls)}{hint}")
         )
     elif not urls:
-        problems.append(f"{path}.image_url: must hold at least one image URL")
+        problems.append(_problem((*at, "image_url"), "must hold at least one image URL"))
     else:
         for j, url in enumerate(urls):
             if not isinstance(url, str):
-                problems.append(f"{path}.image_url[{j}]: expected a string, got {_type_name(url)}")
+                problems.append(
+                    _problem((*at, "image_url", j), f"expected a string, got {_type_name(url)}")
+                )
             elif not url.strip():
-                problems.append(f"{path}.image_url[{j}]: must not be empty")
+                problems.append(_problem((*at, "image_url", j), "must not be empty"))
             elif not _encodable(url):
-                problems.append(f"{path}.image_url[{j}]: contains an invalid character")
+                problems.append(_problem((*at, "image_url", j), "contains an invalid character"))
     if len(problems) > before:
         return None
     assert store_id is not None and visit_time is not None and isinstance(urls, list)
@@ -377,19 +509,19 @@ def _check_visit(i: int, item: Any, problems: list[str]) -> Visit | None:
     return Visit(sys.intern(store_id.strip()), visit_time, tuple(u.strip() for u in urls))
 
 
-def _nonempty_string(item: dict[str, Any], key: str, path: str, problems: list[str]) -> str | None:
+def _nonempty_string(item: dict[str, Any], key: str, at: Path_, problems: list[str]) -> str | None:
     if key not in item:
-        problems.append(f"{path}.{key}: required field is missing{_misspelt(item, key)}")
+        problems.append(_problem((*at, key), f"required field is missing{_misspelt(item, key)}"))
         return None
     value = item[key]
     if not isinstance(value, str):
-        problems.append(f"{path}.{key}: expected a string, got {_type_name(value)}")
+        problems.append(_problem((*at, key), f"expected a string, got {_type_name(value)}"))
         return None
     if not value.strip():
-        problems.append(f"{path}.{key}: must not be empty")
+        problems.append(_problem((*at, key), "must not be empty"))
         return None
     if not _encodable(value):
-        problems.append(f"{path}.{key}: contains an invalid character (a lone surrogate)")
+        problems.append(_problem((*at, key), "contains an invalid character (a lone surrogate)"))
         return None
     return value
 
@@ -410,14 +542,29 @@ def _misspelt(item: dict[str, Any], key: str) -> str:
     return f" (found {close[0]!r}: a typo?)" if close else ""
 
 
+NOT_BLANK = "\\S"  # a string with something besides spaces (the validator strips them)
+NOT_IN_SCHEMA = (
+    "Rules JSON Schema cannot say, which `retailpulse validate` also checks: "
+    "count must equal the number of visits; "
+    "count must be written as an integer (2, not 2.0: JSON Schema counts 2.0 as an integer); "
+    "no key may appear twice in one object; "
+    "strings must be valid Unicode (no lone surrogate escapes such as \\ud800); "
+    f"values of fields the format does not define may be nested at most {MAX_DEPTH} levels."
+)
+
 JOB_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "$id": "https://retailpulse.example/schemas/job.schema.json",
     "title": "retailpulse job file",
+    "description": NOT_IN_SCHEMA,
     "type": "object",
     "required": ["count", "visits"],
     "properties": {
-        "count": {"type": "integer", "minimum": 1, "description": "number of visits"},
+        "count": {
+            "type": "integer",
+            "minimum": 1,
+            "description": "number of visits: must equal the length of visits",
+        },
         "visits": {
             "type": "array",
             "minItems": 1,
@@ -425,20 +572,24 @@ JOB_SCHEMA: dict[str, Any] = {
                 "type": "object",
                 "required": ["store_id", "image_url", "visit_time"],
                 "properties": {
-                    "store_id": {"type": "string", "minLength": 1},
+                    "store_id": {
+                        "type": "string",
+                        "pattern": NOT_BLANK,
+                        "description": "spaces around it are ignored",
+                    },
                     "image_url": {
                         "type": "array",
                         "minItems": 1,
                         "items": {
                             "type": "string",
-                            "minLength": 1,
+                            "pattern": NOT_BLANK,
                             "description": "http(s):// URL, file:// URL or a local path "
                             "(relative to the job file's folder)",
                         },
                     },
                     "visit_time": {
                         "type": "string",
-                        "minLength": 1,
+                        "pattern": NOT_BLANK,
                         "description": "kept verbatim; ISO 8601 recommended",
                     },
                 },

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -107,3 +108,11 @@ def jobs_in(env: dict[str, str]) -> list[str]:
 def results_of(env: dict[str, str], job_id: str) -> list[dict[str, Any]]:
     lines = (Path(env["RETAILPULSE_JOBS_DIR"]) / job_id / "results.jsonl").read_text().splitlines()
     return [json.loads(line) for line in lines[1:]]
+
+
+STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ ", re.M)
+
+
+def unstamped(text: str) -> str:
+    """stderr off a terminal without the UTC timestamp that starts each line."""
+    return STAMP.sub("", text)

@@ -177,8 +177,9 @@ def test_validate_tells_valid_unknown_store_and_invalid_apart(
     assert r.exit_code == 3
     rows = json.loads(r.stdout)
     assert rows[0]["valid"] is True and rows[1]["valid"] is False
-    assert "count: expected an integer, got string" in rows[1]["problems"]
-    assert "visits[0].store_id: expected a string, got integer" in rows[1]["problems"]
+    said = [(p["path"], p["message"]) for p in rows[1]["problems"]]
+    assert ("$.count", "expected an integer, got string") in said
+    assert ("$.visits[0].store_id", "expected a string, got integer") in said
     assert jobs_in(env) == []  # nothing created, nothing downloaded
 
 
@@ -296,7 +297,7 @@ def test_under_cron_minimal_environment(server: ImageServer, tmp_path: Path) -> 
     assert r.returncode == 0, r.stderr
     job_id = r.stdout.strip()
     try:
-        assert f"job {job_id} completed: 1 ok, 0 failed of 1 images" in r.stderr
+        assert f"job {job_id} completed: 1 ok, 0 failed of 1 image " in r.stderr
         assert not ANSI.search(r.stderr)
         st = subprocess.run(
             [sys.executable, "-m", "retailpulse_cli", "status", job_id, "--json"],

@@ -207,7 +207,7 @@ def test_submit_json_lists_rejected_files_in_input_order(
     rows = json.loads(r.stdout)
     assert [row["status"] for row in rows] == ["completed", "rejected", "completed"]
     assert rows[1]["file"] == str(bad)
-    assert any("image_url" in p for p in rows[1]["problems"])
+    assert any(p["path"] == "$.visits[0].image_url" for p in rows[1]["problems"])
     only_bad = cli("submit", str(bad), str(bad), "--json")
     assert only_bad.exit_code == 3
     assert [row["file"] for row in json.loads(only_bad.stdout)] == [str(bad), str(bad)]

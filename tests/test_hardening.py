@@ -129,8 +129,10 @@ def test_inbox_survives_odd_entries_and_bad_text(
     assert r.returncode == 3, r.stderr  # two files rejected
     rows = {row["file"]: row for row in json.loads(r.stdout)}
     assert rows["good.json"]["status"] == "completed"
-    assert rows["deep.json"]["problems"] == ["nested too deeply to be a job file"]
-    assert "invalid character" in rows["surrogate.json"]["problems"][0]
+    assert [p["message"] for p in rows["deep.json"]["problems"]] == [
+        "nested too deeply to be a job file"
+    ]
+    assert "invalid character" in rows["surrogate.json"]["problems"][0]["message"]
     assert set(rows) == {"good.json", "deep.json", "surrogate.json"}
     for odd in ("folder.json", "pipe.json", "dangling.json"):
         assert f"skipped {box / odd}: not a regular file" in r.stderr

@@ -13,7 +13,7 @@ from PIL import Image
 
 from retailpulse_cli.imaging import ImageFailure, measure, truncation
 
-from .conftest import KNOWN, jobs_in, results_of, visit, write_job
+from .conftest import KNOWN, jobs_in, results_of, unstamped, visit, write_job
 from .imageserver import FORMATS, image_bytes
 
 JOB_FAILED_EXIT = 1
@@ -301,7 +301,11 @@ def test_unknown_job_id(cli: Any, env: dict[str, str]) -> None:
     for command in ("status", "results"):
         result = cli(command, "20990101-000000-abcdef")
         assert result.exit_code not in (0, 70), result.stderr
-        errors = [ln for ln in result.stderr.splitlines() if ln.startswith("retailpulse: error:")]
+        errors = [
+            ln
+            for ln in unstamped(result.stderr).splitlines()
+            if ln.startswith("retailpulse: error:")
+        ]
         assert len(errors) == 1 and "20990101-000000-abcdef" in errors[0], result.stderr
         assert result.stdout == ""
 

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .conftest import jobs_in, results_of, start_cli, visit, write_job
+from .conftest import jobs_in, results_of, start_cli, unstamped, visit, write_job
 from .imageserver import ImageServer
 
 N = 40
@@ -42,7 +42,7 @@ def test_stderr_closed_after_two_lines_the_job_completes(
 ) -> None:
     proc = start_cli("submit", str(_job(server, tmp_path, 1100)), "-v", *SLOW, env=env)
     assert proc.stderr is not None and proc.stdout is not None
-    lines = [proc.stderr.readline(), proc.stderr.readline()]
+    lines = [unstamped(proc.stderr.readline()), unstamped(proc.stderr.readline())]
     assert all(line.startswith("retailpulse: job ") for line in lines), lines
     proc.stderr.close()  # the reader goes away while the job runs
     out = proc.stdout.read()
@@ -90,7 +90,7 @@ def test_sighup_does_not_stop_the_job_and_says_so(
 ) -> None:
     proc = start_cli("submit", str(_job(server, tmp_path, 1400)), *SLOW, env=env)
     assert proc.stderr is not None and proc.stdout is not None
-    assert proc.stderr.readline().startswith("retailpulse: job ")
+    assert unstamped(proc.stderr.readline()).startswith("retailpulse: job ")
     proc.send_signal(signal.SIGHUP)
     err = proc.stderr.read()
     assert proc.wait(timeout=60) == 0, err

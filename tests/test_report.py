@@ -21,7 +21,7 @@ from retailpulse_cli.jobstore import JobStore
 from retailpulse_cli.service import parse_since
 from retailpulse_cli.summary import JobSummary, Summary, summarize
 
-from .conftest import KNOWN, Cli, jobs_in, run_cli, visit, write_job
+from .conftest import KNOWN, Cli, jobs_in, run_cli, unstamped, visit, write_job
 from .imageserver import ImageServer
 
 BAD_STORE = 'S9<script>alert("x")</script>'
@@ -122,7 +122,11 @@ def test_report_exit_codes_and_one_line_errors(
     assert r.exit_code == 5 and "no job '20990101-000000-000-dead'" in r.stderr
     r = cli("report", "--since", "last tuesday")
     assert r.exit_code == 2
-    assert r.stderr.splitlines()[0].startswith("retailpulse: error: --since: 'last tuesday'")
+    assert (
+        unstamped(r.stderr)
+        .splitlines()[0]
+        .startswith("retailpulse: error: --since: 'last tuesday'")
+    )
     assert len(r.stderr.splitlines()) == 1
     r = cli("report", job_id, "--since", "24h")
     assert r.exit_code == 2

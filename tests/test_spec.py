@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import KNOWN, jobs_in, results_of, visit, write_job
+from .conftest import KNOWN, jobs_in, results_of, unstamped, visit, write_job
 
 BAD = Path(__file__).parent / "fixtures" / "bad"
 INVALID_INPUT = 3
@@ -64,7 +64,9 @@ CASES: dict[str, list[tuple[str, str]]] = {
 
 
 def error_lines(stderr: str) -> list[str]:
-    return [line for line in stderr.splitlines() if line.startswith("retailpulse: error:")]
+    return [
+        line for line in unstamped(stderr).splitlines() if line.startswith("retailpulse: error:")
+    ]
 
 
 def assert_rejected(

@@ -13,7 +13,7 @@ import pytest
 
 from retailpulse_cli import stores
 
-from .conftest import KNOWN, jobs_in, results_of, run_cli, visit, write_job
+from .conftest import KNOWN, jobs_in, results_of, run_cli, unstamped, visit, write_job
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED = REPO / "store_master.csv"
@@ -173,7 +173,9 @@ def assert_store_master_error(result: Any, env: dict[str, str], path: Path, why:
     assert result.exit_code == STORE_MASTER_EXIT, output
     assert "Traceback" not in output
     assert result.stdout == ""
-    errors = [ln for ln in result.stderr.splitlines() if ln.startswith("retailpulse: error:")]
+    errors = [
+        ln for ln in unstamped(result.stderr).splitlines() if ln.startswith("retailpulse: error:")
+    ]
     assert len(errors) == 1, result.stderr
     assert str(path) in errors[0]
     assert why.lower() in errors[0].lower(), errors[0]
@@ -220,7 +222,9 @@ def test_bad_store_master_from_env_var_in_subprocess(env: dict[str, str], tmp_pa
     )
     assert proc.returncode == STORE_MASTER_EXIT, proc.stderr
     assert "Traceback" not in proc.stderr
-    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("retailpulse: error:")]
+    errors = [
+        ln for ln in unstamped(proc.stderr).splitlines() if ln.startswith("retailpulse: error:")
+    ]
     assert len(errors) == 1 and str(missing) in errors[0], proc.stderr
     assert proc.stdout == ""
     assert jobs_in(env) == []
