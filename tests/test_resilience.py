@@ -130,7 +130,9 @@ def test_two_resumes_at_once_second_refuses_with_busy_code(
     job = big_job(tmp_path, server, offset=4000)
     job_id = killed_submit(job, env, after=20)
 
-    first = start(["resume", job_id, *SLOW], env)
+    # Slow enough to still hold the lock while the two other commands start (downloads
+    # now run ahead of the GPU stage, so SLOW alone finishes in about 3 s).
+    first = start(["resume", job_id, "--gpu-delay", "0.15:0.25", "--workers", "8"], env)
     deadline = time.monotonic() + 10
     while status_json(env, job_id)["status"] != "ongoing":  # first resume holds the lock
         assert time.monotonic() < deadline

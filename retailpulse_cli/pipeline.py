@@ -1,0 +1,279 @@
+"""Two stages with their own concurrency: downloads run ahead of the GPU stage.
+
+    tasks -> download stage (--downloads threads: fetch, measure, optional keep)
+          -> bounded buffer (count and bytes) -> GPU stage (--workers slots) -> records
+
+The calling thread schedules both stages and hands every record to `sink`; it is the one
+thread that sees results, so the caller (the job directory's one writer, or a Dask task
+returning a shard's records) needs no locks. A hanging URL holds a download slot, never a
+GPU slot. Nothing here knows about job directories: a Pipeline is plain settings, a
+fetcher, the job file's base folder and a stop flag, so it can run inside any process.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .fetch import Fetcher, Tries, scrub
+from .gpu import GpuItem, GpuStage, SimulatedGpu
+from .runner import Download, Keep, Later, Measured, Record, failed, unknown_store_record
+from .settings import Settings
+from .spec import ImageTask
+
+MAX_WAITING_RETRIES = 10_000  # ~3 MB; beyond it new images wait for retries to drain
+BUFFER_PER_SLOT = 2  # measured images waiting per GPU slot: the next one is always there
+BUFFER_BYTES = 256 * 1024 * 1024  # when the GPU stage takes bytes: stop downloading past it
+TICK_SECONDS = 0.2
+
+
+@dataclass
+class Pools:
+    """Thread pools for the two stages; shared by several jobs run at once."""
+
+    download: Executor
+    gpu: Executor
+
+    @classmethod
+    def for_settings(cls, downloads: int, workers: int) -> Pools:
+        return cls(
+            ThreadPoolExecutor(downloads, thread_name_prefix="rp-download"),
+            ThreadPoolExecutor(workers, thread_name_prefix="rp-gpu"),
+        )
+
+    def shutdown(self) -> None:
+        # No waiting: a download stuck in a DNS lookup must not hold up the exit.
+        self.download.shutdown(wait=False, cancel_futures=True)
+        self.gpu.shutdown(wait=False, cancel_futures=True)
+
+
+@dataclass
+class GpuDone:
+    """A finished GPU batch: its images and one result (or None) per image."""
+
+    items: list[Measured]
+    results: list[dict[str, Any] | None]
+    error: str | None = None  # the stage raised: every image of the batch failed
+
+
+@dataclass
+class Counts:
+    """The most there ever were at once; read by tests and the benchmark."""
+
+    downloading: int = 0  # downloads in flight
+    held: int = 0  # downloads in flight + measured images waiting in the buffer
+    buffered_bytes: int = 0
+
+
+@dataclass
+class _State:
+    """One run's schedule: what is where. Only the calling thread touches it."""
+
+    pending: Iterator[ImageTask]
+    sink: Callable[[Record], None]
+    exhausted: bool = False
+    downloading: int = 0
+    buffer: deque[Measured] = field(default_factory=deque)
+    buffered_bytes: int = 0
+    in_gpu: int = 0
+    waiting: list[tuple[float, int, Later]] = field(default_factory=list)  # retries by due time
+    undone: int = 0
+    stopped_at: float | None = None
+    last_tick: float = field(default_factory=time.monotonic)
+
+    @property
+    def in_flight(self) -> int:
+        return self.downloading + self.in_gpu
+
+    def drained(self) -> bool:
+        return self.exhausted and not self.in_flight and not self.buffer and not self.waiting
+
+
+class Pipeline:
+    """Runs image tasks through the download stage and the GPU stage in this process."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        fetcher: Fetcher,
+        base_dir: Path,
+        stop: threading.Event,
+        *,
+        is_known: Callable[[str], bool] | None = None,
+        gpu: GpuStage | None = None,
+        keep: Keep | None = None,
+        pools: Pools | None = None,
+        grace: float = 2.0,
+    ) -> None:
+        self.settings = settings
+        self.fetcher = fetcher
+        self.stop = stop
+        self.is_known = is_known or (lambda _store: True)
+        self.gpu: GpuStage = gpu or SimulatedGpu(settings, stop)
+        self.download = Download(fetcher, settings, base_dir, stop, keep, self.gpu.needs_bytes)
+        self.pools = pools
+        self.grace = grace
+        # Images between the network and the GPU: downloads in flight plus the buffer.
+        self.hold = settings.downloads + BUFFER_PER_SLOT * self.gpu.slots
+        self.counts = Counts()
+        self._done: queue.SimpleQueue[Future[Any]] = queue.SimpleQueue()
+        self._order = itertools.count()
+        self._aborted = False
+
+    def run(
+        self, tasks: Iterable[ImageTask], sink: Callable[[Record], None], tick: Callable[[], None]
+    ) -> bool:
+        """Pass each image's record to `sink` (in this thread); call `tick` about every
+        0.2 s. Images that asked to be tried again later wait in a heap, not in a download
+        slot, and go before new images once due. Return True when every task is done."""
+        state = _State(iter(tasks), sink)
+        own = self.pools is None
+        pools = self.pools or Pools.for_settings(self.settings.downloads, self.gpu.slots)
+        try:
+            while not self._step(state, pools, tick):
+                pass
+        finally:
+            if own:
+                pools.shutdown()
+        tick()
+        return state.drained() and not state.undone
+
+    def _step(self, state: _State, pools: Pools, tick: Callable[[], None]) -> bool:
+        """One round of scheduling; True when the run is over."""
+        if not self.stop.is_set():
+            self._feed_gpu(state, pools)
+            self._feed_downloads(state, pools)
+        elif not state.in_flight:
+            self._abandon_queued(state)
+            return True
+        if state.drained():
+            return True
+        self._take_one(state)
+        now = time.monotonic()
+        if now - state.last_tick >= TICK_SECONDS:
+            tick()
+            state.last_tick = now
+        return self._grace_over(state, now)
+
+    # -- admission -------------------------------------------------------------------------
+
+    def _feed_gpu(self, state: _State, pools: Pools) -> None:
+        gpu = self.gpu
+        while state.buffer and state.in_gpu < gpu.slots:
+            n = min(gpu.batch, gpu.slots - state.in_gpu, len(state.buffer))
+            batch = [state.buffer.popleft() for _ in range(n)]
+            state.buffered_bytes -= sum(m.nbytes for m in batch)
+            state.in_gpu += n
+            pools.gpu.submit(self._run_gpu, batch).add_done_callback(self._done.put)
+
+    def _room(self, state: _State) -> bool:
+        return (
+            state.downloading < self.settings.downloads
+            and state.downloading + len(state.buffer) < self.hold
+            and state.buffered_bytes < BUFFER_BYTES
+        )
+
+    def _feed_downloads(self, state: _State, pools: Pools) -> None:
+        now = time.monotonic()
+        while state.waiting and state.waiting[0][0] <= now and self._room(state):
+            later = heapq.heappop(state.waiting)[2]
+            self._submit_download(state, pools, later.task, later.tries)
+        while (
+            not state.exhausted and len(state.waiting) < MAX_WAITING_RETRIES and self._room(state)
+        ):
+            task = next(state.pending, None)
+            if task is None:
+                state.exhausted = True
+            elif not self.is_known(task.store_id):
+                state.sink(unknown_store_record(task))  # never touches the network
+            else:
+                self._submit_download(state, pools, task, None)
+
+    def _submit_download(
+        self, state: _State, pools: Pools, task: ImageTask, tries: Tries | None
+    ) -> None:
+        pools.download.submit(self.download, task, tries).add_done_callback(self._done.put)
+        state.downloading += 1
+        c = self.counts
+        c.downloading = max(c.downloading, state.downloading)
+        c.held = max(c.held, state.downloading + len(state.buffer))
+
+    def _run_gpu(self, batch: list[Measured]) -> GpuDone:
+        items = [GpuItem(m.task.image_index, m.size, m.data) for m in batch]
+        for m in batch:
+            m.data = None  # the stage has them now; not held past it
+        try:
+            results = self.gpu.run(items)
+        except Exception as exc:  # a bug in a model must cost its batch, not the job
+            return GpuDone(batch, [None] * len(batch), scrub(repr(exc), batch[0].task.url))
+        return GpuDone(batch, list(results))
+
+    # -- completion ------------------------------------------------------------------------
+
+    def _take_one(self, state: _State) -> None:
+        timeout = TICK_SECONDS
+        if state.waiting:
+            timeout = min(timeout, max(0.0, state.waiting[0][0] - time.monotonic()))
+        try:
+            future = self._done.get(timeout=timeout)
+        except queue.Empty:
+            return
+        result = future.result()
+        if isinstance(result, GpuDone):
+            self._gpu_finished(state, result)
+        else:
+            self._download_finished(state, result)
+
+    def _download_finished(self, state: _State, result: Measured | Record | Later | None) -> None:
+        state.downloading -= 1
+        if result is None:
+            state.undone += 1
+        elif isinstance(result, Later):
+            heapq.heappush(state.waiting, (result.not_before, next(self._order), result))
+        elif isinstance(result, Measured):
+            state.buffer.append(result)
+            state.buffered_bytes += result.nbytes
+            self.counts.buffered_bytes = max(self.counts.buffered_bytes, state.buffered_bytes)
+        else:
+            state.sink(result)
+
+    def _gpu_finished(self, state: _State, done: GpuDone) -> None:
+        state.in_gpu -= len(done.items)
+        for m, extra in zip(done.items, done.results, strict=True):
+            if done.error is not None:
+                state.sink(failed(m.task, "internal_error", done.error, m.attempts, m.started))
+            elif extra is None:
+                state.undone += 1
+            else:
+                state.sink(m.record(extra))
+
+    # -- stopping --------------------------------------------------------------------------
+
+    def _abandon_queued(self, state: _State) -> None:
+        """Images measured or waiting for a retry are not run now: resume does them."""
+        state.undone += len(state.buffer) + len(state.waiting)
+        state.buffer.clear()
+        state.buffered_bytes = 0
+        state.waiting.clear()
+
+    def _grace_over(self, state: _State, now: float) -> bool:
+        if not self.stop.is_set():
+            return False
+        if not self._aborted:
+            self._aborted = True
+            self.fetcher.watchdog.abort_all()  # cut downloads in flight: redone on resume
+        state.stopped_at = state.stopped_at or now
+        if now - state.stopped_at <= self.grace:
+            return False
+        self._abandon_queued(state)
+        state.undone += state.in_flight  # in-flight images stay undone; resume redoes them
+        return True
