@@ -130,7 +130,17 @@ Workers = Annotated[
         "-w",
         min=1,
         max=1024,
-        help="Images processed at once. [default: 32]",
+        help="Images in the (simulated) GPU stage at once. [default: 32]",
+        show_default=False,
+    ),
+]
+Downloads = Annotated[
+    int | None,
+    typer.Option(
+        "--downloads",
+        min=1,
+        max=1024,
+        help="Images downloaded at once, ahead of the GPU stage. [default: 64]",
         show_default=False,
     ),
 ]
@@ -195,7 +205,7 @@ PerHost = Annotated[
     typer.Option(
         "--per-host",
         min=1,
-        help="Connections at once to one host. [default: as --workers]",
+        help="Connections at once to one host. [default: as --downloads]",
         show_default=False,
     ),
 ]
@@ -248,8 +258,8 @@ def build_settings(base: dict[str, Any] | None = None, **given: Any) -> Any:
         if given.get(flag) is unset:
             given[flag] = None  # a switch not given keeps the stored value
     values.update({k: v for k, v in given.items() if v is not None})
-    if "per_host" not in values and "workers" in values:
-        values["per_host"] = values["workers"]
+    if "per_host" not in values and "downloads" in values:
+        values["per_host"] = values["downloads"]
     return Settings(**values)
 
 
@@ -439,6 +449,7 @@ def submit(
     jobs_dir: JobsDir = None,
     store_master: StoreMasterOpt = None,
     workers: Workers = None,
+    downloads: Downloads = None,
     gpu_delay: GpuDelay = None,
     seed: Seed = None,
     retries: Retries = None,
@@ -467,6 +478,7 @@ def submit(
     output = _output(quiet, verbose, no_color)
     settings = build_settings(
         workers=workers,
+        downloads=downloads,
         gpu_delay=gpu_delay,
         seed=seed,
         retries=retries,
@@ -615,6 +627,7 @@ def resume(
     jobs_dir: JobsDir = None,
     store_master: StoreMasterOpt = None,
     workers: Workers = None,
+    downloads: Downloads = None,
     gpu_delay: GpuDelay = None,
     seed: Seed = None,
     retries: Retries = None,
@@ -630,6 +643,7 @@ def resume(
     """
     given = {
         "workers": workers,
+        "downloads": downloads,
         "gpu_delay": gpu_delay,
         "seed": seed,
         "retries": retries,
@@ -656,6 +670,7 @@ def retry(
     jobs_dir: JobsDir = None,
     store_master: StoreMasterOpt = None,
     workers: Workers = None,
+    downloads: Downloads = None,
     gpu_delay: GpuDelay = None,
     seed: Seed = None,
     retries: Retries = None,
@@ -670,6 +685,7 @@ def retry(
     """
     given = {
         "workers": workers,
+        "downloads": downloads,
         "gpu_delay": gpu_delay,
         "seed": seed,
         "retries": retries,
@@ -883,6 +899,7 @@ def inbox(
     jobs_dir: JobsDir = None,
     store_master: StoreMasterOpt = None,
     workers: Workers = None,
+    downloads: Downloads = None,
     gpu_delay: GpuDelay = None,
     seed: Seed = None,
     retries: Retries = None,
@@ -906,6 +923,7 @@ def inbox(
     output = _output(quiet, verbose, no_color)
     given: dict[str, Any] = {
         "workers": workers,
+        "downloads": downloads,
         "gpu_delay": gpu_delay,
         "seed": seed,
         "retries": retries,
