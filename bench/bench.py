@@ -84,6 +84,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help=f"workers for retailpulse and the thread pools [{DEFAULT_WORKERS}]",
     )
     p.add_argument(
+        "--downloads",
+        type=int,
+        default=None,
+        help="--downloads for retailpulse [its default]",
+    )
+    p.add_argument(
         "--seq-cap",
         type=int,
         default=1000,
@@ -251,7 +257,7 @@ def run(args: argparse.Namespace) -> int:
             scale(ctx, cli)
         if args.validate_visits:
             validation(ctx, cli)
-    say("== targets (issue 6)")
+    say("== targets (issues 6 and 10)")
     for name, measured, verdict in targets:
         say(f"  {verdict:<4}  {name}: {measured}")
     summary["targets"] = [{"target": t, "measured": m, "verdict": v} for t, m, v in targets]

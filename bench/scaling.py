@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import targets
 from benchutil import fmt_mb, fmt_s, say
 from jobfiles import make_job
 from measure import Cli, show_timed, time_command
@@ -48,13 +49,15 @@ def scale(ctx: Context, cli: Cli) -> None:
         grow = rows[-1]["peak_rss_kib"] - rows[0]["peak_rss_kib"]
         say(f"  peak RSS grows by {fmt_mb(grow)} from {sizes[0]:,} to {sizes[-1]:,} images")
         ctx.target(
-            f"RSS growth {sizes[0]:,} -> {sizes[-1]:,} < 50 MB", fmt_mb(grow), grow < 50 * 1024
+            f"RSS growth {sizes[0]:,} -> {sizes[-1]:,} < {targets.SCALE_GROWTH_MB} MB",
+            fmt_mb(grow),
+            grow < targets.SCALE_GROWTH_MB * targets.MB,
         )
     biggest = rows[-1]
     ctx.target(
-        f"peak RSS of a {sizes[-1]:,}-image job < 250 MB",
+        f"peak RSS of a {sizes[-1]:,}-image job < {targets.SCALE_PEAK_RSS_MB} MB",
         fmt_mb(biggest["peak_rss_kib"]),
-        biggest["peak_rss_kib"] < 250 * 1024,
+        biggest["peak_rss_kib"] < targets.SCALE_PEAK_RSS_MB * targets.MB,
     )
     out: dict[str, Any] = {"rows": rows}
     if last_id:
@@ -62,7 +65,9 @@ def scale(ctx: Context, cli: Cli) -> None:
         times = command_times(ctx, cli, last_id, "scale")
         out["commands"] = times
         ctx.target(
-            "status on the biggest job < 0.25 s", fmt_s(times["status_s"]), times["status_s"] < 0.25
+            f"status on the biggest job < {targets.STATUS_S:g} s",
+            fmt_s(times["status_s"]),
+            times["status_s"] < targets.STATUS_S,
         )
         if times.get("list_s") is not None:
             ctx.target(
