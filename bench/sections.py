@@ -109,9 +109,8 @@ def fixed_cost(ctx: Context, cli: Cli) -> float:
 
 def compare(ctx: Context, cli: Cli, fixed: float) -> float | None:
     """retailpulse --gpu-delay 0 vs the reference clients, same URLs, same run."""
-    args = ctx.args
-    n = args.images
-    workers = args.workers or DEFAULT_WORKERS
+    n = ctx.args.images
+    workers = ctx.args.workers or DEFAULT_WORKERS
     job = make_job(
         ctx.tmp / f"job-{n}.json", n, lambda rng: pick_photo(ctx.images, rng), ctx.server.url("")
     )
@@ -121,18 +120,39 @@ def compare(ctx: Context, cli: Cli, fixed: float) -> float | None:
         f"(avg {job.bytes_total / n / 1e3:.0f} KB), {job.visits:,} visits, {workers} workers"
     )
     out: dict[str, Any] = {"images": n, "mb": mb, "workers": workers}
+    out["server_ceiling"] = ceilings(ctx, job)
+    refs, runs = compare_rounds(ctx, cli, job, workers, fixed)
+    rp_rate = summarize(ctx, out, job, refs, runs, fixed)
+    job_id = runs[-1][1]
+    if job_id:
+        say("  commands on the finished job (process start included):")
+        out["commands"] = command_times(ctx, cli, job_id, "compare")
+    ctx.summary["compare"] = out
+    return rp_rate
 
+
+def ceilings(ctx: Context, job: Job) -> list[dict[str, Any]]:
     say("  server ceiling (asyncio download-only clients, no Pillow):")
-    ceilings = []
+    found = []
     for clients, conns in ((1, 64), (2, 32)):
         c = server_ceiling(ctx.python, job.urls, ctx.tmp, clients, conns)
-        ceilings.append(c)
+        found.append(c)
         say(
             f"    {clients} client process(es) x {conns} connections: {c['img_per_s']:,.0f} img/s, "
             f"{c['mb_per_s']:,.0f} MB/s ({c['errors']} errors)"
         )
-    out["server_ceiling"] = ceilings
+    return found
 
+
+Runs = list[tuple[Measured, str]]
+
+
+def compare_rounds(
+    ctx: Context, cli: Cli, job: Job, workers: int, fixed: float
+) -> tuple[dict[str, list[RefResult]], Runs]:
+    """Rounds alternate every reference client and retailpulse, each a fresh process."""
+    args = ctx.args
+    n = len(job.urls)
     flags = ["--gpu-delay", "0", *ctx.downloads_flag()]
     if args.workers:
         flags += ["--workers", str(args.workers)]
@@ -143,24 +163,13 @@ def compare(ctx: Context, cli: Cli, fixed: float) -> float | None:
         "read the size with Pillow Image.open(...).size"
     )
     refs: dict[str, list[RefResult]] = {kind: [] for kind in REFERENCES}
-    runs: list[tuple[Measured, str]] = []
+    runs: Runs = []
     for rnd in range(1, rounds + 1):
         for kind in REFERENCES:
-            urls = job.urls[: args.seq_cap] if kind == "sequential" else job.urls
-            r = run_reference(
-                ctx.python, kind, urls, 1 if kind == "sequential" else workers, ctx.tmp
-            )
-            refs[kind].append(r)
-            capped = f" (first {len(urls):,}, rate extrapolated)" if len(urls) < n else ""
-            say(
-                f"    [{rnd}] {r.label:<46} {r.rate:>6,.0f} img/s {r.mb_per_s:>5,.0f} MB/s "
-                f"{r.elapsed:6.2f}s CPU {r.cpu:4.1f}s RSS {fmt_mb(r.maxrss_kib)}{capped}"
-            )
-            if r.errors or r.images != len(urls):
-                ctx.problems.append(f"reference {kind}: {r.images}/{len(urls)} ({r.first_error})")
-                say(f"      !! {r.images}/{len(urls)} images; {r.first_error}")
+            refs[kind].append(reference_round(ctx, job, kind, workers, rnd))
         m, job_id, _ = submit_checked(ctx, cli, job, *flags)
         runs.append((m, job_id))
+        mb = job.bytes_total / 1e6
         say(
             f"    [{rnd}] {'retailpulse submit (whole process)':<46} {n / m.wall:>6,.0f} img/s "
             f"{mb / m.wall:>5,.0f} MB/s {m.wall:6.2f}s CPU {m.cpu_user + m.cpu_sys:4.1f}s "
@@ -168,14 +177,41 @@ def compare(ctx: Context, cli: Cli, fixed: float) -> float | None:
             f"{(m.cpu_user + m.cpu_sys) / n * 1e3:.2f} ms CPU/image; "
             f"{n / max(m.wall - fixed, 1e-9):,.0f} img/s without the {fixed:.2f}s fixed cost)"
         )
+    return refs, runs
 
-    def median_rate(results: list[RefResult]) -> float:
-        return statistics.median(r.rate for r in results)
 
+def reference_round(ctx: Context, job: Job, kind: str, workers: int, rnd: int) -> RefResult:
+    n = len(job.urls)
+    urls = job.urls[: ctx.args.seq_cap] if kind == "sequential" else job.urls
+    r = run_reference(ctx.python, kind, urls, 1 if kind == "sequential" else workers, ctx.tmp)
+    capped = f" (first {len(urls):,}, rate extrapolated)" if len(urls) < n else ""
+    say(
+        f"    [{rnd}] {r.label:<46} {r.rate:>6,.0f} img/s {r.mb_per_s:>5,.0f} MB/s "
+        f"{r.elapsed:6.2f}s CPU {r.cpu:4.1f}s RSS {fmt_mb(r.maxrss_kib)}{capped}"
+    )
+    if r.errors or r.images != len(urls):
+        ctx.problems.append(f"reference {kind}: {r.images}/{len(urls)} ({r.first_error})")
+        say(f"      !! {r.images}/{len(urls)} images; {r.first_error}")
+    return r
+
+
+def median_rate(results: list[RefResult]) -> float:
+    return statistics.median(r.rate for r in results)
+
+
+def summarize(
+    ctx: Context,
+    out: dict[str, Any],
+    job: Job,
+    refs: dict[str, list[RefResult]],
+    runs: Runs,
+    fixed: float,
+) -> float:
+    """Medians, ratios to every reference, and the targets; returns retailpulse's img/s."""
+    n, mb = len(job.urls), job.bytes_total / 1e6
     rp_walls = [m.wall for m, _ in runs]
     rp_wall = statistics.median(rp_walls)
     rp_rate = n / rp_wall
-    job_id = runs[-1][1]
     out["references"] = {
         kind: {
             "label": REFERENCES[kind][0],
@@ -187,7 +223,7 @@ def compare(ctx: Context, cli: Cli, fixed: float) -> float | None:
         }
         for kind, results in refs.items()
     }
-    out["retailpulse"] = {
+    rp = out["retailpulse"] = {
         "runs_s": rp_walls,
         "img_per_s": rp_rate,
         "img_per_s_runs": [n / w for w in rp_walls],
@@ -195,29 +231,35 @@ def compare(ctx: Context, cli: Cli, fixed: float) -> float | None:
         "mb_per_s": mb / rp_wall,
         "peak_rss_kib": max(m.maxrss_kib for m, _ in runs),
         "cpu_s": statistics.median(m.cpu_user + m.cpu_sys for m, _ in runs),
-        "job_id": job_id,
+        "job_id": runs[-1][1],
     }
     say(
-        f"  median of {rounds}: retailpulse {rp_rate:,.0f} img/s, {mb / rp_wall:,.0f} MB/s, "
-        f"peak RSS {fmt_mb(out['retailpulse']['peak_rss_kib'])}; ratio to each reference "
-        "(median rates):"
+        f"  median of {len(runs)}: retailpulse {rp_rate:,.0f} img/s, {mb / rp_wall:,.0f} MB/s, "
+        f"peak RSS {fmt_mb(rp['peak_rss_kib'])}; ratio to each reference (median rates):"
     )
     for kind, results in refs.items():
         rate = median_rate(results)
         ratio = rp_rate / rate if rate else float("nan")
         say(f"    {ratio:5.2f}x  {REFERENCES[kind][0]} ({rate:,.0f} img/s)")
-        out["retailpulse"][f"ratio_{kind}"] = ratio
-    best_ceiling = max(c["img_per_s"] for c in ceilings)
+        rp[f"ratio_{kind}"] = ratio
+    best_ceiling = max(c["img_per_s"] for c in out["server_ceiling"])
     say(
         f"    {rp_rate / best_ceiling:5.2f}x  server ceiling ({best_ceiling:,.0f} img/s, no Pillow)"
     )
+    judge_compare(ctx, rp, rp_rate, refs, n)
+    return float(rp_rate)
+
+
+def judge_compare(
+    ctx: Context, rp: dict[str, Any], rp_rate: float, refs: dict[str, list[RefResult]], n: int
+) -> None:
     one_read = median_rate(refs["one-read"])
-    cpu_ms = out["retailpulse"]["cpu_s"] / n * 1e3
+    cpu_ms = rp["cpu_s"] / n * 1e3
     want = targets.GPU_DELAY_0_VS_ONE_READ
     ctx.target(
         f"gpu-delay 0: >= {want:g}x one-call-read requests",
         f"{rp_rate / one_read:.2f}x ({rp_rate:,.0f} vs {one_read:,.0f} img/s, medians; "
-        f"{out['retailpulse']['img_per_s_without_fixed_cost'] / one_read:.2f}x without "
+        f"{rp['img_per_s_without_fixed_cost'] / one_read:.2f}x without "
         f"retailpulse's fixed cost; {cpu_ms:.2f} ms CPU/image)",
         rp_rate >= want * one_read,
     )
@@ -226,9 +268,3 @@ def compare(ctx: Context, cli: Cli, fixed: float) -> float | None:
         f"{rp_rate / median_rate(refs['http.client']):.2f}x",
         None,
     )
-    if job_id:
-        say("  commands on the finished job (process start included):")
-        times = command_times(ctx, cli, job_id, "compare")
-        out["commands"] = times
-    ctx.summary["compare"] = out
-    return float(rp_rate)

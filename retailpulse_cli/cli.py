@@ -140,7 +140,7 @@ Downloads = Annotated[
         "--downloads",
         min=1,
         max=1024,
-        help="Images downloaded at once, ahead of the GPU stage. [default: 64]",
+        help="Images downloaded at once, ahead of the GPU stage. [default: 128]",
         show_default=False,
     ),
 ]

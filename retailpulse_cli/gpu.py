@@ -30,6 +30,7 @@ class GpuStage(Protocol):
     slots: int  # images in the stage at once (--workers)
     batch: int  # most images per `run` call
     needs_bytes: bool  # hand it the image bytes (they then count in the buffer's byte bound)
+    instant: bool  # run() returns at once (no model time): called in the scheduling thread
 
     def run(self, items: Sequence[GpuItem]) -> list[dict[str, Any] | None]:
         """One result per item: extra record fields, or None for an image the stage did
@@ -47,6 +48,9 @@ class SimulatedGpu:
     def __init__(self, settings: Settings, stop: threading.Event) -> None:
         self.settings = settings
         self.slots = settings.workers
+        # --gpu-delay 0: a hand-off to a GPU thread per image would cost more than the
+        # "model" (~30 us of CPU per image, measured), for nothing.
+        self.instant = settings.gpu_delay[1] <= 0
         self.stop = stop
         self.active = 0
         self.most_active = 0

@@ -31,7 +31,10 @@ from .settings import Settings
 from .spec import ImageTask
 
 MAX_WAITING_RETRIES = 10_000  # ~3 MB; beyond it new images wait for retries to drain
-BUFFER_PER_SLOT = 2  # measured images waiting per GPU slot: the next one is always there
+# Measured images waiting per GPU slot: at the default delay ~1 s of GPU work, so the GPU
+# rides out a stall of the download stage (a 429 holds its host back for a second).
+# Measured on bench/faulty.py: 2 per slot left the GPU idle through each hold-off.
+BUFFER_PER_SLOT = 4
 BUFFER_BYTES = 256 * 1024 * 1024  # when the GPU stage takes bytes: stop downloading past it
 TICK_SECONDS = 0.2
 
@@ -172,6 +175,9 @@ class Pipeline:
             n = min(gpu.batch, gpu.slots - state.in_gpu, len(state.buffer))
             batch = [state.buffer.popleft() for _ in range(n)]
             state.buffered_bytes -= sum(m.nbytes for m in batch)
+            if gpu.instant:
+                self._gpu_finished(state, self._run_gpu(batch), threaded=False)
+                continue
             state.in_gpu += n
             pools.gpu.submit(self._run_gpu, batch).add_done_callback(self._done.put)
 
@@ -246,8 +252,9 @@ class Pipeline:
         else:
             state.sink(result)
 
-    def _gpu_finished(self, state: _State, done: GpuDone) -> None:
-        state.in_gpu -= len(done.items)
+    def _gpu_finished(self, state: _State, done: GpuDone, *, threaded: bool = True) -> None:
+        if threaded:
+            state.in_gpu -= len(done.items)
         for m, extra in zip(done.items, done.results, strict=True):
             if done.error is not None:
                 state.sink(failed(m.task, "internal_error", done.error, m.attempts, m.started))

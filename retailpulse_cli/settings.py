@@ -5,10 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 DEFAULT_WORKERS = 32
-# Downloads at once. They run ahead of the GPU stage, so they must cover the slow and
-# hanging URLs held until --timeout (each holds a download slot) and still feed the GPU
-# stage; a download slot costs a thread and a socket, not GPU time. See bench/README.md.
-DEFAULT_DOWNLOADS = 64
+# Downloads at once. They run ahead of the GPU stage, so they must cover the URLs that hang
+# until --timeout (each holds a download slot) and still feed the GPU: at the default GPU
+# pace (32 slots / 0.25 s = 128 images/s) a job where 4 % of the URLs hang for 10 s has ~50
+# hanging at once. Measured on bench/faulty.py (bench/README.md): 64 downloads 28 s, 128
+# 21-24 s, 256 18-20 s; the gain past 128 only comes from more 429 answers landing in one
+# Retry-After hold of their host, at twice the threads and connections to that host.
+DEFAULT_DOWNLOADS = 128
 DEFAULT_GPU_DELAY = (0.1, 0.4)
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024
 DEFAULT_MAX_PIXELS = 100_000_000  # ~ a 12,000 x 8,000 photo; bombs declare far more
