@@ -13,7 +13,7 @@ from typing import Any
 from retailpulse_cli.fetch import Fetcher
 from retailpulse_cli.gpu import SimulatedGpu
 from retailpulse_cli.pipeline import BUFFER_PER_SLOT, Pipeline
-from retailpulse_cli.runner import StopFlag
+from retailpulse_cli.runner import KeepFailure, StopFlag
 from retailpulse_cli.settings import Settings
 from retailpulse_cli.spec import ImageTask
 
@@ -144,3 +144,35 @@ def test_downloads_must_be_at_least_one(cli: Cli, tmp_path: Path) -> None:
     r = cli("submit", str(job), "--downloads", "0")
     assert r.exit_code == 2
     assert "Invalid value for '--downloads': 0 is not in the range" in r.stderr
+
+
+def test_keep_step_adds_fields_or_fails_one_image_with_its_code(
+    server: ImageServer, tmp_path: Path
+) -> None:
+    """The seam for storing bytes (issue 13): runs after measure, in the download stage."""
+    settings = Settings(workers=2, downloads=2, gpu_delay=(0.0, 0.0))
+    stop = StopFlag()
+    fetcher = Fetcher(settings, stop)
+    seen: list[int] = []
+
+    def keep(task: ImageTask, data: bytes, size: Any) -> dict[str, Any]:
+        if task.image_index == 1:
+            raise KeepFailure("store_failed", "disk full")
+        seen.append(len(data))
+        return {"bytes": len(data)}
+
+    work = [
+        ImageTask(i, 0, "S00339218", "night", server.url(f"/img/{90 + i}x9.png")) for i in range(3)
+    ]
+    records: list[dict[str, Any]] = []
+    try:
+        Pipeline(settings, fetcher, tmp_path, stop, keep=keep).run(
+            work, records.append, lambda: None
+        )
+    finally:
+        fetcher.close()
+    by_index = {r["index"]: r for r in records}
+    assert by_index[1]["status"] == "failed"
+    assert (by_index[1]["error_code"], by_index[1]["error"]) == ("store_failed", "disk full")
+    assert sorted(by_index[i]["bytes"] for i in (0, 2)) == sorted(seen)
+    assert all(by_index[i]["status"] == "ok" and by_index[i]["bytes"] > 0 for i in (0, 2))
