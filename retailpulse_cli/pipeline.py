@@ -31,10 +31,10 @@ from .settings import Settings
 from .spec import ImageTask
 
 MAX_WAITING_RETRIES = 10_000  # ~3 MB; beyond it new images wait for retries to drain
-# Measured images waiting per GPU slot: at the default delay ~1 s of GPU work, so the GPU
-# rides out a stall of the download stage (a 429 holds its host back for a second).
-# Measured on bench/faulty.py: 2 per slot left the GPU idle through each hold-off.
-BUFFER_PER_SLOT = 4
+# Measured images waiting per GPU slot, so a slot that frees up finds its next image. 1, 2
+# and 4 per slot measured the same within noise (bench/faulty.py and the 1,000-image GPU
+# curve); 2 keeps the run-ahead, and the memory it holds, small.
+BUFFER_PER_SLOT = 2
 BUFFER_BYTES = 256 * 1024 * 1024  # when the GPU stage takes bytes: stop downloading past it
 TICK_SECONDS = 0.2
 
