@@ -6,7 +6,9 @@ Uses the test suite's threaded image server on 127.0.0.1 (tests/imageserver.py).
 faulty fifth is spread over the failure kinds a real CDN shows: 404, 503 that recovers,
 503 that never does, 429 with Retry-After, a server that never answers, a byte-a-second
 drip, a truncated image, HTML instead of an image, a lying Content-Length, a redirect loop.
-Runs `retailpulse submit` as a subprocess with default settings except where given.
+Runs `retailpulse submit` as a subprocess with default settings except where given, and
+judges issue 10's target: the faulty job's wall <= 1.1 x (sum of the GPU delays of the images
+that end ok / --workers + --timeout): the faulty URLs may cost one --timeout, not GPU slots.
 """
 
 from __future__ import annotations
@@ -23,7 +25,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import targets  # noqa: E402  (bench/targets.py: this script's folder is on sys.path)
+
 from tests.imageserver import ImageServer  # noqa: E402
+
+DELAY = (0.1, 0.4)  # retailpulse's default --gpu-delay
 
 FAULTS = [
     "/status/404",
@@ -85,10 +91,14 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=1000)
     ap.add_argument("--faulty", type=float, default=0.2)
     ap.add_argument("--timeout", default="10", help="--timeout for retailpulse (default 10 s)")
+    ap.add_argument("--workers", default="32", help="--workers for retailpulse (default 32)")
+    ap.add_argument("--seed", default="42", help="--seed for retailpulse (default 42)")
     ap.add_argument("extra", nargs="*", help="more retailpulse flags, after --")
     args = ap.parse_args()
     server = ImageServer().start()
-    extra = ["--timeout", args.timeout, *args.extra]
+    extra = ["--timeout", args.timeout, "--workers", args.workers, "--seed", args.seed]
+    extra += args.extra
+    verdicts = []
     try:
         with tempfile.TemporaryDirectory() as tmp:
             base = Path(tmp)
@@ -102,8 +112,22 @@ def main() -> None:
                     f"{status['images_ok']:,} ok, {status['images_failed']:,} failed "
                     f"{dict(codes) if codes else ''}  (retailpulse submit {' '.join(extra)})"
                 )
+                if share:
+                    ok = ok_indices(base / "jobs" / str(status["job_id"]))
+                    good = sum(targets.gpu_delays(int(args.seed), ok, *DELAY))
+                    workers, timeout = int(args.workers), float(args.timeout)
+                    verdicts.append(targets.faulty(wall, good, workers, timeout))
     finally:
         server.stop()
+    for text, passed in verdicts:
+        print(f"{'PASS' if passed else 'FAIL'}  {text}")
+
+
+def ok_indices(job_dir: Path) -> list[int]:
+    """Indices of the images recorded ok (results.jsonl: a header line, then records)."""
+    lines = (job_dir / "results.jsonl").read_text().splitlines()[1:]
+    records = [json.loads(line) for line in lines]
+    return [r["index"] for r in records if r.get("status") == "ok"]
 
 
 if __name__ == "__main__":

@@ -1,15 +1,15 @@
-"""Running several jobs at once: one worker pool and one connection pool shared by all."""
+"""Running several jobs at once: one set of stage threads and one connection pool shared by all."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from . import service
 from .jobstore import Job, Lock
+from .pipeline import Pools
 from .runner import StopFlag
 from .settings import Settings
 from .spec import JobSpec
@@ -69,8 +69,9 @@ def _run_shared(
     fetchers = {p.settings: Fetcher(p.settings, stop) for p in planned}
     statuses: list[dict[str, Any] | None] = [None] * len(planned)
     errors: list[BaseException] = []
-    workers = max(p.settings.workers for p in planned)
-    pool = ThreadPoolExecutor(workers, thread_name_prefix="rp-worker")
+    pools = Pools.for_settings(
+        max(p.settings.downloads for p in planned), max(p.settings.workers for p in planned)
+    )
     try:
 
         def one(i: int, p: Planned) -> None:
@@ -82,7 +83,7 @@ def _run_shared(
                     store_master=p.store_master,
                     stop=stop,
                     observer=observers[i],
-                    executor=pool,
+                    pools=pools,
                     fetcher=fetchers[p.settings],
                     job_spec=p.spec,
                 )
@@ -99,7 +100,7 @@ def _run_shared(
             while t.is_alive():
                 t.join(0.2)  # short joins keep the main thread free to take signals
     finally:
-        pool.shutdown(wait=False, cancel_futures=True)  # stuck downloads must not block exit
+        pools.shutdown()  # no waiting: stuck downloads must not block the exit
         for fetcher in fetchers.values():
             fetcher.close()
     if errors:

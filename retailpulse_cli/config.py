@@ -136,8 +136,8 @@ def _options() -> tuple[Option, ...]:
             "downloads",
             "downloads",
             _int,
-            "Downloads at once (the stage before the GPU).",
-            None,
+            "Images downloaded at once, ahead of the GPU stage.",
+            s.DEFAULT_DOWNLOADS,
             1,
             4096,
             int,
@@ -383,8 +383,8 @@ def settings_from(resolved: Resolved) -> Settings:
     values = {k: v for k, v in resolved.values.items() if k in fields}
     if "no_local_files" in resolved.values:
         values["allow_local_files"] = not resolved.values["no_local_files"]
-    if "per_host" not in values:  # a host may take as many connections as we open
-        values["per_host"] = values.get("downloads") or values.get("workers") or 32
+    # a host may take as many connections as we open downloads, unless --per-host says less
+    values.setdefault("per_host", values["downloads"])
     try:
         return Settings(**values)
     except ValueError as exc:

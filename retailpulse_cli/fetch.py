@@ -362,7 +362,7 @@ class Fetcher:
         self.watchdog = Watchdog()
         self.session = requests.Session()
         adapter = _GuardedAdapter(
-            pool_connections=16, pool_maxsize=max(settings.workers, 1), max_retries=0
+            pool_connections=16, pool_maxsize=max(settings.downloads, 1), max_retries=0
         )
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)

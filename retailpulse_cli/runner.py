@@ -1,26 +1,21 @@
-"""Runs images through a worker pool: fetch -> measure -> simulated GPU delay.
+"""The download stage's unit of work (fetch -> measure -> optional keep) and the records.
 
-The unit of work is a plain function of plain data (an ImageTask in, a result record out),
-handed to a `concurrent.futures` executor; the calling thread is the one writer. A
-different executor (e.g. dask.distributed's) can be passed without touching the rest.
+Plain functions of plain data: an ImageTask in, a Measured image, a failed record, a
+Later (retry after a back-off) or None (stopped) out. `pipeline.Pipeline` drives them.
 """
 
 from __future__ import annotations
 
-import heapq
-import itertools
-import queue
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .fetch import Fetcher, FetchFailure, RetryLater, Tries, redact, scrub
-from .imaging import ImageFailure, measure
+from .imaging import ImageFailure, Size, measure
 from .settings import Settings
 from .spec import ImageTask
 from .tally import STORE_NOT_FOUND
@@ -79,41 +74,40 @@ class Later:
     tries: Tries
 
 
-def process_image(
-    task: ImageTask,
-    tries: Tries | None = None,
-    *,
-    base_dir: Path,
-    fetcher: Fetcher,
-    settings: Settings,
-) -> Record | Later | None:
-    """Fetch, measure and 'run the model' on one image. None means undone (stopped);
-    Later means a transient failure whose next attempt is due after a back-off."""
-    stop = fetcher.stop
-    if stop.is_set():
-        return None
-    started = tries.started if tries is not None else time.monotonic()
-    rec = base_record(task)
-    attempts = 0
-    try:
-        data, attempts = fetcher.fetch(task.url, base_dir, tries)
-        size = measure(data, max_pixels=settings.max_pixels)
-        del data  # not held through the GPU pause: 128 sleeping workers x 300 KB adds up
-    except RetryLater as later:
-        return Later(task, later.not_before, later.tries)
-    except FetchFailure as failure:
-        if stop.is_set():
-            return None  # cut short by Ctrl-C: do it again on resume, not a failure
-        rec.update(status="failed", error_code=failure.code, error=failure.message)
-        attempts = failure.attempts
-    except ImageFailure as failure:
-        rec.update(status="failed", error_code=failure.code, error=failure.message)
-    except Exception as exc:  # a bug must cost one image, not the job
-        rec.update(status="failed", error_code="internal_error", error=scrub(repr(exc), task.url))
-    else:
-        delay = gpu_delay(settings, task.image_index)
-        if delay and stop.wait(delay):
-            return None  # the 'model' did not finish: undone
+class KeepFailure(Exception):
+    """Raised by a `keep` step (e.g. storing the bytes) to fail one image with a code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+# The seam after measure: given the task, its bytes and size, return extra record fields
+# (e.g. sha256, stored_as) or raise KeepFailure. Runs in the download stage, so bytes are
+# not held through the GPU pause.
+Keep = Callable[[ImageTask, bytes, Size], dict[str, Any]]
+
+
+@dataclass
+class Measured:
+    """A downloaded, measured image waiting for the GPU stage: plain data."""
+
+    task: ImageTask
+    size: Size
+    attempts: int
+    started: float  # monotonic, when its first attempt began
+    fields: dict[str, Any] = field(default_factory=dict)  # from `keep`
+    data: bytes | None = None  # only for a GPU stage that needs the bytes
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.data) if self.data is not None else 0
+
+    def record(self, extra: dict[str, Any]) -> Record:
+        """The finished image's record: `extra` are the GPU stage's fields."""
+        rec = base_record(self.task)
+        size = self.size
         rec.update(
             status="ok",
             width=size.width,
@@ -121,96 +115,53 @@ def process_image(
             perimeter=size.perimeter,
             format=size.format,
         )
+        rec.update(self.fields)
+        rec.update(extra)
+        return finish(rec, self.attempts, self.started)
+
+
+def finish(rec: Record, attempts: int, started: float) -> Record:
     rec["attempts"] = attempts
     rec["elapsed_ms"] = round((time.monotonic() - started) * 1000)
     return rec
 
 
-MAX_WAITING_RETRIES = 10_000  # ~3 MB; beyond it new images wait for retries to drain
+def failed(task: ImageTask, code: str, message: str, attempts: int, started: float) -> Record:
+    rec = base_record(task)
+    rec.update(status="failed", error_code=code, error=message)
+    return finish(rec, attempts, started)
 
 
-def run(
-    tasks: Iterable[ImageTask],
-    *,
-    work: Callable[[ImageTask, Tries | None], Record | Later | None],
-    is_known: Callable[[str], bool],
-    sink: Callable[[Record], None],
-    tick: Callable[[], None],
-    workers: int,
-    stop: StopFlag,
-    executor: Executor | None = None,
-    grace: float = 2.0,
-) -> bool:
-    """Feed tasks to the pool with a bounded number in flight; pass each record to `sink`
-    (in this thread); call `tick` about every 0.2 s. Images that asked to be tried again
-    later wait in a heap, not in a worker, and go before new images once due.
-    Return True when every task is done."""
-    own = executor is None
-    pool = executor or ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rp-worker")
-    done: queue.SimpleQueue[Future[Record | Later | None]] = queue.SimpleQueue()
-    in_flight, cap = 0, workers * 2  # bounded: a 200,000-image job holds ~2x workers futures
-    waiting: list[tuple[float, int, Later]] = []  # retries by due time
-    order = itertools.count()
-    pending = iter(tasks)
-    exhausted = False
-    undone = 0
-    stopped_at: float | None = None
-    last_tick = time.monotonic()
+@dataclass(frozen=True)
+class Download:
+    """What the download stage needs besides the task; picklable but for the fetcher."""
 
-    def submit(task: ImageTask, tries: Tries | None) -> None:
-        nonlocal in_flight
-        pool.submit(work, task, tries).add_done_callback(done.put)
-        in_flight += 1
+    fetcher: Fetcher
+    settings: Settings
+    base_dir: Path
+    stop: threading.Event
+    keep: Keep | None = None
+    keep_bytes: bool = False  # hand the bytes on to the GPU stage (counted in the buffer)
 
-    try:
-        while True:
-            now = time.monotonic()
-            while waiting and waiting[0][0] <= now and in_flight < cap and not stop.is_set():
-                later = heapq.heappop(waiting)[2]
-                submit(later.task, later.tries)
-            while (
-                not exhausted
-                and in_flight < cap
-                and len(waiting) < MAX_WAITING_RETRIES
-                and not stop.is_set()
-            ):
-                task = next(pending, None)
-                if task is None:
-                    exhausted = True
-                elif not is_known(task.store_id):
-                    sink(unknown_store_record(task))
-                else:
-                    submit(task, None)
-            if stop.is_set() and in_flight == 0:
-                undone += len(waiting)  # not retried now: resume does them again
-                waiting.clear()
-                break
-            if in_flight == 0 and not waiting and exhausted:
-                break
-            timeout = 0.2 if not waiting else min(0.2, max(0.0, waiting[0][0] - now))
-            try:
-                future = done.get(timeout=timeout)
-            except queue.Empty:
-                future = None
-            if future is not None:
-                in_flight -= 1
-                result = future.result()
-                if result is None:
-                    undone += 1
-                elif isinstance(result, Later):
-                    heapq.heappush(waiting, (result.not_before, next(order), result))
-                else:
-                    sink(result)
-            now = time.monotonic()
-            if now - last_tick >= 0.2:
-                tick()
-                last_tick = now
-            if stop.is_set():
-                stopped_at = stopped_at or now
-                if now - stopped_at > grace:
-                    break  # in-flight images stay undone; resume does them again
-    finally:
-        if own:
-            pool.shutdown(wait=False, cancel_futures=True)
-    tick()
-    return exhausted and in_flight == 0 and undone == 0 and not waiting
+    def __call__(self, task: ImageTask, tries: Tries | None) -> Measured | Record | Later | None:
+        """Fetch and measure one image. None means undone (stopped); Later means a
+        transient failure whose next attempt is due after a back-off."""
+        if self.stop.is_set():
+            return None
+        started = tries.started if tries is not None else time.monotonic()
+        attempts = 0
+        try:
+            data, attempts = self.fetcher.fetch(task.url, self.base_dir, tries)
+            size = measure(data, max_pixels=self.settings.max_pixels)
+            fields = self.keep(task, data, size) if self.keep is not None else {}
+        except RetryLater as later:
+            return Later(task, later.not_before, later.tries)
+        except FetchFailure as failure:
+            if self.stop.is_set():
+                return None  # cut short by Ctrl-C: do it again on resume, not a failure
+            return failed(task, failure.code, failure.message, failure.attempts, started)
+        except (ImageFailure, KeepFailure) as failure:
+            return failed(task, failure.code, failure.message, attempts, started)
+        except Exception as exc:  # a bug must cost one image, not the job
+            return failed(task, "internal_error", scrub(repr(exc), task.url), attempts, started)
+        return Measured(task, size, attempts, started, fields, data if self.keep_bytes else None)

@@ -11,8 +11,6 @@ import os
 import re
 import time
 from collections import Counter
-from collections.abc import Iterator
-from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -36,6 +34,7 @@ from .tally import STORE_NOT_FOUND, Tally
 
 if TYPE_CHECKING:  # runner and fetch pull in requests and Pillow: not for `status`/`list`
     from .fetch import Fetcher
+    from .pipeline import Pools
     from .runner import StopFlag
 
 Mode = Literal["submit", "resume", "retry"]
@@ -217,105 +216,136 @@ def execute(
     store_master: StoreMaster,
     stop: StopFlag,
     observer: Observer | None = None,
-    executor: Executor | None = None,
+    pools: Pools | None = None,
     fetcher: Fetcher | None = None,
     job_spec: spec.JobSpec | None = None,
 ) -> dict[str, Any]:
     """Run (or finish, or retry) a job while holding its lock; return its final status.
 
-    Several jobs may run at once in threads sharing one `executor` and one `fetcher`
-    (one worker pool, one connection pool); each job still has its own single writer.
+    Several jobs may run at once in threads sharing `pools` and one `fetcher` (one set of
+    stage threads, one connection pool); each job still has its own single writer.
     """
-    from . import runner
     from .fetch import Fetcher  # heavy (requests): only commands that download import it
 
-    obs = observer or NullObserver()
-    meta = job.meta()
     job_spec = job_spec or load_spec(job)
     plan = _plan(job, job_spec, mode)
-    tally = plan.tally
-    created = str(meta.get("created_at"))
-    started = now_iso()
-
-    def state_doc(state: str, **kw: Any) -> dict[str, Any]:
-        return status_doc(job.id, state, tally, created=created, mode=mode, started=started, **kw)
-
-    todo = tally.images_total - len(plan.skip)  # a retry redoes images already counted
-    if todo == 0 and mode != "submit":
-        stored = job.read_json("status.json")
-        if stored.get("status") in ("completed", "failed"):
-            return read_status(job)  # nothing to do: the job's history stays as it was
-
-    job.write_state(state_doc("ongoing"), tally.errors())
-    tasks: Iterator[spec.ImageTask] = (
-        t for t in job_spec.tasks() if t.image_index not in plan.skip
-    )
-    writer = ResultsWriter.open(job.retry_path if mode == "retry" else job.results_path)
+    run = _JobRun(job, mode, plan, observer or NullObserver())
+    if run.nothing_to_do():
+        return read_status(job)  # nothing to do: the job's history stays as it was
+    run.open()
     own_fetcher = fetcher is None
     fetch = fetcher or Fetcher(settings, stop)
-    last_status = time.monotonic()
-    aborted = False
+    try:
+        complete = _run_pipeline(run, job_spec, settings, store_master, stop, fetch, pools)
+    except BaseException as exc:
+        if pools is None:
+            stop.request("error")  # our own stages: let in-flight images end quickly
+        run.interrupted(exc)
+        raise
+    finally:
+        run.writer.close()
+        if own_fetcher:
+            fetch.close()
+    return run.finish(complete, stop.reason)
 
-    def sink(record: dict[str, Any]) -> None:
-        writer.append(record)
-        old = plan.redo.pop(record["index"], None)
+
+def _run_pipeline(
+    run: _JobRun,
+    job_spec: spec.JobSpec,
+    settings: Settings,
+    store_master: StoreMaster,
+    stop: StopFlag,
+    fetcher: Fetcher,
+    pools: Pools | None,
+) -> bool:
+    from .pipeline import Pipeline
+
+    skip = run.plan.skip
+    tasks = (t for t in job_spec.tasks() if t.image_index not in skip)
+    base_dir = Path(str(run.meta.get("base_dir", ".")))
+    pipeline = Pipeline(
+        settings, fetcher, base_dir, stop, is_known=store_master.__contains__, pools=pools
+    )
+    run.observer.started(run.job, run.plan.tally, run.todo, str(run.meta.get("source") or ""))
+    return pipeline.run(tasks, run.sink, run.tick)
+
+
+class _JobRun:
+    """The one writer of a running job: records to disk, tally, status, observer."""
+
+    def __init__(self, job: Job, mode: Mode, plan: _Plan, observer: Observer) -> None:
+        self.job = job
+        self.mode = mode
+        self.plan = plan
+        self.observer = observer
+        self.meta = job.meta()
+        self.created = str(self.meta.get("created_at"))
+        self.started = now_iso()
+        self.todo = plan.tally.images_total - len(plan.skip)  # a retry redoes counted ones
+        self.last_status = time.monotonic()
+
+    def open(self) -> None:
+        """Write status `ongoing` and open the results file this run appends to."""
+        self.job.write_state(self.doc("ongoing"), self.plan.tally.errors())
+        path = self.job.retry_path if self.mode == "retry" else self.job.results_path
+        self.writer = ResultsWriter.open(path)
+
+    def doc(self, state: str, **kw: Any) -> dict[str, Any]:
+        return status_doc(
+            self.job.id,
+            state,
+            self.plan.tally,
+            created=self.created,
+            mode=self.mode,
+            started=self.started,
+            **kw,
+        )
+
+    def nothing_to_do(self) -> bool:
+        if self.todo or self.mode == "submit":
+            return False
+        return self.job.read_json("status.json").get("status") in ("completed", "failed")
+
+    def sink(self, record: dict[str, Any]) -> None:
+        tally = self.plan.tally
+        self.writer.append(record)
+        old = self.plan.redo.pop(record["index"], None)
         if old is not None:  # a retried image: its new record replaces the failed one
             tally.forget({"status": "failed", "store_id": old[0], "error_code": old[1]})
         tally.add(record)
-        obs.record(record, tally)
-        if writer.unsynced >= RESULTS_SYNC_RECORDS:
-            writer.sync()
+        self.observer.record(record, tally)
+        if self.writer.unsynced >= RESULTS_SYNC_RECORDS:
+            self.writer.sync()
 
-    def tick() -> None:
-        nonlocal last_status, aborted
-        if stop.is_set() and not aborted:
-            aborted = True
-            fetch.watchdog.abort_all()  # cut downloads in flight: they are redone on resume
+    def tick(self) -> None:
+        writer = self.writer
         now = time.monotonic()
         if writer.unsynced and now - writer.last_sync >= RESULTS_SYNC_SECONDS:
             writer.sync()
-        if now - last_status >= STATUS_SYNC_SECONDS:
+        if now - self.last_status >= STATUS_SYNC_SECONDS:
             writer.sync()  # status never counts a result that is not on disk yet
-            job.write_state(state_doc("ongoing"), tally.errors())
-            last_status = now
-        obs.tick(tally)
+            self.job.write_state(self.doc("ongoing"), self.plan.tally.errors())
+            self.last_status = now
+        self.observer.tick(self.plan.tally)
 
-    obs.started(job, tally, todo, str(meta.get("source") or ""))
-    base_dir = Path(str(meta.get("base_dir", ".")))
-    try:
-        complete = runner.run(
-            tasks,
-            work=lambda task, tries: runner.process_image(
-                task, tries, base_dir=base_dir, fetcher=fetch, settings=settings
-            ),
-            is_known=store_master.__contains__,
-            sink=sink,
-            tick=tick,
-            workers=settings.workers,
-            stop=stop,
-            executor=executor,
-        )
-    except BaseException as exc:
-        if executor is None:
-            stop.request("error")  # our own pool: let in-flight images end quickly
+    def interrupted(self, exc: BaseException) -> None:
         with contextlib.suppress(Exception):  # best effort: the disk may be what failed
-            writer.sync()
+            self.writer.sync()
             reason = exc.message if isinstance(exc, RetailpulseError) else type(exc).__name__
-            job.write_state(state_doc("interrupted", interrupted_by=reason), tally.errors())
-        raise
-    finally:
-        writer.close()
-        if own_fetcher:
-            fetch.close()
-    if mode == "retry":
-        merge_retry(job)
-    if complete:
-        final = state_doc("failed" if tally.failed else "completed", finished=now_iso())
-    else:
-        final = state_doc("interrupted", interrupted_by=stop.reason or "stopped")
-    errors = tally.errors()
-    job.write_state(final, errors)
-    return with_errors(final, errors)
+            doc = self.doc("interrupted", interrupted_by=reason)
+            self.job.write_state(doc, self.plan.tally.errors())
+
+    def finish(self, complete: bool, stop_reason: str | None) -> dict[str, Any]:
+        if self.mode == "retry":
+            merge_retry(self.job)
+        tally = self.plan.tally
+        if complete:
+            final = self.doc("failed" if tally.failed else "completed", finished=now_iso())
+        else:
+            final = self.doc("interrupted", interrupted_by=stop_reason or "stopped")
+        errors = tally.errors()
+        self.job.write_state(final, errors)
+        return with_errors(final, errors)
 
 
 def with_errors(status: dict[str, Any], errors: list[dict[str, Any]]) -> dict[str, Any]:

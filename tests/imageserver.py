@@ -110,6 +110,7 @@ class ImageServer:
         self.group_in_flight: Counter[str] = Counter()
         self.group_max: Counter[str] = Counter()
         self.group_times: defaultdict[str, list[float]] = defaultdict(list)
+        self.stopping = threading.Event()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -145,6 +146,7 @@ class ImageServer:
         return self
 
     def stop(self) -> None:
+        self.stopping.set()
         self.httpd.shutdown()
         self.httpd.server_close()
 
@@ -187,6 +189,8 @@ class ImageServer:
         elif kind == "slow":  # headers only after ?seconds=
             time.sleep(float(q.get("seconds", "5")))
             self.send(h, 200, image_bytes(64, 48, "png"), "image/png")
+        elif kind == "hang":  # /hang/<key>: never answers (until the server stops)
+            self.stopping.wait()
         elif kind == "drip":  # a byte every ?every= seconds, forever-ish
             self.drip(h, float(q.get("every", "0.5")))
         elif kind == "endless":  # claims nothing, sends forever

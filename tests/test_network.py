@@ -402,7 +402,10 @@ def test_connections_are_kept_alive_for_images_and_errors(
     urls += [server.url("/status/404")] * 5 + [server.url("/chain/2")]
     job = write_job(tmp_path / "ka.json", [visit("S00339218", *urls)])
     before = server.connections
-    r = cli("submit", str(job), "--workers", "1", "--gpu-delay", "0", "--retries", "0")
+    r = cli(
+        "submit", str(job), "--workers", "1", "--downloads", "1", "--gpu-delay", "0",
+        "--retries", "0",
+    )  # fmt: skip
     assert r.exit_code == 1, r.stderr  # the 404s fail the job
     assert server.connections - before == 1
 
