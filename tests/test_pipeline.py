@@ -143,7 +143,7 @@ def test_downloads_must_be_at_least_one(cli: Cli, tmp_path: Path) -> None:
     job = write_job(tmp_path / "j.json", [visit("S00339218", "a.png")])
     r = cli("submit", str(job), "--downloads", "0")
     assert r.exit_code == 2
-    assert "Invalid value for '--downloads': 0 is not in the range" in r.stderr
+    assert "--downloads: 0 is not valid for --downloads: must be at least 1" in r.stderr
 
 
 def test_keep_step_adds_fields_or_fails_one_image_with_its_code(
