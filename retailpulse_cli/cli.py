@@ -220,6 +220,41 @@ BlockPrivate = Annotated[
 ]
 
 
+def where(cluster: str | None, shard_size: int) -> Any:
+    """--cluster checked (syntax, Dask installed) before any job is made: None means this
+    process, else the ClusterSpec and shard size `run_planned` opens an engine with."""
+    from .engine import parse_cluster, require_dask
+
+    spec = parse_cluster(cluster)
+    if not spec.is_dask:
+        return None
+    require_dask()
+    return (spec, shard_size)
+
+
+Cluster = Annotated[
+    str | None,
+    typer.Option(
+        "--cluster",
+        envvar="RETAILPULSE_CLUSTER",
+        metavar="local|local:N|tcp://HOST:PORT",
+        help="Where images run: this process, N Dask worker processes here, or a Dask "
+        "scheduler (needs retailpulse[dask]). [default: local]",
+        show_default=False,
+    ),
+]
+ShardSize = Annotated[
+    int,
+    typer.Option(
+        "--shard-size",
+        envvar="RETAILPULSE_SHARD_SIZE",
+        min=1,
+        help="Images per Dask task with --cluster.",
+    ),
+]
+DEFAULT_SHARD_SIZE = 1000
+
+
 def parse_gpu_delay(text: str) -> tuple[float, float]:
     """'0' -> off, '0.25' -> fixed, '0.1:0.4' -> uniform range."""
     try:
@@ -311,8 +346,9 @@ class Signals:
             signal.signal(sig, handler)
 
 
-def run_planned(planned: list[Any], *, output: Any) -> list[dict[str, Any]]:
-    """Run jobs we hold the locks of, with progress on stderr and signal handling."""
+def run_planned(planned: list[Any], *, output: Any, cluster: Any = None) -> list[dict[str, Any]]:
+    """Run jobs we hold the locks of, with progress on stderr and signal handling;
+    `cluster` (from `where`) runs them on Dask."""
     from . import report
     from .batch import run_jobs
     from .runner import StopFlag
@@ -320,13 +356,31 @@ def run_planned(planned: list[Any], *, output: Any) -> list[dict[str, Any]]:
     raise_open_files_limit()
     limit_malloc_arenas()
     stop = StopFlag()
-    with report.ProgressBoard(output) as board, Signals(stop):
+    with contextlib.ExitStack() as stack:
+        engine = _open_engine(cluster, planned, stack)
+        board = stack.enter_context(report.ProgressBoard(output))
+        stack.enter_context(Signals(stop))
         observers = [board.observer() for _ in planned]
-        statuses = run_jobs(planned, stop=stop, observers=observers)
+        statuses = run_jobs(planned, stop=stop, observers=observers, engine=engine)
     if not board.live:
         for obs, st in zip(observers, statuses, strict=True):
             obs.finished(st)
     return statuses
+
+
+def _open_engine(cluster: Any, planned: list[Any], stack: contextlib.ExitStack) -> Any:
+    """The Dask engine asked for (None: this process); locks released if it cannot start."""
+    if cluster is None:
+        return None
+    from .engine import DaskEngine
+
+    spec, shard_size = cluster
+    try:
+        return stack.enter_context(DaskEngine(spec, shard_size=shard_size))
+    except BaseException:
+        for p in planned:
+            p.lock.release()  # a job created by this submit reads `interrupted`: resume it
+        raise
 
 
 def raise_open_files_limit() -> None:
@@ -450,6 +504,8 @@ def submit(
     rate: Rate = None,
     no_local_files: NoLocal = False,
     block_private_networks: BlockPrivate = False,
+    cluster: Cluster = None,
+    shard_size: ShardSize = DEFAULT_SHARD_SIZE,
     quiet: Quiet = False,
     verbose: Verbose = False,
     no_color: NoColor = False,
@@ -465,6 +521,7 @@ def submit(
     from .batch import Planned
 
     output = _output(quiet, verbose, no_color)
+    place = where(cluster, shard_size)
     settings = build_settings(
         workers=workers,
         gpu_delay=gpu_delay,
@@ -496,10 +553,18 @@ def submit(
             p.lock.release()  # jobs created so far read `interrupted`; resume finishes them
         raise
     if detach:
+        _pass_cluster(cluster, shard_size)
         _detach(planned, as_json=as_json, many=many)
         raise typer.Exit(int(ExitCode.INVALID_INPUT) if invalid else 0)
-    statuses = run_planned(planned, output=output)
+    statuses = run_planned(planned, output=output, cluster=place)
     finish(statuses, output, as_json=as_json, invalid=invalid, many=many)
+
+
+def _pass_cluster(cluster: str | None, shard_size: int) -> None:
+    """The detached worker reads --cluster and --shard-size from its environment."""
+    if cluster:
+        os.environ["RETAILPULSE_CLUSTER"] = cluster
+    os.environ["RETAILPULSE_SHARD_SIZE"] = str(shard_size)
 
 
 def _detach(planned: list[Any], *, as_json: bool, many: bool) -> None:
@@ -528,6 +593,8 @@ def worker(
     job_dirs: Annotated[list[Path], typer.Argument()],
     mode: Annotated[str, typer.Option("--mode")] = "submit",
     store_master: StoreMasterOpt = None,
+    cluster: Cluster = None,
+    shard_size: ShardSize = DEFAULT_SHARD_SIZE,
 ) -> None:
     """Detached worker: runs jobs handed over by `--detach` (their locks inherited)."""
     from . import report
@@ -546,7 +613,9 @@ def worker(
             lock.release()
         raise
     report.info_line(f"worker pid {os.getpid()} started on {', '.join(j.id for j in jobs)}")
-    statuses = run_planned(planned, output=_output(False, False, True))
+    statuses = run_planned(
+        planned, output=_output(False, False, True), cluster=where(cluster, shard_size)
+    )
     code = combined_code(statuses)
     report.info_line(f"worker pid {os.getpid()} exits {code}")
     exit_after_run(statuses, code)
@@ -591,18 +660,22 @@ def _resume_or_retry(
     output: Any,
     given: dict[str, Any],
     detach: bool = False,
+    cluster: str | None = None,
+    shard_size: int = DEFAULT_SHARD_SIZE,
 ) -> None:
+    place = where(cluster, shard_size)
     job = _jobs_store(jobs_dir).job(job_id)
     planned = _open_for_run(job, mode, given, store_master)
     if detach:
         from .detach import spawn_worker
 
+        _pass_cluster(cluster, shard_size)
         spawn_worker(
             [job], [planned.lock], mode=planned.mode, given=given, store_master=store_master
         )
         _print_ids([job], as_json=as_json, many=False)
         return
-    statuses = run_planned([planned], output=output)
+    statuses = run_planned([planned], output=output, cluster=place)
     finish(statuses, output, as_json=as_json)
 
 
@@ -619,6 +692,8 @@ def resume(
     seed: Seed = None,
     retries: Retries = None,
     timeout: Timeout = None,
+    cluster: Cluster = None,
+    shard_size: ShardSize = DEFAULT_SHARD_SIZE,
     quiet: Quiet = False,
     verbose: Verbose = False,
     no_color: NoColor = False,
@@ -644,6 +719,8 @@ def resume(
         _output(quiet, verbose, no_color),
         given,
         detach,
+        cluster,
+        shard_size,
     )
 
 
@@ -660,6 +737,8 @@ def retry(
     seed: Seed = None,
     retries: Retries = None,
     timeout: Timeout = None,
+    cluster: Cluster = None,
+    shard_size: ShardSize = DEFAULT_SHARD_SIZE,
     quiet: Quiet = False,
     verbose: Verbose = False,
     no_color: NoColor = False,
@@ -684,6 +763,8 @@ def retry(
         _output(quiet, verbose, no_color),
         given,
         detach,
+        cluster,
+        shard_size,
     )
 
 
@@ -889,6 +970,8 @@ def inbox(
     timeout: Timeout = None,
     no_local_files: NoLocal = False,
     block_private_networks: BlockPrivate = False,
+    cluster: Cluster = None,
+    shard_size: ShardSize = DEFAULT_SHARD_SIZE,
     quiet: Quiet = False,
     verbose: Verbose = False,
     no_color: NoColor = False,
@@ -914,6 +997,7 @@ def inbox(
         "block_private_networks": block_private_networks,
     }
     settings = build_settings(**given)
+    place = where(cluster, shard_size)
     if not folder.is_dir():
         raise typer.BadParameter(f"{folder} is not a folder", param_hint="DIR")
     master = _store_master(store_master)  # before claiming: a bad master must not strand files
@@ -948,7 +1032,7 @@ def inbox(
             continue
         planned.append(item)
         claims.append(claim)
-    statuses = run_planned(planned, output=output) if planned else []
+    statuses = run_planned(planned, output=output, cluster=place) if planned else []
     for claim, st in zip(claims, statuses, strict=True):
         row = {"file": claim.name, "job_id": st["job_id"], "status": st["status"]}
         if st["status"] != "interrupted":

@@ -34,6 +34,7 @@ from .stores import StoreMaster
 from .tally import STORE_NOT_FOUND, Tally
 
 if TYPE_CHECKING:  # runner and fetch pull in requests and Pillow: not for `status`/`list`
+    from .engine import DaskEngine
     from .fetch import Fetcher
     from .runner import StopFlag
 
@@ -219,6 +220,7 @@ def execute(
     executor: Executor | None = None,
     fetcher: Fetcher | None = None,
     job_spec: spec.JobSpec | None = None,
+    engine: DaskEngine | None = None,
 ) -> dict[str, Any]:
     """Run (or finish, or retry) a job while holding its lock; return its final status.
 
@@ -282,17 +284,30 @@ def execute(
     obs.started(job, tally, todo, str(meta.get("source") or ""))
     base_dir = Path(str(meta.get("base_dir", ".")))
     try:
-        complete = runner.run(
-            tasks,
-            work=lambda task, tries: runner.process_image(
-                task, tries, base_dir=base_dir, fetcher=fetch, settings=settings
-            ),
-            is_known=store_master.__contains__,
-            sink=sink,
-            tick=tick,
-            workers=settings.workers,
-            stop=stop,
-            executor=executor,
+        complete = (
+            engine.run(
+                tasks,
+                settings=settings,
+                base_dir=base_dir,
+                is_known=store_master.__contains__,
+                sink=sink,
+                tick=tick,
+                stop=stop,
+                name=job.id,
+            )
+            if engine is not None
+            else runner.run(
+                tasks,
+                work=lambda task, tries: runner.process_image(
+                    task, tries, base_dir=base_dir, fetcher=fetch, settings=settings
+                ),
+                is_known=store_master.__contains__,
+                sink=sink,
+                tick=tick,
+                workers=settings.workers,
+                stop=stop,
+                executor=executor,
+            )
         )
     except BaseException as exc:
         if executor is None:
