@@ -155,14 +155,15 @@ def _watch_stop(event_name: str, stop: StopFlag, fetcher: Fetcher) -> Callable[[
     from distributed import Event
 
     event = Event(event_name)
+    event.is_set()  # first use in the task's thread: it binds the Event to this worker
     finished = threading.Event()
 
     def poll() -> None:
         while not finished.wait(0.25):
             try:
                 is_set = event.is_set()
-            except Exception:  # scheduler gone: the driver is gone too, stop
-                is_set = True
+            except Exception:  # a scheduler hiccup: the next poll asks again
+                continue
             if is_set:
                 stop.request("stop")
                 fetcher.watchdog.abort_all()  # cut downloads in flight; resume redoes them
