@@ -15,15 +15,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
-pytest.importorskip("distributed")
+from retailpulse_cli import engine
 
-import psutil  # noqa: E402
-
-from retailpulse_cli import engine  # noqa: E402
-
-from .conftest import (  # noqa: E402
+from .conftest import (
     Cli,
     jobs_in,
     results_of,
@@ -32,7 +29,7 @@ from .conftest import (  # noqa: E402
     visit,
     write_job,
 )
-from .imageserver import ImageServer  # noqa: E402
+from .imageserver import ImageServer
 
 DASK = Path(sys.executable).parent / "dask"
 
