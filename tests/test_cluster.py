@@ -241,3 +241,22 @@ def test_scheduler_cluster_holds_the_per_host_budget_and_checks_versions(
     assert r2.exit_code == 2
     assert "version mismatch: this driver is 0.0.1" in r2.stderr
     assert "Traceback" not in r2.stderr
+
+
+def test_ctrl_c_stops_running_shards_within_the_grace_and_resume_finishes_without_dask(
+    server: ImageServer, env: dict[str, str], tmp_path: Path
+) -> None:
+    n, tag = 60, 500
+    job = image_job(tmp_path, server, n, tag=tag)
+    args = ["--cluster", "local:2", "--shard-size", "10", "--workers", "2", "--gpu-delay", "0.3"]
+    p = start_cli("submit", str(job), *args, env=env)
+    job_id = wait_some_done(env, p.pid)
+    t0 = time.monotonic()
+    p.send_signal(signal.SIGINT)
+    assert p.wait(20) == 130
+    assert time.monotonic() - t0 < engine.GRACE + 3  # not the ~4 s the rest of the job takes
+    st = status_of(env, job_id)
+    assert st["status"] == "interrupted" and 0 < st["images_done"] < n
+    r = run_cli("resume", job_id, "--workers", "16", env=env)  # no --cluster: same job dir
+    assert r.returncode == 0, r.stderr
+    assert_exactly_once(results_of(env, job_id), n, tag)
