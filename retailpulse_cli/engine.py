@@ -276,6 +276,11 @@ class DaskEngine:
         for name in ("distributed", "tornado", "asyncio"):  # the CLI's stderr stays ours
             logging.getLogger(name).setLevel(logging.CRITICAL)
         if self.spec.kind == "local-cluster":
+            import dask
+
+            # One task per worker thread at a time: a worker that dies takes only the shard
+            # it was running down with it, not a queued bystander (see `split`).
+            dask.config.set({"distributed.scheduler.worker-saturation": 1.0})
             self.cluster = distributed.LocalCluster(
                 n_workers=self.spec.workers,
                 threads_per_worker=1,  # the pipeline has its own threads
@@ -377,6 +382,7 @@ class _DriverRun:
         self.seen = _Seen()
         self.undone = False
         self.next_id = 0
+        self.strikes: set[int] = set()  # images that killed a worker running alone, once
 
     def submit(self, shard: list[ImageTask]) -> None:
         fn = globals()["run_shard"]  # looked up now, so a test can swap in a crashing shard
@@ -455,7 +461,11 @@ class _DriverRun:
         """Dask gave up on a shard after it killed `allowed-failures` workers: run its halves
         apart until the culprit image is alone, then record that image as failed."""
         if len(shard) == 1:
-            if self.seen.add(shard[0].image_index):
+            index = shard[0].image_index
+            if index not in self.strikes:  # a bystander of the culprit's crash, maybe: again
+                self.strikes.add(index)
+                self.submit(shard)
+            elif self.seen.add(index):
                 self.sink(crashed_record(shard[0]))
             return
         half = len(shard) // 2

@@ -134,6 +134,7 @@ def test_a_shard_that_keeps_killing_workers_is_split_until_the_culprit_is_alone(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import dask
+    import distributed  # noqa: F401  (its defaults loaded first, so the `set` below restores them)
 
     urls = [server.url(f"/img/{370 + i}x9.png") for i in range(6)]
     urls[3] = server.url("/img/poison.png")
@@ -238,7 +239,7 @@ def test_scheduler_cluster_holds_the_per_host_budget_and_checks_versions(
 
     monkeypatch.setattr(retailpulse_cli, "__version__", "0.0.1")
     r2 = cli("submit", str(job), "--cluster", scheduler)
-    assert r2.exit_code == 2
+    assert r2.exit_code == 2, r2.stderr
     assert "version mismatch: this driver is 0.0.1" in r2.stderr
     assert "Traceback" not in r2.stderr
 
