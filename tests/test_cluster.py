@@ -193,10 +193,14 @@ def scheduler(tmp_path: Path) -> Iterator[str]:
         )
     ]  # fmt: skip
     try:
+        address = ""
         deadline = time.monotonic() + 30
-        while not file.exists() and time.monotonic() < deadline:
+        while not address and time.monotonic() < deadline:
             time.sleep(0.1)
-        address = json.loads(file.read_text())["address"]
+            try:  # the scheduler may be half-way through writing the file
+                address = json.loads(file.read_text())["address"]
+            except (OSError, ValueError, KeyError):
+                continue
         for _ in range(2):
             procs.append(
                 subprocess.Popen(
