@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import service
 from .jobstore import Job, Lock
@@ -14,6 +14,9 @@ from .runner import StopFlag
 from .settings import Settings
 from .spec import JobSpec
 from .stores import StoreMaster
+
+if TYPE_CHECKING:
+    from .engine import DaskEngine
 
 
 @dataclass
@@ -33,12 +36,13 @@ def run_jobs(
     *,
     stop: StopFlag,
     observers: Sequence[service.Observer],
+    engine: DaskEngine | None = None,
 ) -> list[dict[str, Any]]:
     """Run every planned job to its end (or until `stop`); return their final statuses.
-    Locks are released whatever happens."""
+    Locks are released whatever happens. With an `engine` (a Dask cluster) the jobs run
+    one after another, each spread over the whole cluster."""
     try:
-        if len(planned) == 1:
-            p = planned[0]
+        if len(planned) == 1 or engine is not None:
             return [
                 service.execute(
                     p.job,
@@ -46,9 +50,11 @@ def run_jobs(
                     settings=p.settings,
                     store_master=p.store_master,
                     stop=stop,
-                    observer=observers[0],
+                    observer=obs,
                     job_spec=p.spec,
+                    engine=engine,
                 )
+                for p, obs in zip(planned, observers, strict=True)
             ]
         return _run_shared(planned, stop=stop, observers=observers)
     finally:

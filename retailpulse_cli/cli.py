@@ -13,7 +13,7 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeAlias, TypeVar
 
 import typer
 
@@ -41,6 +41,9 @@ app = typer.Typer(
 if TYPE_CHECKING:  # real types for the checker; imported lazily at run time (start-up)
     from .batch import Planned
     from .config import Resolved
+    from .engine import ClusterSpec, DaskEngine
+
+    Place: TypeAlias = tuple[ClusterSpec, int] | None  # where images run; None: here
     from .inbox import Claim
     from .jobstore import Job, JobStore, Lock
     from .report import Output
@@ -289,8 +292,11 @@ class Signals:
             signal.signal(sig, handler)
 
 
-def run_planned(planned: list[Any], *, output: Any) -> list[dict[str, Any]]:
-    """Run jobs we hold the locks of, with progress on stderr and signal handling."""
+def run_planned(
+    planned: list[Planned], *, output: Output, cluster: Place = None
+) -> list[dict[str, Any]]:
+    """Run jobs we hold the locks of, with progress on stderr and signal handling;
+    `cluster` (from `where`) runs them on Dask."""
     from . import report
     from .batch import run_jobs
     from .runner import StopFlag
@@ -299,12 +305,48 @@ def run_planned(planned: list[Any], *, output: Any) -> list[dict[str, Any]]:
     limit_malloc_arenas()
     stop = StopFlag()
     logs = [p.job.log_path for p in planned]
-    with report.ProgressBoard(output) as board, Signals(stop, logs):
+    with contextlib.ExitStack() as stack:
+        engine = _open_engine(cluster, planned, stack)
+        board = stack.enter_context(report.ProgressBoard(output))
+        stack.enter_context(Signals(stop, logs))
         observers = [board.observer() for _ in planned]
-        statuses = run_jobs(planned, stop=stop, observers=observers)
+        statuses = run_jobs(planned, stop=stop, observers=observers, engine=engine)
     for obs, st in zip(observers, statuses, strict=True):
         obs.finished(st)  # on a terminal the bar said it: only the --log-file gets the line
     return statuses
+
+
+def where(flags: RunFlags) -> Place:
+    """--cluster checked (syntax, Dask installed) before any job is made: None means this
+    process, else the ClusterSpec and shard size `run_planned` opens an engine with."""
+    from . import config
+    from .engine import parse_cluster, require_dask
+
+    resolved = config.resolve(
+        flags.values, config_file=flags.config_file, only={"cluster", "shard_size"}
+    )
+    spec = parse_cluster(resolved.get("cluster"))
+    if not spec.is_dask:
+        return None
+    require_dask()
+    return (spec, int(resolved.get("shard_size")))
+
+
+def _open_engine(
+    cluster: Place, planned: list[Planned], stack: contextlib.ExitStack
+) -> DaskEngine | None:
+    """The Dask engine asked for (None: this process); locks released if it cannot start."""
+    if cluster is None:
+        return None
+    from .engine import DaskEngine
+
+    spec, shard_size = cluster
+    try:
+        return stack.enter_context(DaskEngine(spec, shard_size=shard_size))
+    except BaseException:
+        for p in planned:
+            p.lock.release()  # a job created by this submit reads `interrupted`: resume it
+        raise
 
 
 def raise_open_files_limit() -> None:
@@ -466,6 +508,7 @@ def submit(
     _open_log(run_flags)
     resolved = _resolve(run_flags)
     settings = _settings(resolved)
+    place = where(run_flags)  # a bad --cluster or a missing extra: before any job is made
     many = len(job_files) > 1
     specs, rejected = load_specs(job_files, strict=not many)
     if not specs:
@@ -490,7 +533,7 @@ def submit(
     if detach:
         _detach(planned, run_flags, as_json=as_json, many=many)
         raise typer.Exit(int(ExitCode.INVALID_INPUT) if rejected else 0)
-    statuses = run_planned(planned, output=output)
+    statuses = run_planned(planned, output=output, cluster=place)
     finish(statuses, output, as_json=as_json, rejected=rejected, many=many)
 
 
@@ -534,6 +577,7 @@ def worker(
     config_file = given.pop("config_file", None)
     flags = RunFlags(given, Path(config_file) if config_file else None)
     _open_log(flags)
+    place = where(flags)
     planned = []
     try:
         for job, lock in zip(jobs, locks, strict=True):
@@ -543,7 +587,7 @@ def worker(
             lock.release()
         raise
     report.info_line(f"worker pid {os.getpid()} started on {', '.join(j.id for j in jobs)}")
-    statuses = run_planned(planned, output=_output(False, False, True))
+    statuses = run_planned(planned, output=_output(False, False, True), cluster=place)
     code = combined_code(statuses)
     report.info_line(f"worker pid {os.getpid()} exits {code}")
     exit_after_run(statuses, code)
@@ -584,6 +628,7 @@ def _resume_or_retry(
     mode: Mode, job_id: str, flags: RunFlags, as_json: bool, output: Output, detach: bool
 ) -> None:
     _open_log(flags)
+    place = where(flags)  # a bad --cluster fails before the job is touched
     job = _jobs_store(flags.values.get("jobs_dir")).job(job_id)
     planned = _open_for_run(job, mode, flags)
     if planned.mode == "resume" and _already_finished(planned, output, as_json):
@@ -594,7 +639,7 @@ def _resume_or_retry(
         spawn_worker([job], [planned.lock], mode=planned.mode, given=_handed_over(flags))
         _print_ids([job], as_json=as_json, many=False)
         return
-    statuses = run_planned([planned], output=output)
+    statuses = run_planned([planned], output=output, cluster=place)
     finish(statuses, output, as_json=as_json)
 
 
@@ -937,6 +982,7 @@ def inbox(
     _open_log(run_flags)
     resolved = _resolve(run_flags)
     settings = _settings(resolved)
+    place = where(run_flags)
     if not folder.is_dir():
         raise typer.BadParameter(f"{folder} is not a folder", param_hint="DIR")
     # before claiming: a bad master must not strand files
@@ -954,7 +1000,7 @@ def inbox(
         if item is not None:
             planned.append(item)
             claims.append(claim)
-    statuses = run_planned(planned, output=output) if planned else []
+    statuses = run_planned(planned, output=output, cluster=place) if planned else []
     for claim, st in zip(claims, statuses, strict=True):
         row = {"file": claim.name, "job_id": st["job_id"], "status": st["status"]}
         if st["status"] != "interrupted":

@@ -230,6 +230,25 @@ def _options() -> tuple[Option, ...]:
             flag_type=bool,
         ),
         Option(
+            "cluster",
+            "cluster",
+            _text,
+            "Where images run: local (this process), local:N (N Dask worker processes "
+            "here) or tcp://HOST:PORT (a Dask scheduler; needs retailpulse[dask]).",
+            "local",
+            flag_type=str,
+        ),
+        Option(
+            "shard-size",
+            "shard_size",
+            _int,
+            "Images per Dask task with --cluster.",
+            1000,
+            1,
+            None,
+            int,
+        ),
+        Option(
             "store-master",
             "store_master",
             _path,

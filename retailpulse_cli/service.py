@@ -33,6 +33,7 @@ from .stores import StoreMaster
 from .tally import STORE_NOT_FOUND, Tally
 
 if TYPE_CHECKING:  # runner and fetch pull in requests and Pillow: not for `status`/`list`
+    from .engine import DaskEngine
     from .fetch import Fetcher
     from .pipeline import Pools
     from .runner import StopFlag
@@ -219,6 +220,7 @@ def execute(
     pools: Pools | None = None,
     fetcher: Fetcher | None = None,
     job_spec: spec.JobSpec | None = None,
+    engine: DaskEngine | None = None,
 ) -> dict[str, Any]:
     """Run (or finish, or retry) a job while holding its lock; return its final status.
 
@@ -236,7 +238,7 @@ def execute(
     own_fetcher = fetcher is None
     fetch = fetcher or Fetcher(settings, stop)
     try:
-        complete = _run_pipeline(run, job_spec, settings, store_master, stop, fetch, pools)
+        complete = _run_pipeline(run, job_spec, settings, store_master, stop, fetch, pools, engine)
     except BaseException as exc:
         if pools is None:
             stop.request("error")  # our own stages: let in-flight images end quickly
@@ -257,16 +259,28 @@ def _run_pipeline(
     stop: StopFlag,
     fetcher: Fetcher,
     pools: Pools | None,
+    engine: DaskEngine | None,
 ) -> bool:
+    """Both stages in this process, or shards of them on a Dask cluster (`engine`)."""
     from .pipeline import Pipeline
 
     skip = run.plan.skip
     tasks = (t for t in job_spec.tasks() if t.image_index not in skip)
     base_dir = Path(str(run.meta.get("base_dir", ".")))
-    pipeline = Pipeline(
-        settings, fetcher, base_dir, stop, is_known=store_master.__contains__, pools=pools
-    )
+    is_known = store_master.__contains__
     run.observer.started(run.job, run.plan.tally, run.todo, str(run.meta.get("source") or ""))
+    if engine is not None:
+        return engine.run(
+            tasks,
+            settings=settings,
+            base_dir=base_dir,
+            is_known=is_known,
+            sink=run.sink,
+            tick=run.tick,
+            stop=stop,
+            name=run.job.id,
+        )
+    pipeline = Pipeline(settings, fetcher, base_dir, stop, is_known=is_known, pools=pools)
     return pipeline.run(tasks, run.sink, run.tick)
 
 

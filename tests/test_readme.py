@@ -61,10 +61,11 @@ def test_submit_options_table_matches_submit_help() -> None:
 def test_every_error_code_the_code_produces_is_documented() -> None:
     source = "".join(
         (ROOT / "retailpulse_cli" / f).read_text()
-        for f in ("fetch.py", "imaging.py", "runner.py", "tally.py")
+        for f in ("fetch.py", "imaging.py", "runner.py", "tally.py", "engine.py")
     )
     codes = set(re.findall(r'(?:FetchFailure|ImageFailure)\(\s*"([a-z_0-9]+)"', source))
     codes |= {"store_not_found", "internal_error", "http_5xx"}
+    codes |= set(re.findall(r'^[A-Z_]+ = "([a-z_]+_crashed)"', source, flags=re.M))
     codes.discard("interrupted")  # never recorded: an image cut by Ctrl-C is undone, not failed
     assert len(codes) > 15
     table = README.split("### Error codes", 1)[1].split("\n## ", 1)[0]

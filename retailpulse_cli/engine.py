@@ -1,0 +1,465 @@
+"""Where a job's images run: this process (the default) or a Dask cluster (`--cluster`).
+
+`DaskEngine.run` keeps the contract of `runner.run`: tasks in, records handed to `sink` in
+the calling thread (the job's one writer), `tick` about every 0.2 s, True when every task
+is done. The job is cut into shards; each shard is a Dask task running the same per-image
+pipeline as the single-process mode in a worker process (`run_shard`). Nothing here
+imports Dask until a cluster is asked for: `--cluster local` never loads it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import ExitCode, RetailpulseError
+from .settings import Settings
+from .spec import ImageTask
+
+if TYPE_CHECKING:
+    from .fetch import Fetcher
+    from .runner import StopFlag
+
+Record = dict[str, Any]
+CLUSTER_ENV = "RETAILPULSE_CLUSTER"
+DEFAULT_SHARD_SIZE = 1000
+WORKER_CRASHED = "worker_crashed"
+INSTALL_HINT = "pip install 'retailpulse[dask]'"
+GRACE = 3.0  # the runner's own 2 s grace inside a shard, plus the trip back to the driver
+
+
+class ClusterError(RetailpulseError):
+    """The cluster named by --cluster cannot be used (extra missing, unreachable, mismatch).
+    Exit code 2 (usage): like a bad flag, it is fixed by changing the command or the
+    installation, and no image was processed."""
+
+    exit_code = ExitCode.USAGE
+    hint = "use --cluster local (the default) to run in this process"
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    """'local' (this process), 'local:N' (N Dask worker processes here) or a scheduler."""
+
+    kind: str  # "local", "local-cluster" or "scheduler"
+    workers: int = 0
+    address: str = ""
+
+    @property
+    def is_dask(self) -> bool:
+        return self.kind != "local"
+
+
+def parse_cluster(text: str | None) -> ClusterSpec:
+    """'local' | 'local:N' | 'tcp://HOST:PORT' (also tls://); None or '' mean local."""
+    value = (text or "local").strip()
+    if value == "local":
+        return ClusterSpec("local")
+    if value.startswith("local:"):
+        count = value.split(":", 1)[1]
+        if not count.isdigit() or not 1 <= int(count) <= 256:
+            raise ClusterError(
+                f"--cluster {value!r}: N in local:N must be a number of worker processes "
+                "from 1 to 256",
+                hint="e.g. --cluster local:2",
+            )
+        return ClusterSpec("local-cluster", workers=int(count))
+    if value.startswith(("tcp://", "tls://")) and ":" in value.split("://", 1)[1]:
+        return ClusterSpec("scheduler", address=value)
+    raise ClusterError(
+        f"--cluster {value!r}: use local, local:N or tcp://HOST:PORT (a Dask scheduler)",
+        hint="e.g. --cluster local:2 or --cluster tcp://10.0.0.5:8786",
+    )
+
+
+def require_dask() -> None:
+    """Fail with one line naming the install command when the `dask` extra is missing."""
+    try:
+        import distributed  # noqa: F401
+    except ImportError as exc:
+        raise ClusterError(
+            f"--cluster needs Dask distributed, which is not installed ({exc})",
+            hint=f"install it with: {INSTALL_HINT}",
+        ) from None
+
+
+def split_budgets(settings: Settings, threads: int) -> Settings:
+    """--per-host and --rate are budgets of the whole job: each of `threads` shard runners
+    (one per worker thread) gets an equal share, at least one connection."""
+    n = max(1, threads)
+    rate = settings.rate / n if settings.rate > 0 else 0.0
+    return dataclasses.replace(settings, per_host=max(1, settings.per_host // n), rate=rate)
+
+
+# -- worker side -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ShardResult:
+    """What one shard sends back: its records, and whether every image of it was done."""
+
+    shard_id: int
+    records: list[Record]
+    complete: bool
+
+
+_FETCHERS: dict[tuple[Settings, int], Fetcher] = {}
+_FETCHERS_LOCK = threading.Lock()
+
+
+def _fetcher_for(settings: Settings) -> Fetcher:
+    """One fetcher (one connection pool, one set of per-host caps) per worker thread and
+    settings, made on first use in the worker process and kept for the next shards."""
+    from .fetch import Fetcher
+
+    key = (settings, threading.get_ident())
+    with _FETCHERS_LOCK:
+        fetcher = _FETCHERS.get(key)
+        if fetcher is None:
+            if len(_FETCHERS) >= 16:  # jobs with other settings came and went
+                _FETCHERS.pop(next(iter(_FETCHERS))).close()
+            fetcher = _FETCHERS[key] = Fetcher(settings)
+    return fetcher
+
+
+def _run_tasks_locally(
+    tasks: list[ImageTask], settings: Settings, base_dir: Path, fetcher: Fetcher, stop: StopFlag
+) -> tuple[list[Record], bool]:
+    """The single-process pipeline (both stages) on one shard."""
+    from .pipeline import Pipeline
+
+    records: list[Record] = []
+    # unknown stores were recorded by the driver and never sent
+    pipeline = Pipeline(settings, fetcher, base_dir, stop)
+    complete = pipeline.run(tasks, records.append, lambda: None)
+    return records, complete
+
+
+def _watch_stop(event_name: str, stop: StopFlag, fetcher: Fetcher) -> Callable[[], None]:
+    """Poll the job's stop Event (set by the driver on Ctrl-C/SIGTERM); return `done`."""
+    from distributed import Event
+
+    event = Event(event_name)
+    event.is_set()  # first use in the task's thread: it binds the Event to this worker
+    finished = threading.Event()
+
+    def poll() -> None:
+        while not finished.wait(0.25):
+            try:
+                is_set = event.is_set()
+            except Exception:  # a scheduler hiccup: the next poll asks again
+                continue
+            if is_set:
+                stop.request("stop")
+                fetcher.watchdog.abort_all()  # cut downloads in flight; resume redoes them
+                return
+
+    threading.Thread(target=poll, name="rp-stop-watch", daemon=True).start()
+    return finished.set
+
+
+def run_shard(
+    tasks: list[ImageTask], settings: Settings, base_dir: Path, shard_id: int, stop_name: str
+) -> ShardResult:
+    """A Dask task: run one shard's images in this worker process; plain data in and out."""
+    from .runner import StopFlag
+
+    stop = StopFlag()
+    fetcher = _fetcher_for(settings)
+    fetcher.stop = stop  # this thread's fetcher serves one shard at a time
+    done = _watch_stop(stop_name, stop, fetcher)
+    try:
+        records, complete = _run_tasks_locally(tasks, settings, base_dir, fetcher, stop)
+    finally:
+        done()
+    return ShardResult(shard_id, records, complete)
+
+
+def _retailpulse_version() -> str:
+    import retailpulse_cli
+
+    return retailpulse_cli.__version__
+
+
+# -- driver side -----------------------------------------------------------------------------
+
+
+class _Seen:
+    """Image indices already handed to the writer in this run, one bit each (a
+    1,000,000-image job costs 125 KB), so a shard that ran twice is never written twice."""
+
+    def __init__(self) -> None:
+        self.bits = bytearray()
+
+    def add(self, index: int) -> bool:
+        """Mark `index`; False if it was already marked."""
+        byte, bit = divmod(index, 8)
+        if byte >= len(self.bits):
+            self.bits.extend(bytes(byte + 1 - len(self.bits) + 1024))
+        if self.bits[byte] >> bit & 1:
+            return False
+        self.bits[byte] |= 1 << bit
+        return True
+
+
+def crashed_record(task: ImageTask) -> Record:
+    from .runner import base_record
+
+    rec = base_record(task)
+    rec.update(
+        status="failed",
+        error_code=WORKER_CRASHED,
+        error="the worker process died on this image every time it was tried",
+        attempts=0,
+    )
+    return rec
+
+
+def _shards(
+    tasks: Iterable[ImageTask],
+    is_known: Callable[[str], bool],
+    sink: Callable[[Record], None],
+    size: int,
+) -> Iterator[list[ImageTask]]:
+    """Cut tasks into shards; images of unknown stores are recorded here and never sent."""
+    shard: list[ImageTask] = []
+    for task in tasks:
+        if not is_known(task.store_id):
+            from .runner import unknown_store_record
+
+            sink(unknown_store_record(task))
+            continue
+        shard.append(task)
+        if len(shard) >= size:
+            yield shard
+            shard = []
+    if shard:
+        yield shard
+
+
+class DaskEngine:
+    """Runs jobs on a Dask cluster: a LocalCluster of N processes, or a running scheduler."""
+
+    def __init__(self, spec: ClusterSpec, *, shard_size: int = DEFAULT_SHARD_SIZE) -> None:
+        self.spec = spec
+        self.shard_size = max(1, shard_size)
+        self.client: Any = None
+        self.cluster: Any = None
+
+    def __enter__(self) -> DaskEngine:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def open(self) -> None:
+        """Start or reach the cluster, then check every worker runs our version."""
+        require_dask()
+        import distributed
+
+        for name in ("distributed", "tornado", "asyncio"):  # the CLI's stderr stays ours
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+        if self.spec.kind == "local-cluster":
+            import dask
+
+            # One task per worker thread at a time: a worker that dies takes only the shard
+            # it was running down with it, not a queued bystander (see `split`).
+            dask.config.set({"distributed.scheduler.worker-saturation": 1.0})
+            self.cluster = distributed.LocalCluster(
+                n_workers=self.spec.workers,
+                threads_per_worker=1,  # the pipeline has its own threads
+                processes=True,
+                dashboard_address=None,
+                silence_logs=logging.CRITICAL,
+            )
+            self.client = distributed.Client(self.cluster)
+        else:
+            try:
+                self.client = distributed.Client(self.spec.address, timeout="10s")
+                self.client.wait_for_workers(1, timeout=60)
+            except (OSError, TimeoutError) as exc:
+                self.close()
+                raise ClusterError(
+                    f"--cluster {self.spec.address}: no Dask scheduler with workers there "
+                    f"({type(exc).__name__}: {exc})",
+                    hint="start `dask scheduler` and `dask worker ADDRESS`, or check the address",
+                ) from None
+        self._check_versions()
+
+    def _check_versions(self) -> None:
+        import retailpulse_cli
+
+        ours = retailpulse_cli.__version__  # read now, not at import: tests patch it
+        try:
+            theirs: dict[str, str] = self.client.run(_retailpulse_version)
+        except Exception as exc:
+            self.close()
+            raise ClusterError(
+                f"the Dask workers cannot run retailpulse ({type(exc).__name__}: {exc})",
+                hint=f"install retailpulse {ours} with {INSTALL_HINT} on every worker machine",
+            ) from None
+        wrong = {w: v for w, v in theirs.items() if v != ours}
+        if wrong:
+            worker, version = sorted(wrong.items())[0]
+            self.close()
+            raise ClusterError(
+                f"retailpulse version mismatch: this driver is {ours}, worker {worker} "
+                f"runs {version} ({len(wrong)} of {len(theirs)} workers differ)",
+                hint=f"install retailpulse {ours} on every worker machine",
+            )
+
+    def close(self) -> None:
+        for part in (self.client, self.cluster):
+            if part is not None:
+                try:
+                    part.close()
+                except Exception:  # already gone: nothing left to release
+                    logging.getLogger(__name__).debug("close failed", exc_info=True)
+        self.client = self.cluster = None
+
+    def threads(self) -> int:
+        return max(1, int(sum(self.client.nthreads().values())))
+
+    def run(
+        self,
+        tasks: Iterable[ImageTask],
+        *,
+        settings: Settings,
+        base_dir: Path,
+        is_known: Callable[[str], bool],
+        sink: Callable[[Record], None],
+        tick: Callable[[], None],
+        stop: StopFlag,
+        name: str,
+    ) -> bool:
+        """As `runner.run`, on the cluster. Return True when every task is done."""
+        return _DriverRun(self, settings, base_dir, sink, tick, stop, name).run(
+            _shards(tasks, is_known, sink, self.shard_size)
+        )
+
+
+class _DriverRun:
+    """One job's run on the cluster: bounded submission, dedup, bisection, stop."""
+
+    def __init__(
+        self,
+        engine: DaskEngine,
+        settings: Settings,
+        base_dir: Path,
+        sink: Callable[[Record], None],
+        tick: Callable[[], None],
+        stop: StopFlag,
+        name: str,
+    ) -> None:
+        from distributed import Event
+
+        self.client = engine.client
+        threads = engine.threads()
+        self.cap = 2 * threads  # shards in flight: the driver's memory stays flat
+        self.settings = split_budgets(settings, threads)
+        self.base_dir = base_dir
+        self.sink, self.tick, self.stop = sink, tick, stop
+        self.stop_name = f"retailpulse-stop-{name}-{os.getpid()}"
+        self.event = Event(self.stop_name, client=self.client)
+        self.event.clear()
+        self.pending: dict[Any, list[ImageTask]] = {}
+        self.seen = _Seen()
+        self.undone = False
+        self.next_id = 0
+        self.strikes: set[int] = set()  # images that killed a worker running alone, once
+
+    def submit(self, shard: list[ImageTask]) -> None:
+        fn = globals()["run_shard"]  # looked up now, so a test can swap in a crashing shard
+        future = self.client.submit(
+            fn,
+            shard,
+            self.settings,
+            self.base_dir,
+            self.next_id,
+            self.stop_name,
+            pure=False,
+            retries=1,
+        )
+        self.pending[future] = shard
+        self.next_id += 1
+
+    def run(self, shards: Iterator[list[ImageTask]]) -> bool:
+        from distributed import wait
+
+        exhausted = False
+        stopped_at: float | None = None
+        last_tick = time.monotonic()
+        try:
+            while True:
+                while not exhausted and len(self.pending) < self.cap and not self.stop.is_set():
+                    shard = next(shards, None)
+                    if shard is None:
+                        exhausted = True
+                    else:
+                        self.submit(shard)
+                if not self.pending and (exhausted or self.stop.is_set()):
+                    break
+                try:
+                    done, _ = wait(list(self.pending), timeout=0.2, return_when="FIRST_COMPLETED")
+                except TimeoutError:
+                    done = set()
+                for future in done:
+                    self.collect(future)
+                now = time.monotonic()
+                if now - last_tick >= 0.2:
+                    self.tick()
+                    last_tick = now
+                if self.stop.is_set():
+                    if stopped_at is None:
+                        stopped_at = now
+                        self.event.set()  # running shards stop; queued ones start and end at once
+                    elif now - stopped_at > GRACE:
+                        break
+        finally:
+            if self.pending:
+                self.undone = True  # left to resume
+                self.client.cancel(list(self.pending))
+        self.tick()
+        return exhausted and not self.undone and not self.stop.is_set()
+
+    def collect(self, future: Any) -> None:
+        """Take a finished shard's records (once each), or split a shard that kills workers."""
+        from distributed import KilledWorker
+
+        shard = self.pending.pop(future)
+        if future.status == "cancelled":
+            self.undone = True
+            return
+        try:
+            result: ShardResult = future.result()
+        except KilledWorker:
+            self.split(shard)
+            return
+        for record in result.records:
+            if self.seen.add(record["index"]):
+                self.sink(record)
+        if not result.complete:
+            self.undone = True
+
+    def split(self, shard: list[ImageTask]) -> None:
+        """Dask gave up on a shard after it killed `allowed-failures` workers: run its halves
+        apart until the culprit image is alone, then record that image as failed."""
+        if len(shard) == 1:
+            index = shard[0].image_index
+            if index not in self.strikes:  # a bystander of the culprit's crash, maybe: again
+                self.strikes.add(index)
+                self.submit(shard)
+            elif self.seen.add(index):
+                self.sink(crashed_record(shard[0]))
+            return
+        half = len(shard) // 2
+        self.submit(shard[:half])
+        self.submit(shard[half:])
