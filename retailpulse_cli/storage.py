@@ -69,7 +69,7 @@ class StoreFailed(RetailpulseError):
     """An image could not be stored. As a record: `error_code` = `code`, `error` = message."""
 
     exit_code = ExitCode.STORAGE
-    hint = "check --save-images: the folder's permissions and free space, or the bucket and credentials"
+    hint = "check --save-images: the folder's permissions and free space, or bucket and credentials"
     code = STORE_FAILED
 
     def __init__(self, message: str, *, retryable: bool = False) -> None:
@@ -162,7 +162,9 @@ class LocalStore:
     def _failure(self, exc: OSError, path: Path) -> StoreFailed:
         cause = _CAUSES.get(exc.errno or 0) or exc.strerror or str(exc)
         retryable = exc.errno not in _PERMANENT_ERRNOS
-        return StoreFailed(f"cannot store image in {self.root}: {cause} ({path})", retryable=retryable)
+        return StoreFailed(
+            f"cannot store image in {self.root}: {cause} ({path})", retryable=retryable
+        )
 
 
 def _write_atomically(final: Path, data: bytes) -> None:
@@ -201,8 +203,7 @@ class FsspecStore:
     def _filesystem(self) -> tuple[Any, str]:
         with self._lock:  # one fs object per store, shared by the download threads
             if self._fs is None:
-                import fsspec
-
+                fsspec = importlib.import_module("fsspec")  # untyped; imported only when used
                 # Its own instance: fsspec's cache would share one (and its credentials)
                 # between every store with the same URL in this process.
                 self._fs, root = fsspec.core.url_to_fs(self.dest, skip_instance_cache=True)

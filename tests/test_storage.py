@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 from collections.abc import Iterator
@@ -140,9 +139,9 @@ def test_kill_9_mid_write_leaves_no_partial_image(tmp_path: Path) -> None:
     proc = subprocess.Popen([sys.executable, "-c", CRASH_WRITER, str(dest)], cwd=REPO)
     try:
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:  # wait until a write is under way, then kill
-            temps = [p for p in dest.rglob(f"*{TEMP_SUFFIX}") if p.stat().st_size > 0]
-            if temps and len(files_under(dest)) > 1:
+        while time.monotonic() < deadline:  # kill while some file is part-written
+            sizes = [p.stat().st_size for p in files_under(dest)] if dest.exists() else []
+            if len(sizes) > 1 and any(0 < n < 32 * 1024 * 1024 for n in sizes):
                 break
             time.sleep(0.002)
         else:
@@ -151,8 +150,7 @@ def test_kill_9_mid_write_leaves_no_partial_image(tmp_path: Path) -> None:
     finally:
         proc.kill()
         proc.wait()
-    assert any(p.name.endswith(TEMP_SUFFIX) for p in files_under(dest)), "killed mid-write"
-    assert_content_addressed(dest)  # the temp file is hidden; every final name is whole
+    assert_content_addressed(dest)  # a leftover temp file is hidden; every final name is whole
     stored = open_store(str(dest)).put(b"after the crash", "PNG")
     assert Path(stored.stored_as).read_bytes() == b"after the crash"
 
@@ -335,9 +333,9 @@ class S3Server:
         )
 
     def puts(self, key_part: str) -> int:
-        return sum(
-            1 for line in self.log.read_text().splitlines() if f"PUT /" in line and key_part in line
-        )
+        """Successful PUTs the server logged for keys containing `key_part`."""
+        lines = self.log.read_text().splitlines()
+        return sum(1 for ln in lines if "PUT /" in ln and key_part in ln and '" 200 ' in ln)
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -376,7 +374,7 @@ def test_s3_objects_are_the_downloaded_bytes_under_hash_names(s3: S3Server) -> N
     store = open_store("s3://shelf-photos/field/2026")
     images = [image_bytes(640, 480, "jpg"), image_bytes(320, 240, "png")]
     stored = [store.put(images[0], "JPEG"), store.put(images[1], "PNG")]
-    for data, rec, ext in zip(images, stored, ["jpg", "png"]):
+    for data, rec, ext in zip(images, stored, ["jpg", "png"], strict=True):
         digest = hashlib.sha256(data).hexdigest()
         key = f"field/2026/{digest[:2]}/{digest}.{ext}"
         assert rec.stored_as == f"s3://shelf-photos/{key}"
@@ -428,9 +426,7 @@ def test_s3_denied_credentials_are_store_failed_without_the_secret(
     assert "check the credentials" in message
     assert SECRET not in message and SECRET not in repr(caught.value)
     assert s3.secret not in message
-    assert "locked/p/" not in "".join(  # nothing was written
-        line for line in s3.log.read_text().splitlines() if '"PUT /locked/p' in line and " 200 " in line
-    )
+    assert s3.puts("/locked/p/") == 0  # refused at the first request: nothing written
 
 
 def test_s3_store_is_picklable_without_connecting() -> None:
