@@ -130,7 +130,8 @@ class LocalStore:
         self.dest = dest if dest is not None else str(root)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (open_store, (self.dest,))
+        # The absolute folder: a worker process may run in another working directory.
+        return (LocalStore, (str(self.root),), {"dest": self.dest})
 
     def check(self) -> None:
         try:

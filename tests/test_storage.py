@@ -120,9 +120,15 @@ def test_threads_share_one_store(tmp_path: Path) -> None:
     assert_content_addressed(tmp_path)
 
 
-def test_store_pickles_as_its_destination(tmp_path: Path) -> None:
-    store = pickle.loads(pickle.dumps(open_store(str(tmp_path / "p"))))
-    assert store.put(b"abc", "PNG").stored_as.startswith(str(tmp_path / "p"))
+def test_store_pickles_as_its_absolute_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    shipped = pickle.dumps(open_store("photos"))  # relative, as typed by a user
+    monkeypatch.chdir(tmp_path.parent)  # a Dask worker runs elsewhere
+    store = pickle.loads(shipped)
+    assert store.dest == "photos"
+    assert store.put(b"abc", "PNG").stored_as.startswith(str(tmp_path / "photos"))
 
 
 CRASH_WRITER = """
