@@ -259,7 +259,9 @@ def _require_backend(protocol: str) -> None:
     except ImportError as exc:
         raise StoreUnavailable(
             f"--save-images {protocol}:// needs fsspec and the {protocol} driver ({exc})",
-            hint=S3_EXTRA_HINT if protocol in ("s3", "s3a") else f"pip install fsspec[{protocol}]",
+            hint=S3_EXTRA_HINT
+            if protocol in ("s3", "s3a")
+            else "install the package the message names (fsspec's driver for this protocol)",
         ) from None
     except ValueError as exc:
         raise StoreUnavailable(
