@@ -441,3 +441,11 @@ def test_s3_store_is_picklable_without_connecting() -> None:
     assert isinstance(store, FsspecStore)
     clone = pickle.loads(pickle.dumps(store))
     assert clone.dest == "s3://some-bucket/prefix"
+
+
+def test_check_passes_on_usable_destinations(s3: S3Server, tmp_path: Path) -> None:
+    _bucket(s3, "ready")
+    open_store("s3://ready/prefix").check()
+    open_store(str(tmp_path / "new" / "folder")).check()  # created, probe file removed
+    assert (tmp_path / "new" / "folder").is_dir()
+    assert files_under(tmp_path / "new") == []
