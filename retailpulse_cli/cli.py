@@ -316,6 +316,15 @@ def run_planned(
     return statuses
 
 
+def check_store(settings: Settings) -> None:
+    """--save-images checked before any job is made or run: a missing extra, a bucket
+    that is not there or a read-only folder is one line now, not one failure per image."""
+    if settings.save_images:
+        from .storage import open_store
+
+        open_store(settings.save_images).check()
+
+
 def where(flags: RunFlags) -> Place:
     """--cluster checked (syntax, Dask installed) before any job is made: None means this
     process, else the ClusterSpec and shard size `run_planned` opens an engine with."""
@@ -509,6 +518,7 @@ def submit(
     resolved = _resolve(run_flags)
     settings = _settings(resolved)
     place = where(run_flags)  # a bad --cluster or a missing extra: before any job is made
+    check_store(settings)
     many = len(job_files) > 1
     specs, rejected = load_specs(job_files, strict=not many)
     if not specs:
@@ -618,7 +628,9 @@ def _open_for_run(job: Job, mode: Mode, flags: RunFlags, lock: Lock | None = Non
         mode = service.continuing_mode(job, mode)
         resolved = _resolve(flags, stored=service.stored_settings(job))
         master = _job_store_master(job, resolved.get("store_master"))
-        return Planned(job, lock, mode, _settings(resolved), master)
+        settings = _settings(resolved)
+        check_store(settings)
+        return Planned(job, lock, mode, settings, master)
     except BaseException:
         lock.release()
         raise
@@ -983,6 +995,7 @@ def inbox(
     resolved = _resolve(run_flags)
     settings = _settings(resolved)
     place = where(run_flags)
+    check_store(settings)
     if not folder.is_dir():
         raise typer.BadParameter(f"{folder} is not a folder", param_hint="DIR")
     # before claiming: a bad master must not strand files

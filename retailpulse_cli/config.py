@@ -230,6 +230,15 @@ def _options() -> tuple[Option, ...]:
             flag_type=bool,
         ),
         Option(
+            "save-images",
+            "save_images",
+            _text,
+            "Keep each downloaded image in DEST (a folder, or an fsspec URL such as "
+            "s3://bucket/prefix, which needs retailpulse[s3]), named by its sha256.",
+            None,
+            flag_type=str,
+        ),
+        Option(
             "cluster",
             "cluster",
             _text,

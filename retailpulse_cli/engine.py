@@ -10,6 +10,7 @@ imports Dask until a cluster is asked for: `--cluster local` never loads it.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 import threading
@@ -26,6 +27,7 @@ from .spec import ImageTask
 if TYPE_CHECKING:
     from .fetch import Fetcher
     from .runner import StopFlag
+    from .storage import ImageStore
 
 Record = dict[str, Any]
 CLUSTER_ENV = "RETAILPULSE_CLUSTER"
@@ -136,10 +138,26 @@ def _run_tasks_locally(
     from .pipeline import Pipeline
 
     records: list[Record] = []
+    store = _store_for(settings.save_images) if settings.save_images else None
+    keep = None
+    if store is not None:
+        from .runner import store_keep
+
+        keep = store_keep(store, settings, stop)  # each worker writes its own images
     # unknown stores were recorded by the driver and never sent
-    pipeline = Pipeline(settings, fetcher, base_dir, stop)
+    pipeline = Pipeline(settings, fetcher, base_dir, stop, keep=keep)
     complete = pipeline.run(tasks, records.append, lambda: None)
+    if store is not None:
+        store.flush()  # durable before the driver fsyncs the records that name them
     return records, complete
+
+
+@functools.lru_cache(maxsize=4)
+def _store_for(dest: str) -> ImageStore:
+    """One image store per destination in a worker process, kept for the next shards."""
+    from .storage import open_store
+
+    return open_store(dest)
 
 
 def _watch_stop(event_name: str, stop: StopFlag, fetcher: Fetcher) -> Callable[[], None]:

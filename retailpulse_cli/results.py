@@ -23,6 +23,9 @@ CSV_COLUMNS = (
     "format",
     "attempts",
     "elapsed_ms",
+    "sha256",
+    "bytes",
+    "stored_as",
     "error_code",
     "error",
 )

@@ -18,6 +18,7 @@ from .fetch import Fetcher, FetchFailure, RetryLater, Tries, redact, scrub
 from .imaging import ImageFailure, Size, measure
 from .settings import Settings
 from .spec import ImageTask
+from .storage import ImageStore, StoreFailed
 from .tally import STORE_NOT_FOUND
 
 Record = dict[str, Any]
@@ -87,6 +88,26 @@ class KeepFailure(Exception):
 # (e.g. sha256, stored_as) or raise KeepFailure. Runs in the download stage, so bytes are
 # not held through the GPU pause.
 Keep = Callable[[ImageTask, bytes, Size], dict[str, Any]]
+
+
+def store_keep(store: ImageStore, settings: Settings, stop: threading.Event) -> Keep:
+    """The keep step of --save-images: store the bytes as downloaded; the record gets
+    sha256, bytes and stored_as. A transient failure is tried again like a network one
+    (--retries, the same back-off); then, or at once for a permanent one, store_failed."""
+
+    def keep(task: ImageTask, data: bytes, size: Size) -> dict[str, Any]:
+        for attempt in range(settings.retries + 1):
+            try:
+                stored = store.put(data, size.format)
+            except StoreFailed as exc:
+                pause = min(settings.backoff_max, settings.backoff * 2**attempt)
+                if not exc.retryable or attempt == settings.retries or stop.wait(pause):
+                    raise KeepFailure(exc.code, exc.message) from None
+                continue
+            return {"sha256": stored.sha256, "bytes": stored.bytes, "stored_as": stored.stored_as}
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    return keep
 
 
 @dataclass

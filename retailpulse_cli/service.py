@@ -280,7 +280,18 @@ def _run_pipeline(
             stop=stop,
             name=run.job.id,
         )
-    pipeline = Pipeline(settings, fetcher, base_dir, stop, is_known=is_known, pools=pools)
+    keep = None
+    if settings.save_images:
+        from .runner import store_keep
+        from .storage import open_store
+
+        store = open_store(settings.save_images)
+        store.check()
+        run.writer.before_sync = store.flush  # images on disk before records naming them
+        keep = store_keep(store, settings, stop)
+    pipeline = Pipeline(
+        settings, fetcher, base_dir, stop, is_known=is_known, pools=pools, keep=keep
+    )
     return pipeline.run(tasks, run.sink, run.tick)
 
 

@@ -39,6 +39,7 @@ class Settings:
     allow_local_files: bool = True
     block_private_networks: bool = False
     user_agent: str = ""
+    save_images: str | None = None  # folder or fsspec URL for the image bytes (storage.py)
 
     def __post_init__(self) -> None:
         if self.workers < 1:

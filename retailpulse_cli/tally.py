@@ -19,6 +19,7 @@ class Tally:
     done: int = 0
     ok: int = 0
     failed: int = 0
+    stored: int = 0  # ok images kept by --save-images
     by_code: Counter[str] = field(default_factory=Counter)
     failed_by_store: dict[str, Counter[str]] = field(default_factory=dict)
 
@@ -26,6 +27,7 @@ class Tally:
         self.done += 1
         if record.get("status") == "ok":
             self.ok += 1
+            self.stored += "stored_as" in record
             return
         self.failed += 1
         code = str(record.get("error_code") or "unknown")
@@ -37,6 +39,7 @@ class Tally:
         self.done -= 1
         if record.get("status") == "ok":
             self.ok -= 1
+            self.stored -= "stored_as" in record
             return
         self.failed -= 1
         code = str(record.get("error_code") or "unknown")
@@ -62,6 +65,7 @@ class Tally:
             "images_done": self.done,
             "images_ok": self.ok,
             "images_failed": self.failed,
+            "images_stored": self.stored,
             "stores_unknown": len(self.unknown_stores),
             "failures_by_code": dict(sorted(self.by_code.items(), key=lambda kv: (-kv[1], kv[0]))),
         }

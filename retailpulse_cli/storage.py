@@ -1,0 +1,330 @@
+"""Keep downloaded image bytes: content-addressed, in a local folder or any fsspec URL.
+
+Layout: `DEST/<first 2 hex of sha256>/<sha256>.<ext>`, bytes exactly as downloaded, so the
+same photo in two visits or two jobs is stored once. A put is all or nothing: a local file
+is written under a temp name and renamed; an object-store put is one whole-object write.
+A store object holds no open handles or locks that threads share unsafely, and pickles as
+its `dest` (each Dask worker process re-opens its own).
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import importlib
+import os
+import secrets
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import unquote, urlsplit
+
+from .errors import ExitCode, RetailpulseError
+from .redaction import redact, scrub
+
+STORE_FAILED = "store_failed"
+S3_EXTRA_HINT = "pip install 'retailpulse[s3]'"
+
+# Pillow's format names (imaging.Size.format) -> file extension; MPO is a multi-picture JPEG.
+EXTENSIONS: dict[str, str] = {
+    "JPEG": "jpg",
+    "MPO": "jpg",
+    "PNG": "png",
+    "WEBP": "webp",
+    "GIF": "gif",
+    "BMP": "bmp",
+    "TIFF": "tif",
+    "AVIF": "avif",
+    "HEIF": "heic",
+}
+TEMP_SUFFIX = ".tmp"  # temp names start with "." too: never mistaken for a stored image
+
+# Local OS errors that will not go away by trying again in a few seconds.
+_PERMANENT_ERRNOS = {
+    errno.EROFS,
+    errno.EACCES,
+    errno.EPERM,
+    errno.ENOTDIR,
+    errno.EISDIR,
+    errno.ENAMETOOLONG,
+    errno.ENOENT,
+    errno.ENOSPC,
+    errno.EDQUOT,
+    errno.EFBIG,
+}
+_CAUSES = {
+    errno.EROFS: "the folder is on a read-only file system",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+    errno.ENOSPC: "no space left on the device (disk full)",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EFBIG: "file too large for this file system or process limit (disk full?)",
+}
+_SECRET_ENV = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID")
+
+
+def _load_syncfs() -> Any:
+    import ctypes
+    import ctypes.util
+
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).syncfs
+    except (OSError, AttributeError):  # not Linux/glibc: os.sync() does the same, wider
+        return None
+
+
+_syncfs = _load_syncfs()
+
+
+class StoreFailed(RetailpulseError):
+    """An image could not be stored. As a record: `error_code` = `code`, `error` = message."""
+
+    exit_code = ExitCode.STORAGE
+    hint = "check --save-images: the folder's permissions and free space, or bucket and credentials"
+    code = STORE_FAILED
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class StoreUnavailable(RetailpulseError):
+    """The destination needs a library that is not installed (e.g. s3fs for s3://)."""
+
+    exit_code = ExitCode.USAGE
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What the results record of a stored image carries."""
+
+    sha256: str
+    bytes: int
+    stored_as: str  # full path or URL of the object, without credentials
+    written: bool  # False when the object was already there (dedupe, resume, retry)
+
+
+class ImageStore(Protocol):
+    dest: str  # as given by the user (re-creates the store: `open_store(store.dest)`)
+
+    def put(self, data: bytes, fmt: str) -> Stored:
+        """Store `data` (detected format `fmt`) unless already there; raise StoreFailed."""
+        ...
+
+    def flush(self) -> None:
+        """Make every stored object durable (before results that name them are fsynced)."""
+        ...
+
+    def check(self) -> None:
+        """Fail early (StoreFailed) when the destination cannot be written at all."""
+        ...
+
+
+def open_store(dest: str) -> ImageStore:
+    """A store for a local folder (plain path or file://) or any fsspec URL (s3://, gs://...)."""
+    parts = urlsplit(dest)
+    if parts.scheme == "file":
+        return LocalStore(unquote(parts.path), dest=dest)
+    if len(parts.scheme) > 1 and "://" in dest:  # one letter would be a Windows drive
+        return FsspecStore(dest)
+    return LocalStore(dest)
+
+
+def object_name(data: bytes, fmt: str) -> tuple[str, str]:
+    """(sha256 hex, relative name `ab/abcdef....ext`) of an image's bytes."""
+    digest = hashlib.sha256(data).hexdigest()
+    ext = EXTENSIONS.get(fmt.upper(), "bin")
+    return digest, f"{digest[:2]}/{digest}.{ext}"
+
+
+class LocalStore:
+    """A folder on this machine (or a shared mount every cluster worker sees)."""
+
+    def __init__(self, root: str | os.PathLike[str], *, dest: str | None = None) -> None:
+        self.root = Path(root).expanduser().absolute()
+        self.dest = dest if dest is not None else str(root)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The absolute folder: a worker process may run in another working directory.
+        return (LocalStore, (str(self.root),), {"dest": self.dest})
+
+    def check(self) -> None:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            probe = self.root / f".probe.{secrets.token_hex(8)}{TEMP_SUFFIX}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise self._failure(exc, self.root) from None
+
+    def put(self, data: bytes, fmt: str) -> Stored:
+        digest, name = object_name(data, fmt)
+        final = self.root / name
+        stored = Stored(digest, len(data), str(final), written=True)
+        try:
+            if final.stat().st_size == len(data):
+                return Stored(digest, len(data), str(final), written=False)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise self._failure(exc, final) from None
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            _write_atomically(final, data)
+        except OSError as exc:
+            raise self._failure(exc, final) from None
+        return stored
+
+    def flush(self) -> None:
+        """syncfs(2) on the folder's file system: one call for every image written since,
+        where an fsync per image cost ~1 ms of CPU each (bench/storage_bench.py)."""
+        try:
+            fd = os.open(self.root, os.O_RDONLY)
+        except OSError:
+            return  # nothing was ever written there
+        try:
+            if _syncfs is None or _syncfs(fd) != 0:
+                os.sync()
+        finally:
+            os.close(fd)
+
+    def _failure(self, exc: OSError, path: Path) -> StoreFailed:
+        cause = _CAUSES.get(exc.errno or 0) or exc.strerror or str(exc)
+        retryable = exc.errno not in _PERMANENT_ERRNOS
+        return StoreFailed(
+            f"cannot store image in {self.root}: {cause} ({path})", retryable=retryable
+        )
+
+
+def _write_atomically(final: Path, data: bytes) -> None:
+    """Temp name in the same folder, then rename: the final name only ever has all bytes.
+
+    A kill -9 leaves at most a hidden `.<sha>.<random>.tmp`, never read as an image. No
+    fsync per image (it cost more than the whole download at --gpu-delay 0): `flush()`
+    syncs the file system once before the results that name these files are fsynced.
+    """
+    tmp = final.with_name(f".{final.name}.{secrets.token_hex(6)}{TEMP_SUFFIX}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # umask applies
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+class FsspecStore:
+    """Any fsspec file system: S3 (s3fs), GCS (gcsfs), Azure (adlfs)... Opened lazily."""
+
+    def __init__(self, url: str) -> None:
+        self.dest = url
+        self.shown = redact(url).rstrip("/")
+        self.protocol = urlsplit(url).scheme
+        self._fs: Any = None
+        self._root = ""
+        self._lock = threading.Lock()
+        _require_backend(self.protocol)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (open_store, (self.dest,))
+
+    def _filesystem(self) -> tuple[Any, str]:
+        with self._lock:  # one fs object per store, shared by the download threads
+            if self._fs is None:
+                fsspec = importlib.import_module("fsspec")  # untyped; imported only when used
+                # Its own instance: fsspec's cache would share one (and its credentials)
+                # between every store with the same URL in this process.
+                self._fs, root = fsspec.core.url_to_fs(self.dest, skip_instance_cache=True)
+                self._root = root.rstrip("/")
+            return self._fs, self._root
+
+    def check(self) -> None:
+        try:
+            fs, root = self._filesystem()
+            bucket = root.split("/", 1)[0]
+            if self.protocol in ("s3", "s3a", "gs", "gcs") and not fs.exists(bucket):
+                raise FileNotFoundError(f"bucket {bucket!r} does not exist")
+        except Exception as exc:
+            raise self._failure(exc) from None
+
+    def put(self, data: bytes, fmt: str) -> Stored:
+        digest, name = object_name(data, fmt)
+        try:
+            fs, root = self._filesystem()
+            path = f"{root}/{name}" if root else name
+            if _size_or_none(fs, path) == len(data):
+                return Stored(digest, len(data), f"{self.shown}/{name}", written=False)
+            fs.pipe_file(path, data)  # one whole-object PUT: complete or absent
+        except Exception as exc:
+            raise self._failure(exc) from None
+        return Stored(digest, len(data), f"{self.shown}/{name}", written=True)
+
+    def flush(self) -> None:
+        """Nothing to do: an object store's PUT is durable once it has answered."""
+
+    def _failure(self, exc: BaseException) -> StoreFailed:
+        cause, retryable = _describe_remote(exc)
+        message = redact_text(f"cannot store image in {self.shown}: {cause}", self.dest)
+        return StoreFailed(message, retryable=retryable)
+
+
+def _size_or_none(fs: Any, path: str) -> int | None:
+    """Size of an existing object, None when absent: one HEAD on S3 (`info` adds a LIST)."""
+    try:
+        if hasattr(fs, "call_s3") and hasattr(fs, "split_path"):
+            bucket, key, _ = fs.split_path(path)
+            size = fs.call_s3("head_object", Bucket=bucket, Key=key).get("ContentLength")
+        else:
+            size = fs.info(path).get("size")
+    except FileNotFoundError:
+        return None
+    return size if isinstance(size, int) else None
+
+
+def _require_backend(protocol: str) -> None:
+    """Import fsspec and the protocol's package now, so a missing extra is one clear line."""
+    try:
+        fsspec = importlib.import_module("fsspec")
+        fsspec.get_filesystem_class(protocol)
+    except ImportError as exc:
+        raise StoreUnavailable(
+            f"--save-images {protocol}:// needs fsspec and the {protocol} driver ({exc})",
+            hint=S3_EXTRA_HINT
+            if protocol in ("s3", "s3a")
+            else "install the package the message names (fsspec's driver for this protocol)",
+        ) from None
+    except ValueError as exc:
+        raise StoreUnavailable(
+            f"--save-images: unknown storage protocol {protocol!r}",
+            hint="use a local folder or an fsspec URL such as s3://bucket/prefix",
+        ) from exc
+
+
+def _describe_remote(exc: BaseException) -> tuple[str, bool]:
+    """One line and a retryable flag for an fsspec/botocore failure."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, FileNotFoundError):
+        return f"{text} (create the bucket or fix the --save-images URL)", False
+    if isinstance(exc, PermissionError):
+        return (
+            f"access denied ({text}): check the credentials (AWS_ACCESS_KEY_ID, AWS_PROFILE, "
+            "instance role) and the bucket policy",
+            False,
+        )
+    if isinstance(exc, (ValueError, TypeError, NotADirectoryError, IsADirectoryError)):
+        return f"{type(exc).__name__}: {text}", False
+    # Connection errors, timeouts, throttling and 5xx: another attempt may well succeed.
+    return f"{type(exc).__name__}: {text}", True
+
+
+def redact_text(text: str, url: str) -> str:
+    """Remove the URL's and the environment's credentials from a library's message."""
+    text = scrub(text, url)
+    for name in _SECRET_ENV:
+        secret = os.environ.get(name)
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "***")
+    return text
