@@ -133,7 +133,7 @@ def test_s3_objects_match_downloads_and_resume_does_not_upload_again(
         assert hashlib.sha256(body).hexdigest() == digest
     puts = s3.puts("/shelves/nightly/")
     assert puts == 3
-    # retry of a job with a failure re-runs it; the stored images are not uploaded again
+    # the same photos in another job: found by hash, not uploaded again
     again = cli("submit", str(job), "--gpu-delay", "0", "--save-images", dest)
     assert again.exit_code == 0
     assert s3.puts("/shelves/nightly/") == puts
@@ -158,3 +158,21 @@ def test_s3_missing_bucket_and_bad_secret_are_clear_and_secret_free(
     assert "cannot store image in s3://locked/x" in r.stderr
     assert SECRET not in r.stderr + r.stdout
     assert jobs_in(env) == []
+
+
+def test_cluster_workers_write_their_own_images(
+    server: ImageServer, env: dict[str, str], tmp_path: Path
+) -> None:
+    urls = [server.url(f"/img/{480 + i}x30.png") for i in range(12)]
+    job = write_job(tmp_path / "j.json", [visit("S00339218", *urls)])
+    dest = tmp_path / "shared"
+    r = run_cli(
+        "submit", str(job), "--gpu-delay", "0", "--cluster", "local:2", "--shard-size", "4",
+        "--save-images", str(dest), env=env, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    records = results_of(env, r.stdout.strip())
+    assert sorted(rec["index"] for rec in records) == list(range(12))
+    assert {Path(rec["stored_as"]) for rec in records} == set(stored_files(dest))
+    for rec in records:
+        assert hashlib.sha256(Path(rec["stored_as"]).read_bytes()).hexdigest() == rec["sha256"]
