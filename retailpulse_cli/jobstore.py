@@ -36,7 +36,8 @@ RESULTS_HEADER = {"retailpulse": "results", "schema_version": SCHEMA_VERSION}
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    # milliseconds: `report` derives durations and speeds of sub-minute jobs from these
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def default_jobs_dir() -> Path:

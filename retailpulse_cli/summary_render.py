@@ -19,11 +19,11 @@ CSV_COLUMNS = ("job_id", "store_id", "images", "ok", "failed", "unknown_store")
 
 
 def fmt_duration(seconds: float | None) -> str:
-    """Whole seconds: status.json times have one-second resolution."""
+    """Tenths under a minute (status.json times have millisecond resolution)."""
     if seconds is None:
         return "-"
     if seconds < 60:
-        return f"{seconds:.0f}s"
+        return f"{seconds:.1f}s"
     minutes, secs = divmod(round(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h {minutes:02d}m {secs:02d}s" if hours else f"{minutes}m {secs:02d}s"
