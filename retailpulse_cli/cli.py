@@ -155,6 +155,15 @@ def _choices(*values: str) -> Callable[[str], list[str]]:
     return lambda incomplete: [v for v in values if v.startswith(incomplete.lower())]
 
 
+SinceOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--since",
+        metavar="WHEN",
+        help="Only jobs created at or after WHEN: an ISO 8601 date or date-time (UTC unless "
+        "an offset is given), today, yesterday, or an age: 30m, 24h, 7d.",
+    ),
+]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print only data and errors.")]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="A line per image on stderr.")]
 NoColor = Annotated[bool, typer.Option("--no-color", help="No colour (also: NO_COLOR env var).")]
@@ -868,14 +877,7 @@ def list_(
             autocompletion=_choices("ongoing", "completed", "failed", "interrupted", "damaged"),
         ),
     ] = None,
-    since: Annotated[
-        str | None,
-        typer.Option(
-            "--since",
-            help="Only jobs created at or after WHEN: an ISO 8601 date or date-time "
-            "(UTC unless an offset is given), today, yesterday, or an age: 30m, 24h, 7d.",
-        ),
-    ] = None,
+    since: SinceOpt = None,
     limit: Annotated[
         int | None, typer.Option("--limit", "-n", min=1, help="At most this many jobs.")
     ] = None,
@@ -1173,14 +1175,7 @@ def report(
             show_default=False,
         ),
     ] = None,
-    since: Annotated[
-        str | None,
-        typer.Option(
-            "--since",
-            metavar="WHEN",
-            help="Jobs created at or after WHEN: 2026-11-30, today, yesterday, 24h, 7d, 30m.",
-        ),
-    ] = None,
+    since: SinceOpt = None,
     fmt: Annotated[
         str | None,
         typer.Option(
