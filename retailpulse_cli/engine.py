@@ -295,7 +295,10 @@ class DaskEngine:
                 n_workers=self.spec.workers,
                 threads_per_worker=1,  # the pipeline has its own threads
                 processes=True,
-                dashboard_address=None,
+                # The scheduler's HTTP server starts even without a dashboard: on a free
+                # loopback port, not 8787 (taken by another cluster: a warning on stderr).
+                dashboard_address="127.0.0.1:0",
+                scheduler_kwargs={"dashboard": False},
                 silence_logs=logging.CRITICAL,
             )
             self.client = distributed.Client(self.cluster)
