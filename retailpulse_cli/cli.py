@@ -1298,8 +1298,9 @@ def prune(
 
 def main() -> None:
     """Console-script entry point."""
-    from .streams import protect_stderr
+    from .streams import protect_stderr, reopen_closed_std_fds
 
+    reopen_closed_std_fds()  # `2>&-` in a crontab: /dev/null, not a dead job
     protect_stderr()  # losing the reader of progress and logs never stops a job
     try:
         app()

@@ -81,6 +81,21 @@ def to_null(stream: TextIO) -> None:
         os.close(null)
 
 
+def reopen_closed_std_fds() -> None:
+    """A command started with stdin, stdout or stderr closed (`2>&-` in a crontab) gets
+    /dev/null there: Python would leave sys.stderr None and the first write would kill
+    the job, and a file we open next could take fd 1 or 2 and receive our output."""
+    for fd, name, mode in ((0, "stdin", "r"), (1, "stdout", "w"), (2, "stderr", "w")):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDONLY if fd == 0 else os.O_WRONLY)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+            setattr(sys, name, open(fd, mode, encoding="utf-8", closefd=False))  # noqa: SIM115
+
+
 def protect_stderr() -> None:
     """From now on a lost stderr costs the lines, never the job (idempotent); off a
     terminal, its lines are timestamped."""

@@ -127,3 +127,21 @@ def test_terminal_hang_up_sends_output_away_and_notes_it_in_the_job_log(
     _assert_completed(env)
     log = Path(env["RETAILPULSE_JOBS_DIR"]) / jobs_in(env)[0] / "worker.log"
     assert "SIGHUP (terminal closed): the job goes on" in log.read_text()
+
+
+def test_started_with_stderr_or_stdout_closed_the_job_completes(
+    server: ImageServer, env: dict[str, str], tmp_path: Path
+) -> None:
+    """`2>&-` in a crontab: Python starts with sys.stderr None; that must not kill the job."""
+    job = _job(server, tmp_path, 2400)
+    py = f"{sys.executable} -m retailpulse_cli"
+    for redirect in ("2>&-", ">&-", "<&- >&- 2>&-"):
+        script = f"{py} submit {job} --gpu-delay 0 {redirect}; echo rc=$?"
+        r = subprocess.run(
+            ["/bin/bash", "-c", script], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert "rc=0" in r.stdout, (redirect, r.stdout, r.stderr)
+    assert len(jobs_in(env)) == 3
+    for job_id in jobs_in(env):
+        records = results_of(env, job_id)
+        assert sorted(r["index"] for r in records) == list(range(N))
