@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeAlias, TypeVar
 import typer
 
 from . import __version__
-from .cli_options import RunFlags, run_options
+from .cli_options import ConfigOpt, RunFlags, run_options
 from .errors import EXIT_CODE_HELP, ExitCode, RetailpulseError, WaitTimeout
 
 EXIT_CODES_TEXT = "| code | meaning |\n|---:|---|\n" + "\n".join(
@@ -167,6 +167,15 @@ SinceOpt = Annotated[
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print only data and errors.")]
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="A line per image on stderr.")]
 NoColor = Annotated[bool, typer.Option("--no-color", help="No colour (also: NO_COLOR env var).")]
+
+
+def _use_config(path: Path | None) -> None:
+    """--config on a command that reads jobs or the store master: the same file the run
+    commands read (its jobs-dir, store-master), for this process."""
+    from .config import CONFIG_ENV
+
+    if path is not None:
+        os.environ[CONFIG_ENV] = str(path)
 
 
 def _resolve(flags: RunFlags, stored: dict[str, Any] | None = None) -> Resolved:
@@ -776,12 +785,14 @@ def status(
     quiet: Quiet = False,
     verbose: Verbose = False,
     no_color: NoColor = False,
+    config_file: ConfigOpt = None,
 ) -> None:
     """Show a job's status, counts and errors.
 
     `ongoing` jobs whose worker died show as `interrupted`. Exit codes: 0 shown, 5 no such
     job, 7 damaged job directory; with --wait the job's outcome (0, 1, 130, 143) or 8.
     """
+    _use_config(config_file)
     from . import report, service
 
     output = _output(quiet, verbose, no_color)
@@ -829,8 +840,10 @@ def results(
     quiet: Quiet = False,
     verbose: Verbose = False,
     no_color: NoColor = False,
+    config_file: ConfigOpt = None,
 ) -> None:
     """Print one record per image (JSON Lines or CSV), streamed in the order images finished."""
+    _use_config(config_file)
     from . import results as results_mod
 
     fmt = fmt.lower()
@@ -886,8 +899,10 @@ def list_(
     quiet: Quiet = False,
     verbose: Verbose = False,
     no_color: NoColor = False,
+    config_file: ConfigOpt = None,
 ) -> None:
     """List jobs, newest first: id, created, status, images, failures."""
+    _use_config(config_file)
     from . import report, service
 
     states = ("ongoing", "completed", "failed", "interrupted", "damaged")
@@ -920,12 +935,14 @@ def validate(
     quiet: Quiet = False,
     verbose: Verbose = False,
     no_color: NoColor = False,
+    config_file: ConfigOpt = None,
 ) -> None:
     """Check job files and their store ids without creating a job or downloading anything.
 
     Exit codes: 0 valid, 1 valid but some store ids are not in the store master (the job
     would end `failed`), 3 invalid, 4 store master problem.
     """
+    _use_config(config_file)
     from . import report, spec
     from .errors import InvalidJobFile
 
@@ -1194,6 +1211,7 @@ def report(
     quiet: Quiet = False,
     verbose: Verbose = False,
     no_color: NoColor = False,
+    config_file: ConfigOpt = None,
 ) -> None:
     """Per store: images, ok, failed, unknown; failures by code with sample URLs; duration
     and images/s per job; totals. With --html FILE and no --format/--json, only the page.
@@ -1201,6 +1219,7 @@ def report(
     Exit codes: 0 shown, 2 bad usage, 5 no such job (or no jobs), 7 damaged job or
     unwritable --html FILE.
     """
+    _use_config(config_file)
     from . import report as out_mod
     from . import summary, summary_html, summary_render
 
@@ -1215,7 +1234,7 @@ def report(
     result = summary.summarize(_jobs_store(jobs_dir), job_ids or [], since_dt)
     if html is not None:
         summary_html.write(result, html)
-        if not quiet:
+        if not quiet and str(html) != "-":
             out_mod.info_line(f"report written to {html}")
     with out_mod.stdout_guard():
         if fmt == "json":
@@ -1259,12 +1278,14 @@ def prune(
     quiet: Quiet = False,
     verbose: Verbose = False,
     no_color: NoColor = False,
+    config_file: ConfigOpt = None,
 ) -> None:
     """Remove old job directories. A job being worked on (locked) is never removed, nor an
     interrupted one unless --status interrupted is given.
 
     Exit codes: 0 done (busy jobs are skipped), 2 bad usage, 7 cannot remove.
     """
+    _use_config(config_file)
     from . import prune as prune_mod
     from . import report as out_mod
     from . import service

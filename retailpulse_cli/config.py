@@ -8,6 +8,7 @@ names that place (the variable, or the file and key). Nothing here prints.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from collections.abc import Callable, Mapping
@@ -16,11 +17,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError
+from .redaction import redact
 
 if TYPE_CHECKING:
     from .settings import Settings
 
 ENV_PREFIX = "RETAILPULSE_"
+MAX_GPU_DELAY = 3600.0  # an hour per image: beyond it a typo, and timers overflow
 CONFIG_ENV = "RETAILPULSE_CONFIG"
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -63,6 +66,13 @@ def _float(value: Any) -> float:
     return float(number)
 
 
+def _rate(value: Any) -> float:
+    rate = _float(value)
+    if 0 < rate < 0.001:  # one request per 17 minutes: beyond it a typo, and timers overflow
+        raise ValueError("use 0 (no limit) or at least 0.001 requests per second")
+    return rate
+
+
 def gpu_delay(value: Any) -> tuple[float, float]:
     """'0' -> off, '0.25' -> fixed, '0.1:0.4' (or [0.1, 0.4] in TOML) -> uniform range."""
     if isinstance(value, list | tuple):
@@ -76,8 +86,10 @@ def gpu_delay(value: Any) -> tuple[float, float]:
             raise ValueError("expected MIN:MAX seconds, e.g. 0.1:0.4 or 0") from None
     if len(parts) == 1:
         parts = parts * 2
-    if len(parts) != 2 or parts[0] < 0 or parts[1] < parts[0]:
-        raise ValueError("need 0 <= MIN <= MAX, e.g. 0.1:0.4 or 0")
+    if len(parts) != 2 or not all(math.isfinite(p) for p in parts):
+        raise ValueError("need MIN:MAX in seconds, e.g. 0.1:0.4 or 0")
+    if parts[0] < 0 or parts[1] < parts[0] or parts[1] > MAX_GPU_DELAY:
+        raise ValueError(f"need 0 <= MIN <= MAX <= {MAX_GPU_DELAY:g}, e.g. 0.1:0.4 or 0")
     return parts[0], parts[1]
 
 
@@ -158,7 +170,7 @@ def _options() -> tuple[Option, ...]:
             "Seconds of network time per image, all attempts and phases included.",
             60.0,
             0.1,
-            None,
+            604800.0,
             float,
         ),
         Option(
@@ -168,7 +180,7 @@ def _options() -> tuple[Option, ...]:
             "Longest silence from a server.",
             20.0,
             0.1,
-            None,
+            604800.0,
             float,
         ),
         Option(
@@ -204,7 +216,7 @@ def _options() -> tuple[Option, ...]:
         Option(
             "rate",
             "rate",
-            _float,
+            _rate,
             "Requests per second per host; 0 = no limit.",
             0.0,
             0.0,
@@ -426,6 +438,8 @@ def describe(resolved: Resolved) -> list[dict[str, Any]]:
         value = resolved.values.get(opt.dest)
         if isinstance(value, Path):
             value = str(value)
+        if isinstance(value, str):  # e.g. --save-images s3://KEY:SECRET@bucket
+            value = redact(value)
         elif isinstance(value, tuple):
             value = list(value)
         rows.append(

@@ -79,7 +79,7 @@ def claim_all(inbox: Path) -> tuple[list[Claim], list[str]]:
 
 def _oldest_first(inbox: Path) -> tuple[list[Path], list[str]]:
     """Regular *.json files by age (one another run renames away meanwhile is left out),
-    and the names of other *.json entries: folders, FIFOs, dangling links."""
+    and the names of other *.json entries: folders, FIFOs, symbolic links."""
     try:
         names = list(inbox.glob("*.json"))
     except OSError as exc:
@@ -89,10 +89,10 @@ def _oldest_first(inbox: Path) -> tuple[list[Path], list[str]]:
         if path.name.startswith("."):
             continue  # hidden: an editor's swap file or a half-copied upload, not a job
         try:
-            st = path.stat()
+            # lstat: a link is not taken (run twice through two names, or broken once
+            # moved to done/); it is reported as not a regular file, like a folder
+            st = path.lstat()
         except FileNotFoundError:
-            if path.is_symlink():
-                odd.append(path.name)
             continue
         if stat.S_ISREG(st.st_mode):
             aged.append((st.st_mtime, path.name, path))

@@ -153,8 +153,12 @@ def stored_settings(job: Job) -> dict[str, Any]:
 
 
 def _settings_to_json(settings: Settings) -> dict[str, Any]:
+    from .redaction import redact
+
     out = dataclasses.asdict(settings)
     out["gpu_delay"] = list(settings.gpu_delay)
+    if settings.save_images:  # credentials come from the environment, never from a file
+        out["save_images"] = redact(settings.save_images)
     return out
 
 
@@ -411,7 +415,10 @@ def parse_duration(text: str) -> timedelta:
     m = _DURATION.fullmatch(text.strip().lower())
     if not m:
         raise ValueError(f"{text!r} is not a duration such as 30m, 24h, 7d or 2w")
-    return timedelta(seconds=int(m.group(1)) * _UNITS[m.group(2)])
+    seconds = int(m.group(1)) * _UNITS[m.group(2)]
+    if seconds > 100 * 365 * 86400:  # past datetime's range once taken from now
+        raise ValueError(f"{text!r} is more than 100 years")
+    return timedelta(seconds=seconds)
 
 
 def parse_since(text: str, now: datetime | None = None) -> datetime:

@@ -126,6 +126,12 @@ def open_store(dest: str) -> ImageStore:
     """A store for a local folder (plain path or file://) or any fsspec URL (s3://, gs://...)."""
     parts = urlsplit(dest)
     if parts.scheme == "file":
+        # file://photos would be the folder "" on host "photos": refuse, do not guess
+        if (parts.hostname or "") not in ("", "localhost") or not parts.path.startswith("/"):
+            raise StoreUnavailable(
+                f"--save-images {redact(dest)}: a file: URL needs an absolute path",
+                hint="use file:///absolute/path or a plain folder path",
+            )
         return LocalStore(unquote(parts.path), dest=dest)
     if len(parts.scheme) > 1 and "://" in dest:  # one letter would be a Windows drive
         return FsspecStore(dest)
@@ -245,7 +251,12 @@ class FsspecStore:
         try:
             fs, root = self._filesystem()
             bucket = root.split("/", 1)[0]
-            if self.protocol in ("s3", "s3a", "gs", "gcs") and not fs.exists(bucket):
+            if hasattr(fs, "call_s3"):  # S3: HEAD the bucket; exists() hides why it failed
+                try:
+                    fs.call_s3("head_bucket", Bucket=bucket)
+                except FileNotFoundError:
+                    raise FileNotFoundError(f"bucket {bucket!r} does not exist") from None
+            elif self.protocol in ("gs", "gcs") and not fs.exists(bucket):
                 raise FileNotFoundError(f"bucket {bucket!r} does not exist")
         except Exception as exc:
             raise self._failure(exc) from None

@@ -205,6 +205,18 @@ def summarize_job(job: Job, status: dict[str, Any] | None = None) -> JobSummary:
     return out
 
 
+def _latest_readable(store: JobStore, ids: list[str]) -> Job:
+    """The newest job that reads: a stray folder (lost+found, a copy) is not "the latest"."""
+    for job_id in ids:
+        job = Job(store.root / job_id)
+        try:
+            job.status()
+        except RetailpulseError:
+            continue
+        return job
+    raise JobNotFound(f"no readable job in {store.root}", hint="`retailpulse list` shows them")
+
+
 def summarize(store: JobStore, job_ids: list[str], since: datetime | None = None) -> Summary:
     """The report of the jobs named (each must exist and be readable), else of those created
     at or after `since` (damaged ones are left out and listed in `skipped`), else of the
@@ -212,10 +224,10 @@ def summarize(store: JobStore, job_ids: list[str], since: datetime | None = None
     if job_ids:
         return Summary(jobs=[summarize_job(store.job(j)) for j in dict.fromkeys(job_ids)])
     ids = store.job_ids()  # newest first
+    if not ids:
+        raise JobNotFound(f"no jobs in {store.root}", hint="submit a job first")
     if since is None:
-        if not ids:
-            raise JobNotFound(f"no jobs in {store.root}", hint="submit a job first")
-        return Summary(jobs=[summarize_job(store.job(ids[0]))])
+        return Summary(jobs=[summarize_job(_latest_readable(store, ids))])
     summary = Summary(jobs=[])
     for job_id in reversed(ids):
         job = Job(store.root / job_id)

@@ -3,10 +3,13 @@ Every string from a job file (store ids, URLs, codes) goes through html.escape."
 
 from __future__ import annotations
 
+import stat
+import sys
 from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .errors import ExitCode, RetailpulseError, StorageError
 from .jobstore import now_iso, write_atomic
 from .summary_render import fmt_duration, fmt_rate
 
@@ -144,5 +147,27 @@ def render(summary: Summary) -> str:
 
 
 def write(summary: Summary, path: Path) -> None:
-    """Write the page atomically (temp file + os.replace): never half a page."""
-    write_atomic(path, render(summary).encode())
+    """Write the page atomically (temp file + os.replace): never half a page. `-` is
+    stdout; anything at FILE but a regular file (a device, a link, a folder) is refused:
+    a rename would replace it, and as root that can be /dev/null."""
+    if str(path) == "-":
+        sys.stdout.write(render(summary))
+        sys.stdout.flush()
+        return
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as exc:
+        raise HtmlTargetError(f"--html {path}: {exc.strerror}") from None
+    if mode is not None and not stat.S_ISREG(mode):
+        raise HtmlTargetError(f"--html {path}: exists and is not a regular file; not replaced")
+    try:
+        write_atomic(path, render(summary).encode())
+    except StorageError as exc:  # its hint is about --jobs-dir; this is about --html
+        raise HtmlTargetError(f"--html: {exc.message}") from None
+
+
+class HtmlTargetError(RetailpulseError):
+    exit_code = ExitCode.STORAGE
+    hint = "give --html a new or regular file's path, or - for stdout"
