@@ -61,13 +61,21 @@ _SECRET_PARAM = re.compile(rf"(?i)({_SEP}(?:{_NAMES}){_EQ})(?:(?!%26|%23)[^&;#\s
 # userinfo: everything between `//` and the last `@` before the host's end
 _AUTHORITY = re.compile(r"(?i)(//|%2F%2F)[^/?#\s\"'<>]*(?:@|%40)")
 _LOOSE_USERINFO = re.compile(r"[^\s/?#@:\"'<>=&;]+:[^\s/?#@\"'<>]*@")
+# A password with a space, `/` or `#` in it (`http://alice:My Secret@host/`, which requests
+# still sends): `scheme://user:` up to the first `@` that a host follows. It may hide a
+# little more than the userinfo of an odd URL (`http://h:8080/a@b.jpg`): better than less.
+_WIDE_USERINFO = re.compile(
+    r"(?i)\b([a-z][a-z0-9+.-]*://)[^@\s/]*:(?:(?!://)[^@\n])*?@"  # not into a nested URL
+    r"(?=[a-z0-9.\-\[\]]+(?::\d+)?(?:[/?#\s\"']|$))"
+)
 
 _MIN_SCRUB = 4  # shorter secrets are not searched for in free text (see `scrub`)
 
 
 def redact(url: str) -> str:
     """`url` (or any text holding URLs) with credentials and secret parameters hidden."""
-    text = _AUTHORITY.sub(_hide_userinfo, url)
+    text = _WIDE_USERINFO.sub(r"\1***@", url)
+    text = _AUTHORITY.sub(_hide_userinfo, text)
     text = _LOOSE_USERINFO.sub("***@", text)
     return _SECRET_PARAM.sub(r"\1***", text)
 
@@ -87,6 +95,9 @@ def secrets_of(url: str) -> list[str]:
         found += [userinfo, *userinfo.split(":", 1)]
     for m in _LOOSE_USERINFO.finditer(url):
         found += m.group(0)[:-1].split(":", 1)
+    for m in _WIDE_USERINFO.finditer(url):
+        userinfo = m.group(0)[len(m.group(1)) : -1]
+        found += [userinfo, *userinfo.split(":", 1)]
     for m in _SECRET_PARAM.finditer(url):
         found.append(m.group(0)[len(m.group(1)) :])
     out = {s for f in found for s in (f, unquote(f)) if len(s) >= _MIN_SCRUB}

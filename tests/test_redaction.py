@@ -29,6 +29,9 @@ from .imageserver import ImageServer
         ),
         ("http://TOKEN123@github.com/a.png", "http://***@github.com/a.png"),
         ("http://u:p@ss@host/a", "http://***@host/a"),
+        # passwords with a space, `/` or `#` (requests still sends the first one)
+        ("http://alice:My Secret@127.0.0.1:8765/a.jpg", "http://***@127.0.0.1:8765/a.jpg"),
+        ("http://alice:pa/ss#word@127.0.0.1:8765/x.jpg", "http://***@127.0.0.1:8765/x.jpg"),
         ("u:PW@host/x.png", "***@host/x.png"),
         ("http://h/a?monkey=banana&keyword=shelf", "http://h/a?monkey=banana&keyword=shelf"),
         ("http://h/a?key=K&passenger=3&pass=P", "http://h/a?key=***&passenger=3&pass=***"),
