@@ -11,7 +11,7 @@ import functools
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeAlias, TypeVar
 
@@ -311,10 +311,10 @@ class Signals:
 
 
 def run_planned(
-    planned: list[Planned], *, output: Output, cluster: Place = None
+    planned: list[Planned], *, output: Output, engine: DaskEngine | None = None
 ) -> list[dict[str, Any]]:
-    """Run jobs we hold the locks of, with progress on stderr and signal handling;
-    `cluster` (from `where`) runs them on Dask."""
+    """Run jobs we hold the locks of, with progress on stderr and signal handling; on a
+    Dask cluster when `engine` (from `engine_for`) is given."""
     from . import report
     from .batch import run_jobs
     from .runner import StopFlag
@@ -323,15 +323,26 @@ def run_planned(
     limit_malloc_arenas()
     stop = StopFlag()
     logs = [p.job.log_path for p in planned]
-    with contextlib.ExitStack() as stack:
-        engine = _open_engine(cluster, planned, stack)
-        board = stack.enter_context(report.ProgressBoard(output))
-        stack.enter_context(Signals(stop, logs))
+    with report.ProgressBoard(output) as board, Signals(stop, logs):
         observers = [board.observer() for _ in planned]
         statuses = run_jobs(planned, stop=stop, observers=observers, engine=engine)
     for obs, st in zip(observers, statuses, strict=True):
         obs.finished(st)  # on a terminal the bar said it: only the --log-file gets the line
     return statuses
+
+
+@contextlib.contextmanager
+def engine_for(place: Place) -> Iterator[DaskEngine | None]:
+    """The Dask cluster asked for, reached before any job is made or locked (an
+    unreachable scheduler must not leave a job behind); None: this process."""
+    if place is None:
+        yield None
+        return
+    from .engine import DaskEngine
+
+    spec, shard_size = place
+    with DaskEngine(spec, shard_size=shard_size) as engine:
+        yield engine
 
 
 def check_store(settings: Settings) -> None:
@@ -357,23 +368,6 @@ def where(flags: RunFlags) -> Place:
         return None
     require_dask()
     return (spec, int(resolved.get("shard_size")))
-
-
-def _open_engine(
-    cluster: Place, planned: list[Planned], stack: contextlib.ExitStack
-) -> DaskEngine | None:
-    """The Dask engine asked for (None: this process); locks released if it cannot start."""
-    if cluster is None:
-        return None
-    from .engine import DaskEngine
-
-    spec, shard_size = cluster
-    try:
-        return stack.enter_context(DaskEngine(spec, shard_size=shard_size))
-    except BaseException:
-        for p in planned:
-            p.lock.release()  # a job created by this submit reads `interrupted`: resume it
-        raise
 
 
 def raise_open_files_limit() -> None:
@@ -528,8 +522,6 @@ def submit(
     Exit codes: 0 completed, 1 failed, 3 invalid job file, 4 store master problem,
     7 storage problem, 130/143 interrupted (`retailpulse --help` lists all).
     """
-    from . import service
-    from .batch import Planned
 
     output = _output(quiet, verbose, no_color)
     _open_log(run_flags)
@@ -548,6 +540,23 @@ def submit(
         raise typer.Exit(int(ExitCode.INVALID_INPUT))
     master = _store_master(resolved.get("store_master"))
     store = _jobs_store(resolved.get("jobs_dir"))
+    with engine_for(None if detach else place) as engine:  # the detached worker opens it
+        planned = _create_jobs(store, specs, settings, master)
+        if detach:
+            _detach(planned, run_flags, as_json=as_json, many=many)
+            raise typer.Exit(int(ExitCode.INVALID_INPUT) if rejected else 0)
+        statuses = run_planned(planned, output=output, engine=engine)
+    finish(statuses, output, as_json=as_json, rejected=rejected, many=many)
+
+
+def _create_jobs(
+    store: JobStore, specs: list[JobSpec], settings: Settings, master: StoreMaster
+) -> list[Planned]:
+    """A locked job per spec; if one cannot be made, the ones made so far are unlocked
+    (they read `interrupted` and `resume` finishes them)."""
+    from . import service
+    from .batch import Planned
+
     planned = []
     try:
         while specs:  # popped: each spec then lives only as long as its job runs
@@ -556,13 +565,9 @@ def submit(
             planned.append(Planned(job, lock, "submit", settings, master, job_spec))
     except BaseException:
         for p in planned:
-            p.lock.release()  # jobs created so far read `interrupted`; resume finishes them
+            p.lock.release()
         raise
-    if detach:
-        _detach(planned, run_flags, as_json=as_json, many=many)
-        raise typer.Exit(int(ExitCode.INVALID_INPUT) if rejected else 0)
-    statuses = run_planned(planned, output=output, cluster=place)
-    finish(statuses, output, as_json=as_json, rejected=rejected, many=many)
+    return planned
 
 
 def _detach(planned: list[Planned], flags: RunFlags, *, as_json: bool, many: bool) -> None:
@@ -615,7 +620,8 @@ def worker(
             lock.release()
         raise
     report.info_line(f"worker pid {os.getpid()} started on {', '.join(j.id for j in jobs)}")
-    statuses = run_planned(planned, output=_output(False, False, True), cluster=place)
+    with engine_for(place) as engine:
+        statuses = run_planned(planned, output=_output(False, False, True), engine=engine)
     code = combined_code(statuses)
     report.info_line(f"worker pid {os.getpid()} exits {code}")
     exit_after_run(statuses, code)
@@ -669,7 +675,8 @@ def _resume_or_retry(
         spawn_worker([job], [planned.lock], mode=planned.mode, given=_handed_over(flags))
         _print_ids([job], as_json=as_json, many=False)
         return
-    statuses = run_planned([planned], output=output, cluster=place)
+    with engine_for(place) as engine:
+        statuses = run_planned([planned], output=output, engine=engine)
     finish(statuses, output, as_json=as_json)
 
 
@@ -1005,9 +1012,7 @@ def inbox(
 
     Exit codes as for `submit` with several files.
     """
-    from . import inbox as box
     from . import report
-    from .escape import safe
 
     output = _output(quiet, verbose, no_color)
     _open_log(run_flags)
@@ -1022,17 +1027,49 @@ def inbox(
     store = _jobs_store(resolved.get("jobs_dir"))
     folder = folder.resolve()
     rows: list[dict[str, Any]] = []
-    planned: list[Any] = []
-    claims: list[Any] = []
+    with engine_for(place) as engine:  # reached before a file is claimed
+        planned, claims = _inbox_plan_all(folder, store, settings, run_flags, master, rows)
+        statuses = run_planned(planned, output=output, engine=engine) if planned else []
+    _inbox_file_away(folder, claims, statuses, rows)
+    _inbox_print(rows, as_json)
+    if not rows and not quiet:
+        report.info_line(f"inbox {folder}: no job files")
+    invalid = sum(1 for r in rows if r["status"] == "rejected")
+    exit_after_run(statuses, combined_code(statuses, invalid))
+
+
+def _inbox_plan_all(
+    folder: Path,
+    store: JobStore,
+    settings: Settings,
+    flags: RunFlags,
+    master: StoreMaster,
+    rows: list[dict[str, Any]],
+) -> tuple[list[Planned], list[Claim]]:
+    """Claim every job file and plan its job; rejected files go to `rows`."""
+    from . import inbox as box
+    from . import report
+
+    planned: list[Planned] = []
+    claims: list[Claim] = []
     found, odd = box.claim_all(folder)
     for name in odd:
         report.info_line(f"inbox: skipped {folder / name}: not a regular file")
     for claim in found:
-        item = _inbox_take(claim, folder, store, settings, run_flags, master, rows)
+        item = _inbox_take(claim, folder, store, settings, flags, master, rows)
         if item is not None:
             planned.append(item)
             claims.append(claim)
-    statuses = run_planned(planned, output=output, cluster=place) if planned else []
+    return planned, claims
+
+
+def _inbox_file_away(
+    folder: Path, claims: list[Claim], statuses: list[dict[str, Any]], rows: list[dict[str, Any]]
+) -> None:
+    """Move each run file to done/ (an interrupted one stays claimed for the next run)."""
+    from . import inbox as box
+    from . import report
+
     for claim, st in zip(claims, statuses, strict=True):
         row = {"file": claim.name, "job_id": st["job_id"], "status": st["status"]}
         if st["status"] != "interrupted":
@@ -1041,6 +1078,12 @@ def inbox(
             except OSError as exc:  # its job is done; the next run moves it (nothing to redo)
                 report.error_line(f"inbox: {claim.name}: cannot move to done/: {exc}")
         rows.append(row)
+
+
+def _inbox_print(rows: list[dict[str, Any]], as_json: bool) -> None:
+    from . import report
+    from .escape import safe
+
     with report.stdout_guard():
         if as_json:
             report.print_json(rows)
@@ -1048,10 +1091,6 @@ def inbox(
             for row in rows:
                 name = safe(row["file"])
                 sys.stdout.write(f"{name}\t{row['job_id'] or '-'}\t{row['status']}\n")
-    if not rows and not quiet:
-        report.info_line(f"inbox {folder}: no job files")
-    invalid = sum(1 for r in rows if r["status"] == "rejected")
-    exit_after_run(statuses, combined_code(statuses, invalid))
 
 
 def _inbox_take(
