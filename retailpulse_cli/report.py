@@ -370,6 +370,8 @@ def status_table(status: dict[str, Any]) -> Table:
         f"{done:,} of {total:,} done, {status.get('images_ok', 0):,} ok, "
         f"{status.get('images_failed', 0):,} failed",
     )
+    if status.get("images_stored"):
+        table.add_row("stored", f"{status['images_stored']:,} (--save-images)")
     if status.get("stores_unknown"):
         table.add_row("unknown stores", f"{status['stores_unknown']:,}")
     by_code = status.get("failures_by_code") or {}

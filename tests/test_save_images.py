@@ -47,6 +47,7 @@ def test_folder_layout_bytes_and_records(
     # the same photo in two visits is stored once; no temp file is left behind
     assert len(stored_files(dest)) == 2
     assert status_of(cli, job_id)["images_stored"] == 3
+    assert "3 (--save-images)" in cli("status", job_id).stdout
     csv_header = cli("results", job_id, "--format", "csv").stdout.splitlines()[0]
     assert "sha256,bytes,stored_as" in csv_header
 
