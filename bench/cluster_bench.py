@@ -13,6 +13,7 @@ indicative only: run it alone.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import resource
 import subprocess
@@ -29,21 +30,38 @@ import bench as B  # noqa: E402  (bench/bench.py: the image server and job maker
 
 
 def submit(job: Path, jobs: Path, extra: list[str]) -> tuple[float, float, dict[str, object]]:
-    """Wall seconds, CPU seconds (the CLI and every process it waited for), final status."""
+    """Wall seconds, CPU seconds (the CLI and every process under it), final status.
+
+    The LocalCluster's workers are forked by a forkserver the CLI never waits for, so
+    RUSAGE_CHILDREN misses them and the forkserver: their CPU is sampled (psutil, every
+    0.05 s, so the last <= 0.05 s of each is missed) and added."""
+    import psutil
+
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
-    r = subprocess.run(
+    p = subprocess.Popen(
         [sys.executable, "-m", "retailpulse_cli", "submit", str(job), "--json", "--quiet",
          "--jobs-dir", str(jobs), "--workers", "32", "--seed", "1", *extra],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
     )  # fmt: skip
+    forked: dict[int, float] = {}  # the forkserver's and its workers' CPU, last seen
+    while p.poll() is None:
+        with contextlib.suppress(psutil.Error):
+            for kid in psutil.Process(p.pid).children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    if "forkserver" in " ".join(kid.cmdline()):
+                        t = kid.cpu_times()
+                        forked[kid.pid] = t.user + t.system
+        time.sleep(0.05)
+    out, err = p.communicate()
     wall = time.monotonic() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if r.returncode != 0:
-        raise SystemExit(f"submit {' '.join(extra)} exited {r.returncode}: {r.stderr}")
+    if p.returncode != 0:
+        raise SystemExit(f"submit {' '.join(extra)} exited {p.returncode}: {err}")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return wall, cpu, json.loads(r.stdout)
+    return wall, cpu + sum(forked.values()), json.loads(out)
 
 
 def startup() -> float:
@@ -62,34 +80,42 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--images", type=int, default=4000)
+    ap.add_argument("--repeat", type=int, default=2, help="runs of each; the best is judged")
+    ap.add_argument("--delays", default="0.1:0.4,0", help="--gpu-delay values, comma-separated")
     args = ap.parse_args()
+    targets = {"0.1:0.4": 1.8, "0": 0.8}
     images = B.make_images(4)
     with B.ImageServer(images.all(), 2) as server, tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
-        for delay, target in (("0.1:0.4", 1.8), ("0", 0.8)):
+        for delay in args.delays.split(","):
             job = B.make_job(
                 base / f"job{delay}.json",
                 args.images,
                 lambda rng: rng.choice(images.photos["jpeg"]),
                 server.url(""),
             )
-            walls = {}
-            for where in ("local", "local:2"):
-                wall, cpu, st = submit(job.path, base / "jobs", ["--gpu-delay", delay,
-                                                               "--cluster", where])  # fmt: skip
-                assert st["images_ok"] == args.images, st
-                walls[where] = wall
-                print(
-                    f"--gpu-delay {delay:7} --cluster {where:8} {args.images:,} images: "
-                    f"{wall:6.2f} s wall, {args.images / wall:7.1f} img/s, "
-                    f"CPU {cpu / args.images * 1000:5.2f} ms/image"
-                )
-            ratio = walls["local"] / walls["local:2"]
-            verdict = "PASS" if ratio >= target else "FAIL"
-            print(f"  local:2 / single process speed: {ratio:.2f}x (target >= {target}x) {verdict}")
-    took = startup()
-    print(f"LocalCluster local:2 start-up: {took:.2f} s (target < 2 s) "
-          f"{'PASS' if took < 2 else 'FAIL'}")  # fmt: skip
+            walls: dict[str, list[float]] = {"local": [], "local:2": []}
+            for _ in range(args.repeat):  # alternated, so a busy spell hits both
+                for where in walls:
+                    wall, cpu, st = submit(job.path, base / "jobs", ["--gpu-delay", delay,
+                                                                   "--cluster", where])  # fmt: skip
+                    assert st["images_ok"] == args.images, st
+                    walls[where].append(wall)
+                    print(
+                        f"--gpu-delay {delay:7} --cluster {where:8} {args.images:,} images: "
+                        f"{wall:6.2f} s wall, {args.images / wall:7.1f} img/s, "
+                        f"CPU {cpu / args.images * 1000:5.2f} ms/image"
+                    )
+            ratio = min(walls["local"]) / min(walls["local:2"])
+            target = targets.get(delay)
+            verdict = "" if target is None else "PASS" if ratio >= target else "FAIL"
+            print(
+                f"{verdict:4}  --gpu-delay {delay}: local:2 / single process speed {ratio:.2f}x "
+                f"(best of {args.repeat} each; target >= {target}x)"
+            )
+    took = sorted(startup() for _ in range(3))[1]
+    print(f"{'PASS' if took < 2 else 'FAIL'}  LocalCluster local:2 start-up: {took:.2f} s "
+          "(median of 3; target < 2 s)")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -45,12 +45,17 @@ FAULTS = [
 ]
 
 
-def make_job(server: ImageServer, path: Path, n: int, faulty: float, tag: str) -> None:
+def make_job(
+    server: ImageServer, path: Path, n: int, faulty: float, tag: str, without: str = ""
+) -> None:
     every = round(1 / faulty) if faulty else 0
     urls = []
     for i in range(n):
         if every and i % every == every - 1:
-            urls.append(server.url(FAULTS[(i // every) % len(FAULTS)].format(i=f"{tag}{i}")))
+            fault = FAULTS[(i // every) % len(FAULTS)]
+            if without and fault.startswith(f"/{without}"):
+                fault = "/status/404"  # --without: the same share faulty, that kind excluded
+            urls.append(server.url(fault.format(i=f"{tag}{i}")))
         else:
             urls.append(server.url(f"/img/{400 + i % 600}x300.jpg"))
     visits = [
@@ -93,6 +98,11 @@ def main() -> None:
     ap.add_argument("--timeout", default="10", help="--timeout for retailpulse (default 10 s)")
     ap.add_argument("--workers", default="32", help="--workers for retailpulse (default 32)")
     ap.add_argument("--seed", default="42", help="--seed for retailpulse (default 42)")
+    ap.add_argument(
+        "--without",
+        default="",
+        help="replace one fault kind by 404s, e.g. --without ratelimited (what it costs)",
+    )
     ap.add_argument("extra", nargs="*", help="more retailpulse flags, after --")
     args = ap.parse_args()
     server = ImageServer().start()
@@ -104,7 +114,7 @@ def main() -> None:
             base = Path(tmp)
             for label, share in (("clean", 0.0), ("faulty", args.faulty)):
                 job = base / f"{label}.json"
-                make_job(server, job, args.images, share, label)
+                make_job(server, job, args.images, share, label, args.without)
                 wall, status = run(job, base / "jobs", extra)
                 codes = Counter(status.get("failures_by_code") or {})  # type: ignore[arg-type]
                 print(

@@ -151,9 +151,15 @@ def test_a_shard_that_keeps_killing_workers_is_split_until_the_culprit_is_alone(
 
 
 def worker_pids(driver: int) -> list[int]:
-    """The LocalCluster's worker processes: the driver's Python children (multiprocessing)."""
+    """The LocalCluster's worker processes: forked by the driver's forkserver child (whose
+    command line they share), or spawned."""
     kids = psutil.Process(driver).children(recursive=True)
-    return [k.pid for k in kids if "spawn_main" in " ".join(k.cmdline())]
+    return [
+        k.pid
+        for k in kids
+        if "spawn_main" in " ".join(k.cmdline())
+        or ("forkserver" in " ".join(k.cmdline()) and k.ppid() != driver)
+    ]
 
 
 def test_killed_worker_reruns_its_shard_and_killed_driver_resumes_exactly_once(

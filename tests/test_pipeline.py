@@ -12,7 +12,7 @@ from typing import Any
 
 from retailpulse_cli.fetch import Fetcher
 from retailpulse_cli.gpu import SimulatedGpu
-from retailpulse_cli.pipeline import BUFFER_PER_SLOT, Pipeline
+from retailpulse_cli.pipeline import BUFFER_PER_SLOT, RAMP_SECONDS, Pipeline
 from retailpulse_cli.runner import KeepFailure, StopFlag
 from retailpulse_cli.settings import Settings
 from retailpulse_cli.spec import ImageTask
@@ -176,3 +176,34 @@ def test_keep_step_adds_fields_or_fails_one_image_with_its_code(
     assert (by_index[1]["error_code"], by_index[1]["error"]) == ("store_failed", "disk full")
     assert sorted(by_index[i]["bytes"] for i in (0, 2)) == sorted(seen)
     assert all(by_index[i]["status"] == "ok" and by_index[i]["bytes"] > 0 for i in (0, 2))
+
+
+def test_a_run_starts_one_download_per_gpu_slot_then_widens_even_if_none_finish(
+    server: ImageServer, tmp_path: Path
+) -> None:
+    """Slow start: all --downloads at once shared the bandwidth, so the first image reached
+    the GPU late. A host where nothing finishes for 2 s still gets --downloads at once (the
+    window doubles every RAMP_SECONDS: 4, 8, 16), so a dead host cannot starve the run."""
+    settings = Settings(workers=4, downloads=16, gpu_delay=(0.0, 0.0))
+    stop = StopFlag()
+    fetcher = Fetcher(settings, stop)
+    group = f"ramp{time.monotonic_ns()}"
+    work = [
+        ImageTask(i, i, "S00339218", "night", server.url(f"/nap/{group}/{i}?seconds=2.0"))
+        for i in range(16)
+    ]
+    early: list[int] = []
+
+    def sample() -> None:
+        with server.lock:
+            early.append(server.group_in_flight[group])
+
+    threading.Timer(RAMP_SECONDS / 2, sample).start()
+    records: list[dict[str, Any]] = []
+    try:
+        assert Pipeline(settings, fetcher, tmp_path, stop).run(work, records.append, lambda: None)
+    finally:
+        fetcher.close()
+    assert len(records) == 16 and all(r["status"] == "ok" for r in records)
+    assert early[0] <= 2 * settings.workers, f"{early[0]} downloads at the start"
+    assert server.group_max[group] == 16, "widened to --downloads with nothing finished"
