@@ -314,6 +314,17 @@ def describe(exc: BaseException) -> str:
     return redact(f"{name}: {text}" if text else name)
 
 
+def _lost_reason(exc: Exception) -> str:
+    """Dask's reason for cancelling futures (`scheduler-connection-lost`), not its list of
+    every cancelled key; otherwise the exception itself, kept short."""
+    groups = getattr(exc, "error_groups", None) or []
+    reason = getattr(exc, "reason", None) or (groups[0].reason if groups else None)
+    if isinstance(reason, str) and reason:
+        return f"{type(exc).__name__} ({reason})"
+    text = describe(exc)
+    return text if len(text) <= 200 else text[:199] + "…"
+
+
 class _QuietLogs:
     """Dask's loggers (`distributed` and every child it made, which can carry their own
     levels: `distributed.client` printed with only the parent set), and the `tornado` and
@@ -493,6 +504,7 @@ class _DriverRun:
         self.settings = split_budgets(settings, threads)
         self.base_dir = base_dir
         self.sink, self.tick, self.stop = sink, tick, stop
+        self.job_id = name
         self.stop_name = f"retailpulse-stop-{name}-{os.getpid()}"
         self.event = Event(self.stop_name, client=self.client)
         self.event.clear()
@@ -537,6 +549,10 @@ class _DriverRun:
                     done, _ = wait(list(self.pending), timeout=0.2, return_when="FIRST_COMPLETED")
                 except TimeoutError:
                     done = set()
+                except Exception as exc:  # the client lost its scheduler
+                    if not self.stop.is_set():
+                        raise self.lost(exc) from None
+                    break
                 for future in done:
                     self.collect(future)
                 now = time.monotonic()
@@ -552,7 +568,10 @@ class _DriverRun:
         finally:
             if self.pending:
                 self.undone = True  # left to resume
-                self.client.cancel(list(self.pending))
+                try:
+                    self.client.cancel(list(self.pending))
+                except Exception:  # the scheduler is gone, and its tasks with it
+                    logging.getLogger(__name__).debug("cancel failed", exc_info=True)
         self.tick()
         return exhausted and not self.undone and not self.stop.is_set()
 
@@ -561,19 +580,30 @@ class _DriverRun:
         from distributed import KilledWorker
 
         shard = self.pending.pop(future)
-        if future.status == "cancelled":
-            self.undone = True
-            return
         try:
             result: ShardResult = future.result()
         except KilledWorker:
             self.split(shard)
             return
+        except Exception as exc:  # cancelled, connection lost, ...: not this shard's fault
+            self.undone = True
+            if self.stop.is_set():
+                return  # we cancelled it: left to resume
+            raise self.lost(exc) from None
         for record in result.records:
             if self.seen.add(record["index"]):
                 self.sink(record)
         if not result.complete:
             self.undone = True
+
+    def lost(self, exc: Exception) -> ClusterError:
+        """The cluster failed under a running job. The records received so far went to
+        the writer (`sink`); raising marks the job interrupted, and resume skips them."""
+        return ClusterError(
+            f"lost the Dask cluster: {_lost_reason(exc)}; the job is interrupted, "
+            f"`retailpulse resume {self.job_id}` finishes it",
+            hint="resume runs here without --cluster, or on the cluster once it is back",
+        )
 
     def split(self, shard: list[ImageTask]) -> None:
         """Dask gave up on a shard after it killed `allowed-failures` workers: run its halves
