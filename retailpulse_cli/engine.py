@@ -381,9 +381,9 @@ class DaskEngine:
         self.quiet.enter()  # from here on, the CLI's stderr stays ours
         try:
             self._connect()
-        except Exception as exc:
+        except BaseException as exc:  # Ctrl-C while starting, too: nothing left running
             self.close()
-            if isinstance(exc, ClusterError):
+            if isinstance(exc, ClusterError) or not isinstance(exc, Exception):
                 raise
             raise self._unreachable(exc) from None
         self._check_versions()
