@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import ExitCode, RetailpulseError
+from .redaction import redact
 from .settings import Settings
 from .spec import ImageTask
 
@@ -60,7 +61,7 @@ class ClusterSpec:
 
 
 def parse_cluster(text: str | None) -> ClusterSpec:
-    """'local' | 'local:N' | 'tcp://HOST:PORT' (also tls://); None or '' mean local."""
+    """'local' | 'local:N' | 'tcp://HOST:PORT'; None or '' mean local."""
     value = (text or "local").strip()
     if value == "local":
         return ClusterSpec("local")
@@ -73,12 +74,56 @@ def parse_cluster(text: str | None) -> ClusterSpec:
                 hint="e.g. --cluster local:2",
             )
         return ClusterSpec("local-cluster", workers=int(count))
-    if value.startswith(("tcp://", "tls://")) and ":" in value.split("://", 1)[1]:
-        return ClusterSpec("scheduler", address=value)
+    if value.startswith("tcp://"):
+        return ClusterSpec("scheduler", address=_scheduler_address(value))
+    if value.startswith("tls://"):
+        # Dask's tls:// needs a certificate, a key and a CA (a `Security` object) that
+        # no flag of ours passes on: refused here rather than failing inside Dask.
+        raise ClusterError(
+            f"--cluster {redact(value)!r}: tls:// scheduler addresses are not supported "
+            "(retailpulse cannot pass Dask the certificates they need)",
+            hint="use tcp://HOST:PORT, over a VPN or an SSH tunnel if the network is untrusted",
+        )
     raise ClusterError(
-        f"--cluster {value!r}: use local, local:N or tcp://HOST:PORT (a Dask scheduler)",
+        f"--cluster {redact(value)!r}: use local, local:N or tcp://HOST:PORT (a Dask scheduler)",
         hint="e.g. --cluster local:2 or --cluster tcp://10.0.0.5:8786",
     )
+
+
+def _scheduler_address(value: str) -> str:
+    """`value` (tcp://...) checked the way Dask will read it: a host, a port from 1 to
+    65535 and nothing else. A user:password@ part is refused without being echoed: Dask
+    has no use for it and would print it in its own errors."""
+    from urllib.parse import urlsplit
+
+    example = "e.g. --cluster tcp://10.0.0.5:8786 (IPv6: tcp://[::1]:8786)"
+    if "@" in value:
+        raise ClusterError(
+            "--cluster: a Dask scheduler address cannot carry a user name or password "
+            "(user:password@ before the host); give tcp://HOST:PORT",
+            hint=example,
+        )
+    shown = repr(value)
+    try:
+        parts = urlsplit(value)
+        host, port = parts.hostname, parts.port
+    except ValueError as exc:  # "[::1" (unclosed IPv6 bracket), a port not a number
+        raise ClusterError(
+            f"--cluster {shown}: not a scheduler address ({exc})", hint=example
+        ) from None
+    if not host or port is None or not 1 <= port <= 65535:
+        raise ClusterError(
+            f"--cluster {shown}: a scheduler address needs a host and a port from 1 to 65535 "
+            "(tcp://HOST:PORT)",
+            hint=example,
+        )
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ClusterError(
+            f"--cluster {shown}: a scheduler address is only tcp://HOST:PORT, nothing after "
+            "the port",
+            hint=example,
+        )
+    return f"tcp://[{host}]:{port}" if ":" in host else f"tcp://{host}:{port}"
 
 
 def require_dask() -> None:
@@ -282,6 +327,56 @@ def _start_workers_from_a_forkserver() -> None:
     multiprocessing.get_context("forkserver").set_forkserver_preload(FORKSERVER_PRELOAD)
 
 
+def describe(exc: BaseException) -> str:
+    """An exception as one redacted line: Dask's messages can span lines and name URLs."""
+    text = " ".join(str(exc).split())
+    name = type(exc).__name__
+    return redact(f"{name}: {text}" if text else name)
+
+
+def _lost_reason(exc: Exception) -> str:
+    """Dask's reason for cancelling futures (`scheduler-connection-lost`), not its list of
+    every cancelled key; otherwise the exception itself, kept short."""
+    groups = getattr(exc, "error_groups", None) or []
+    reason = getattr(exc, "reason", None) or (groups[0].reason if groups else None)
+    if isinstance(reason, str) and reason:
+        return f"{type(exc).__name__} ({reason})"
+    text = describe(exc)
+    return text if len(text) <= 200 else text[:199] + "…"
+
+
+class _QuietLogs:
+    """Dask's loggers (`distributed` and every child it made, which can carry their own
+    levels: `distributed.client` printed with only the parent set), and the `tornado` and
+    `asyncio` loops under it, kept off stderr while an engine is open; put back on close."""
+
+    ROOTS = ("distributed", "tornado", "asyncio")
+
+    def __init__(self) -> None:
+        self.saved: list[tuple[logging.Logger, int, bool]] = []
+
+    def enter(self) -> None:
+        if self.saved:
+            return
+        names = [
+            name
+            for name, lg in logging.root.manager.loggerDict.items()
+            if isinstance(lg, logging.Logger) and name.split(".")[0] in self.ROOTS
+        ]
+        for name in dict.fromkeys([*self.ROOTS, *names]):
+            lg = logging.getLogger(name)
+            self.saved.append((lg, lg.level, lg.propagate))
+            lg.setLevel(logging.CRITICAL + 1)  # nothing, not even a CRITICAL line
+            if name in self.ROOTS:
+                lg.propagate = False  # children made later inherit the level; root never sees them
+
+    def restore(self) -> None:
+        for lg, level, propagate in reversed(self.saved):
+            lg.setLevel(level)
+            lg.propagate = propagate
+        self.saved = []
+
+
 class DaskEngine:
     """Runs jobs on a Dask cluster: a LocalCluster of N processes, or a running scheduler."""
 
@@ -290,6 +385,7 @@ class DaskEngine:
         self.shard_size = max(1, shard_size)
         self.client: Any = None
         self.cluster: Any = None
+        self.quiet = _QuietLogs()
 
     def __enter__(self) -> DaskEngine:
         self.open()
@@ -299,12 +395,33 @@ class DaskEngine:
         self.close()
 
     def open(self) -> None:
-        """Start or reach the cluster, then check every worker runs our version."""
+        """Start or reach the cluster, then check every worker runs our version. Whatever
+        Dask raises on the way is one ClusterError (exit 2), never an internal error."""
         require_dask()
+        self.quiet.enter()  # from here on, the CLI's stderr stays ours
+        try:
+            self._connect()
+        except BaseException as exc:  # Ctrl-C while starting, too: nothing left running
+            self.close()
+            if isinstance(exc, ClusterError) or not isinstance(exc, Exception):
+                raise
+            raise self._unreachable(exc) from None
+        self._check_versions()
+
+    def _unreachable(self, exc: Exception) -> ClusterError:
+        if self.spec.kind == "local-cluster":
+            return ClusterError(
+                f"cannot start a local Dask cluster of {self.spec.workers} worker processes: "
+                f"{describe(exc)}"
+            )
+        return ClusterError(
+            f"cannot reach the Dask scheduler at {redact(self.spec.address)}: {describe(exc)}",
+            hint="start `dask scheduler` and `dask worker ADDRESS`, or check the address",
+        )
+
+    def _connect(self) -> None:
         import distributed
 
-        for name in ("distributed", "tornado", "asyncio"):  # the CLI's stderr stays ours
-            logging.getLogger(name).setLevel(logging.CRITICAL)
         if self.spec.kind == "local-cluster":
             import dask
 
@@ -324,17 +441,15 @@ class DaskEngine:
             )
             self.client = distributed.Client(self.cluster)
         else:
+            self.client = distributed.Client(self.spec.address, timeout="10s")
             try:
-                self.client = distributed.Client(self.spec.address, timeout="10s")
                 self.client.wait_for_workers(1, timeout=60)
-            except (OSError, TimeoutError) as exc:
-                self.close()
+            except TimeoutError:
                 raise ClusterError(
-                    f"--cluster {self.spec.address}: no Dask scheduler with workers there "
-                    f"({type(exc).__name__}: {exc})",
-                    hint="start `dask scheduler` and `dask worker ADDRESS`, or check the address",
+                    f"the Dask scheduler at {redact(self.spec.address)} has no worker "
+                    "(none joined within 60 s)",
+                    hint="start `dask worker ADDRESS` on the worker machines",
                 ) from None
-        self._check_versions()
 
     def _check_versions(self) -> None:
         import retailpulse_cli
@@ -366,6 +481,7 @@ class DaskEngine:
                 except Exception:  # already gone: nothing left to release
                     logging.getLogger(__name__).debug("close failed", exc_info=True)
         self.client = self.cluster = None
+        self.quiet.restore()
 
     def threads(self) -> int:
         return max(1, int(sum(self.client.nthreads().values())))
@@ -409,6 +525,7 @@ class _DriverRun:
         self.settings = split_budgets(settings, threads)
         self.base_dir = base_dir
         self.sink, self.tick, self.stop = sink, tick, stop
+        self.job_id = name
         self.stop_name = f"retailpulse-stop-{name}-{os.getpid()}"
         self.event = Event(self.stop_name, client=self.client)
         self.event.clear()
@@ -453,6 +570,10 @@ class _DriverRun:
                     done, _ = wait(list(self.pending), timeout=0.2, return_when="FIRST_COMPLETED")
                 except TimeoutError:
                     done = set()
+                except Exception as exc:  # the client lost its scheduler
+                    if not self.stop.is_set():
+                        raise self.lost(exc) from None
+                    break
                 for future in done:
                     self.collect(future)
                 now = time.monotonic()
@@ -468,7 +589,10 @@ class _DriverRun:
         finally:
             if self.pending:
                 self.undone = True  # left to resume
-                self.client.cancel(list(self.pending))
+                try:
+                    self.client.cancel(list(self.pending))
+                except Exception:  # the scheduler is gone, and its tasks with it
+                    logging.getLogger(__name__).debug("cancel failed", exc_info=True)
         self.tick()
         return exhausted and not self.undone and not self.stop.is_set()
 
@@ -477,19 +601,30 @@ class _DriverRun:
         from distributed import KilledWorker
 
         shard = self.pending.pop(future)
-        if future.status == "cancelled":
-            self.undone = True
-            return
         try:
             result: ShardResult = future.result()
         except KilledWorker:
             self.split(shard)
             return
+        except Exception as exc:  # cancelled, connection lost, ...: not this shard's fault
+            self.undone = True
+            if self.stop.is_set():
+                return  # we cancelled it: left to resume
+            raise self.lost(exc) from None
         for record in result.records:
             if self.seen.add(record["index"]):
                 self.sink(record)
         if not result.complete:
             self.undone = True
+
+    def lost(self, exc: Exception) -> ClusterError:
+        """The cluster failed under a running job. The records received so far went to
+        the writer (`sink`); raising marks the job interrupted, and resume skips them."""
+        return ClusterError(
+            f"lost the Dask cluster: {_lost_reason(exc)}; the job is interrupted, "
+            f"`retailpulse resume {self.job_id}` finishes it",
+            hint="resume runs here without --cluster, or on the cluster once it is back",
+        )
 
     def split(self, shard: list[ImageTask]) -> None:
         """Dask gave up on a shard after it killed `allowed-failures` workers: run its halves

@@ -187,11 +187,17 @@ def test_killed_worker_reruns_its_shard_and_killed_driver_resumes_exactly_once(
 
 
 @pytest.fixture
-def scheduler(tmp_path: Path) -> Iterator[str]:
-    """A real `dask scheduler` and two `dask worker` processes on 127.0.0.1."""
+def scheduler(dask_procs: tuple[str, list[subprocess.Popen[bytes]]]) -> str:
+    return dask_procs[0]
+
+
+@pytest.fixture
+def dask_procs(tmp_path: Path) -> Iterator[tuple[str, list[subprocess.Popen[bytes]]]]:
+    """A real `dask scheduler` and two `dask worker` processes on 127.0.0.1: the
+    scheduler's address, and the processes (the scheduler first)."""
     file = tmp_path / "scheduler.json"
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-    procs = [
+    procs: list[subprocess.Popen[bytes]] = [
         subprocess.Popen(
             [str(DASK), "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
              "--scheduler-file", str(file)],
@@ -215,7 +221,7 @@ def scheduler(tmp_path: Path) -> Iterator[str]:
                     **quiet,
                 )
             )  # fmt: skip
-        yield address
+        yield address, procs
     finally:
         for proc in procs:
             proc.terminate()
@@ -271,3 +277,48 @@ def test_ctrl_c_stops_running_shards_within_the_grace_and_resume_finishes_withou
     r = run_cli("resume", job_id, "--workers", "16", env=env)  # no --cluster: same job dir
     assert r.returncode == 0, r.stderr
     assert_exactly_once(results_of(env, job_id), n, tag)
+
+
+def test_bad_scheduler_addresses_are_one_line_usage_errors_without_the_password(
+    server: ImageServer, env: dict[str, str], tmp_path: Path
+) -> None:
+    job = image_job(tmp_path, server, 2, tag=380)
+    for value, says in [
+        ("tls://127.0.0.1:1", "tls:// scheduler addresses are not supported"),
+        ("tcp://[::1", "not a scheduler address"),
+        ("tcp://alice:s3cret@127.0.0.1:1", "cannot carry a user name or password"),
+        ("tcp://127.0.0.1:99999", "not a scheduler address"),
+    ]:
+        r = run_cli("submit", str(job), "--cluster", value, env=env)
+        assert r.returncode == 2, (value, r.stderr)
+        errors = [line for line in r.stderr.splitlines() if "error:" in line]
+        assert len(errors) == 1 and says in errors[0], (value, r.stderr)
+        assert "Traceback" not in r.stderr and "s3cret" not in r.stderr and "alice" not in r.stderr
+        assert jobs_in(env) == []
+
+
+def test_losing_the_scheduler_mid_job_interrupts_it_and_resume_finishes_it(
+    dask_procs: tuple[str, list[subprocess.Popen[bytes]]],
+    server: ImageServer,
+    env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    address, procs = dask_procs
+    n, tag = 40, 600
+    job = image_job(tmp_path, server, n, tag=tag)
+    args = ["--cluster", address, "--shard-size", "2", "--workers", "2", "--gpu-delay", "0.2"]
+    p = start_cli("submit", str(job), *args, env=env)
+    job_id = wait_some_done(env, p.pid)
+    procs[0].kill()  # the scheduler dies; the workers and the driver lose it
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 2, err  # a usage/cluster error, not "internal error" (70)
+    assert "Traceback" not in err and "distributed." not in err, err
+    assert "lost the Dask cluster" in err and f"retailpulse resume {job_id}" in err, err
+    st = status_of(env, job_id)
+    assert st["status"] == "interrupted" and 0 < st["images_done"] < n, st
+    kept = results_of(env, job_id)
+    r = run_cli("resume", job_id, "--gpu-delay", "0", env=env)  # no --cluster: here
+    assert r.returncode == 0, r.stderr
+    records = results_of(env, job_id)
+    assert records[: len(kept)] == kept  # what the cluster finished is kept, not redone
+    assert_exactly_once(records, n, tag)
