@@ -18,7 +18,8 @@ from .s3server import SECRET, S3Server
 
 
 def stored_files(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.is_file())
+    """The stored images: not a hidden temp file a killed write may leave behind."""
+    return sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
 
 
 def status_of(cli: Cli, job_id: str) -> dict[str, Any]:
