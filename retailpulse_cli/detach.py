@@ -18,7 +18,7 @@ from typing import Any
 from .jobstore import Job, Lock, _storage_error
 
 LOCK_FD_ENV = "RETAILPULSE_LOCK_FD"
-SETTINGS_ENV = "RETAILPULSE_WORKER_SETTINGS"  # flags given to `resume/retry --detach`
+SETTINGS_ENV = "RETAILPULSE_WORKER_SETTINGS"  # flags given with --detach (and --config)
 
 
 def spawn_worker(
@@ -27,7 +27,6 @@ def spawn_worker(
     *,
     mode: str = "submit",
     given: dict[str, Any] | None = None,
-    store_master: Path | None = None,
 ) -> int:
     """Start one `retailpulse _worker` for all the jobs (one pool, as a foreground submit
     of several files would use), in its own session; return its pid. Every job directory
@@ -45,8 +44,6 @@ def spawn_worker(
     env = {**os.environ, LOCK_FD_ENV: ",".join(map(str, fds)), "NO_COLOR": "1"}
     env[SETTINGS_ENV] = json.dumps({k: v for k, v in (given or {}).items() if v is not None})
     cmd = [sys.executable, "-m", "retailpulse_cli", "_worker", "--mode", mode]
-    if store_master is not None:
-        cmd += ["--store-master", str(Path(store_master).resolve())]
     cmd += [str(j.dir) for j in jobs]
     with log:
         proc = subprocess.Popen(
