@@ -101,12 +101,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=1000)
     parser.add_argument("--threads", default="1,32", help="comma-separated pool sizes")
     parser.add_argument("--targets", default="local,s3", help="local, s3 or both")
-    parser.add_argument(
-        "--no-fsync", action="store_true", help="what the fsync before each rename costs"
-    )
     args = parser.parse_args()
-    if args.no_fsync:
-        os.fsync = lambda fd: None  # this benchmark process only
     threads = [int(t) for t in args.threads.split(",")]
     targets = args.targets.split(",")
     print("shared 2-core machine: figures are noisy; run twice and compare")
