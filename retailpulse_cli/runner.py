@@ -181,7 +181,11 @@ class Download:
             if self.stop.is_set():
                 return None  # cut short by Ctrl-C: do it again on resume, not a failure
             return failed(task, failure.code, failure.message, failure.attempts, started)
-        except (ImageFailure, KeepFailure) as failure:
+        except KeepFailure as failure:
+            if self.stop.is_set():
+                return None  # a store retry cut short by Ctrl-C: undone, redone on resume
+            return failed(task, failure.code, failure.message, attempts, started)
+        except ImageFailure as failure:
             return failed(task, failure.code, failure.message, attempts, started)
         except Exception as exc:  # a bug must cost one image, not the job
             return failed(task, "internal_error", scrub(repr(exc), task.url), attempts, started)
