@@ -216,9 +216,14 @@ def _current_call() -> _Call | None:
 
 
 class _GuardedHTTPConnection(HTTPConnection):
+    """Connects through the current call (deadline, pinned address) and re-arms its
+    watchdog when a kept-alive connection is reused."""
+
+    tls = False
+
     def _new_conn(self) -> socket.socket:
         call = _current_call()
-        return super()._new_conn() if call is None else call.open(self, tls=False)
+        return super()._new_conn() if call is None else call.open(self, tls=self.tls)
 
     def request(self, *args: Any, **kwargs: Any) -> None:
         call = _current_call()
@@ -227,16 +232,8 @@ class _GuardedHTTPConnection(HTTPConnection):
         super().request(*args, **kwargs)
 
 
-class _GuardedHTTPSConnection(HTTPSConnection):
-    def _new_conn(self) -> socket.socket:
-        call = _current_call()
-        return super()._new_conn() if call is None else call.open(self, tls=True)
-
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        call = _current_call()
-        if call is not None and self.sock is not None:
-            call.arm(self.sock)
-        super().request(*args, **kwargs)
+class _GuardedHTTPSConnection(_GuardedHTTPConnection, HTTPSConnection):
+    tls = True
 
 
 class _GuardedPool(HTTPConnectionPool):
