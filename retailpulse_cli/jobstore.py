@@ -40,6 +40,18 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def parse_time(text: object) -> datetime | None:
+    """A time `now_iso` wrote (or a hand-edited one): aware, UTC if it has no offset;
+    None when missing or not a date."""
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+
 def default_jobs_dir() -> Path:
     """--jobs-dir, else $RETAILPULSE_JOBS_DIR, else the per-user data dir."""
     env = os.environ.get(ENV_VAR, "").strip()

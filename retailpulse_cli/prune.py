@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import JobBusy, RetailpulseError, StorageError
-from .jobstore import Job, JobStore, Lock, fsync_dir
+from .jobstore import Job, JobStore, Lock, fsync_dir, parse_time
 
 DEFAULT_STATUSES = ("completed", "failed")
 PRUNABLE = ("completed", "failed", "interrupted")
@@ -55,12 +55,7 @@ def human_bytes(n: float) -> str:
 
 
 def _age_from(status: dict[str, Any]) -> datetime | None:
-    text = status.get("finished_at") or status.get("created_at")
-    try:
-        when = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+    return parse_time(status.get("finished_at") or status.get("created_at"))
 
 
 def _candidate(

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from .errors import JobDamaged, JobNotFound, RetailpulseError
-from .jobstore import Job, JobStore
+from .jobstore import Job, JobStore, parse_time
 from .tally import STORE_NOT_FOUND
 
 SAMPLES_PER_CODE = 3
@@ -84,7 +84,7 @@ class JobSummary:
 
     @property
     def duration_s(self) -> float | None:
-        start, end = _when(self.started_at), _when(self.ended_at)
+        start, end = parse_time(self.started_at), parse_time(self.ended_at)
         if start is None or end is None:
             return None
         return max((end - start).total_seconds(), 0.0)
@@ -148,7 +148,9 @@ class Summary:
         spans = sorted(
             (start, end)
             for j in self.jobs
-            if (start := _when(j.started_at)) and (end := _when(j.ended_at)) and end >= start
+            if (start := parse_time(j.started_at))
+            and (end := parse_time(j.ended_at))
+            and end >= start
         )
         if not spans:
             return None
@@ -170,15 +172,6 @@ class Summary:
             "failures_by_code": self.failures().to_json(),
             "skipped": self.skipped,
         }
-
-
-def _when(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 def summarize_job(job: Job, status: dict[str, Any] | None = None) -> JobSummary:
@@ -233,7 +226,7 @@ def summarize(store: JobStore, job_ids: list[str], since: datetime | None = None
         job = Job(store.root / job_id)
         try:
             st = job.status()
-            created = _when(st.get("created_at"))
+            created = parse_time(st.get("created_at"))
             if created is None:
                 raise JobDamaged(f"job {job_id}: status.json has no valid created_at")
             if created >= since:
