@@ -264,7 +264,7 @@ def _options() -> tuple[Option, ...]:
             "shard_size",
             _int,
             "Images per Dask task with --cluster.",
-            1000,
+            s.DEFAULT_SHARD_SIZE,
             1,
             None,
             int,

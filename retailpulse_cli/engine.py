@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import ExitCode, RetailpulseError
 from .redaction import redact
-from .settings import Settings
+from .settings import DEFAULT_SHARD_SIZE, Settings
 from .spec import ImageTask
 
 if TYPE_CHECKING:
@@ -31,8 +31,6 @@ if TYPE_CHECKING:
     from .storage import ImageStore
 
 Record = dict[str, Any]
-CLUSTER_ENV = "RETAILPULSE_CLUSTER"
-DEFAULT_SHARD_SIZE = 1000
 WORKER_CRASHED = "worker_crashed"
 INSTALL_HINT = "pip install 'retailpulse[dask]'"
 GRACE = 3.0  # the runner's own 2 s grace inside a shard, plus the trip back to the driver
