@@ -289,8 +289,7 @@ def _run_pipeline(
         from .runner import store_keep
         from .storage import open_store
 
-        store = open_store(settings.save_images)
-        store.check()
+        store = open_store(settings.save_images)  # checked by the CLI before the job was made
         run.writer.before_sync = store.flush  # images on disk before records naming them
         keep = store_keep(store, settings, stop)
     pipeline = Pipeline(
