@@ -68,7 +68,7 @@ def startup() -> float:
     """Seconds from nothing to a 2-worker LocalCluster that answered the version check."""
     code = (
         "import time; t=time.monotonic()\n"
-        "from retailpulse_cli.engine import DaskEngine, parse_cluster\n"
+        "from retailpulse_cli.processing.dask_engine import DaskEngine, parse_cluster\n"
         "e = DaskEngine(parse_cluster('local:2')); e.open(); print(time.monotonic()-t); e.close()"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

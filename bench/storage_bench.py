@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from retailpulse_cli.storage import ImageStore, open_store
+from retailpulse_cli.storage.image_archive import ImageStore, open_store
 
 IMAGE_BYTES = 300_000
 

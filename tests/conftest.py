@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from retailpulse_cli.cli import app
+from retailpulse_cli.cli.app import app
 
 from .imageserver import ImageServer
 from .s3server import s3, s3_server  # noqa: F401 (fixtures for every test module)

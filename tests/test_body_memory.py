@@ -19,8 +19,8 @@ SLACK = 60  # interpreter, imports and one 16 MB read piece
 CHILD = """
 import resource, sys
 from pathlib import Path
-from retailpulse_cli.fetch import Fetcher
-from retailpulse_cli.settings import Settings
+from retailpulse_cli.processing.fetch import Fetcher
+from retailpulse_cli.config.settings import Settings
 fetcher = Fetcher(Settings(max_bytes=512 << 20, timeout=60, read_timeout=30))
 data, _ = fetcher.fetch(sys.argv[1], Path("."))
 print(len(data), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)

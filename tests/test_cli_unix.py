@@ -15,7 +15,7 @@ from typing import Any
 
 import typer
 
-from retailpulse_cli.cli import app, handle_errors
+from retailpulse_cli.cli.app import app, handle_errors
 from retailpulse_cli.errors import EXIT_CODE_HELP
 
 from .conftest import Cli, jobs_in, results_of, run_cli, start_cli, visit, write_job
@@ -316,7 +316,7 @@ def test_under_cron_minimal_environment(server: ImageServer, tmp_path: Path) -> 
                 [
                     sys.executable,
                     "-c",
-                    "from retailpulse_cli.jobstore import default_jobs_dir as d; print(d())",
+                    "from retailpulse_cli.storage.job_dir import default_jobs_dir as d; print(d())",
                 ],
                 env=env,
                 capture_output=True,

@@ -18,7 +18,7 @@ from typing import Any
 import psutil
 import pytest
 
-from retailpulse_cli import engine
+from retailpulse_cli.processing import dask_engine
 
 from .conftest import (
     Cli,
@@ -123,7 +123,7 @@ def crashing_shard(
     """A shard whose process dies on one poisoned image, as a native crash would."""
     if any(t.url.endswith("/poison.png") for t in tasks):
         os._exit(9)
-    return engine.run_shard(tasks, settings, base_dir, shard_id, stop_name)
+    return dask_engine.run_shard(tasks, settings, base_dir, shard_id, stop_name)
 
 
 def test_a_shard_that_keeps_killing_workers_is_split_until_the_culprit_is_alone(
@@ -139,7 +139,7 @@ def test_a_shard_that_keeps_killing_workers_is_split_until_the_culprit_is_alone(
     urls = [server.url(f"/img/{370 + i}x9.png") for i in range(6)]
     urls[3] = server.url("/img/poison.png")
     job = write_job(tmp_path / "poison.json", [visit("S00339218", *urls)])
-    monkeypatch.setattr(engine, "run_shard", crashing_shard)
+    monkeypatch.setattr(dask_engine, "run_shard", crashing_shard)
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
         r = cli("submit", str(job), "--cluster", "local:2", "--shard-size", "2", "--gpu-delay", "0")
     assert r.exit_code == 1, r.stderr
@@ -271,7 +271,7 @@ def test_ctrl_c_stops_running_shards_within_the_grace_and_resume_finishes_withou
     t0 = time.monotonic()
     p.send_signal(signal.SIGINT)
     assert p.wait(20) == 130
-    assert time.monotonic() - t0 < engine.GRACE + 3  # not the ~4 s the rest of the job takes
+    assert time.monotonic() - t0 < dask_engine.GRACE + 3  # not the ~4 s the rest of the job takes
     st = status_of(env, job_id)
     assert st["status"] == "interrupted" and 0 < st["images_done"] < n
     r = run_cli("resume", job_id, "--workers", "16", env=env)  # no --cluster: same job dir

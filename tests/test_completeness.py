@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from PIL import Image, ImageFile, ImageSequence, TiffImagePlugin, features
 
-from retailpulse_cli.imaging import ImageFailure, measure
+from retailpulse_cli.processing.imaging import ImageFailure, measure
 
 from .conftest import KNOWN, results_of, visit, write_job
 

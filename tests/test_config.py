@@ -241,7 +241,7 @@ def test_results_carry_job_id_and_csv_has_every_jsonl_field(
 def test_help_at_80_columns_shows_whole_option_names_and_ends_with_examples(
     env: dict[str, str],
 ) -> None:
-    from retailpulse_cli.cli import app
+    from retailpulse_cli.cli.app import app
 
     names = [c.name or c.callback.__name__ for c in app.registered_commands if not c.hidden]  # type: ignore[union-attr]
     assert "config" in names

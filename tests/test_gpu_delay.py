@@ -6,8 +6,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from retailpulse_cli.runner import gpu_delay
-from retailpulse_cli.settings import Settings
+from retailpulse_cli.config.settings import Settings
+from retailpulse_cli.processing.download import gpu_delay
 
 from .conftest import Cli, results_of, visit, write_job
 from .imageserver import ImageServer

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from retailpulse_cli.imaging import ImageFailure, measure, truncation
+from retailpulse_cli.processing.imaging import ImageFailure, measure, truncation
 
 from .conftest import KNOWN, jobs_in, results_of, unstamped, visit, write_job
 from .imageserver import FORMATS, image_bytes
@@ -389,7 +389,7 @@ def test_webp_size_from_its_own_header_matches_pillow(size: tuple[int, int], kin
     """The WebP fast path (VP8 / VP8L / VP8X headers) agrees with Pillow on every variant."""
     from PIL import Image
 
-    from retailpulse_cli.imaging import webp_size
+    from retailpulse_cli.processing.imaging import webp_size
 
     mode = "RGBA" if kind in ("alpha", "animated") else "RGB"
     frames = [Image.new(mode, size, (i * 60, 20, 30, 200)[: len(mode)]) for i in range(2)]

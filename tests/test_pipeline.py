@@ -10,12 +10,12 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from retailpulse_cli.fetch import Fetcher
-from retailpulse_cli.gpu import SimulatedGpu
-from retailpulse_cli.pipeline import BUFFER_PER_SLOT, RAMP_SECONDS, Pipeline
-from retailpulse_cli.runner import KeepFailure, StopFlag
-from retailpulse_cli.settings import Settings
-from retailpulse_cli.spec import ImageTask
+from retailpulse_cli.config.settings import Settings
+from retailpulse_cli.processing.download import KeepFailure, StopFlag
+from retailpulse_cli.processing.fetch import Fetcher
+from retailpulse_cli.processing.gpu import SimulatedGpu
+from retailpulse_cli.processing.pipeline import BUFFER_PER_SLOT, RAMP_SECONDS, Pipeline
+from retailpulse_cli.processing.spec import ImageTask
 
 from .conftest import Cli, results_of, run_cli, start_cli, visit, write_job
 from .imageserver import ImageServer

@@ -206,9 +206,10 @@ def test_store_master_that_never_ends_fails_fast_with_exit_4(
 def test_store_master_over_the_size_cap_is_refused(
     cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from retailpulse_cli import stores
 
-    monkeypatch.setattr(stores, "MAX_SIZE", 1000)  # the real cap is 64 MB: same code path
+    from retailpulse_cli.storage import store_master
+
+    monkeypatch.setattr(store_master, "MAX_SIZE", 1000)  # the real cap is 64 MB: same code path
     master = tmp_path / "stores.csv"
     master.write_text("StoreID\n" + "".join(f"S{i:08d}\n" for i in range(200)))
     job = write_job(tmp_path / "j.json", [visit("S00000001", "a.png")])

@@ -35,7 +35,7 @@ def help_text(command: str) -> str:
 
 
 def test_every_flag_the_readme_shows_exists_on_its_command() -> None:
-    from retailpulse_cli.cli import app
+    from retailpulse_cli.cli.app import app
 
     commands = {c.name or c.callback.__name__ for c in app.registered_commands if c.callback}
     shown = 0
@@ -61,7 +61,13 @@ def test_submit_options_table_matches_submit_help() -> None:
 def test_every_error_code_the_code_produces_is_documented() -> None:
     source = "".join(
         (ROOT / "retailpulse_cli" / f).read_text()
-        for f in ("fetch.py", "imaging.py", "runner.py", "tally.py", "engine.py")
+        for f in (
+            "processing/fetch.py",
+            "processing/imaging.py",
+            "processing/download.py",
+            "processing/tally.py",
+            "processing/dask_engine.py",
+        )
     )
     codes = set(re.findall(r'(?:FetchFailure|ImageFailure)\(\s*"([a-z_0-9]+)"', source))
     codes |= {"store_not_found", "internal_error", "http_5xx"}

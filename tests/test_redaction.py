@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from retailpulse_cli.fetch import redact, scrub  # the names the runner uses
-from retailpulse_cli.results import CSV_COLUMNS
+from retailpulse_cli.jobs.results_export import CSV_COLUMNS
+from retailpulse_cli.processing.fetch import redact, scrub  # the names the runner uses
 
 from .conftest import run_cli, visit, write_job
 from .imageserver import ImageServer

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from retailpulse_cli.jobstore import JobStore
-from retailpulse_cli.service import parse_since
-from retailpulse_cli.summary import JobSummary, Summary, summarize
+from retailpulse_cli.jobs.lifecycle import parse_since
+from retailpulse_cli.jobs.report_counts import JobSummary, Summary, summarize
+from retailpulse_cli.storage.job_dir import JobStore
 
 from .conftest import KNOWN, Cli, jobs_in, run_cli, unstamped, visit, write_job
 from .imageserver import ImageServer

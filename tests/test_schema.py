@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from retailpulse_cli import spec
 from retailpulse_cli.errors import InvalidJobFile
+from retailpulse_cli.processing import spec
 
 from .conftest import Cli
 

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from retailpulse_cli.errors import ExitCode
-from retailpulse_cli.imaging import measure
-from retailpulse_cli.storage import (
+from retailpulse_cli.processing.imaging import measure
+from retailpulse_cli.storage.image_archive import (
     TEMP_SUFFIX,
     FsspecStore,
     LocalStore,
@@ -133,7 +133,7 @@ def test_store_pickles_as_its_absolute_folder(
 
 CRASH_WRITER = """
 import os, sys
-from retailpulse_cli.storage import open_store
+from retailpulse_cli.storage.image_archive import open_store
 store = open_store(sys.argv[1])
 while True:
     store.put(os.urandom(32 * 1024 * 1024), "JPEG")
@@ -233,7 +233,7 @@ def test_disk_full_is_store_failed_with_nothing_partial(tiny_disk: Path) -> None
 
 FSIZE_WRITER = """
 import resource, signal, sys
-from retailpulse_cli.storage import StoreFailed, open_store
+from retailpulse_cli.storage.image_archive import StoreFailed, open_store
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # get EFBIG rather than being killed
 resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
 try:
@@ -262,7 +262,7 @@ def test_file_size_limit_is_store_failed_with_nothing_partial(tmp_path: Path) ->
 MISSING_S3FS = """
 import sys
 sys.modules["s3fs"] = None  # as if `pip install 'retailpulse[s3]'` had not been run
-from retailpulse_cli.storage import StoreUnavailable, open_store
+from retailpulse_cli.storage.image_archive import StoreUnavailable, open_store
 try:
     open_store("s3://bucket/prefix")
 except StoreUnavailable as exc:

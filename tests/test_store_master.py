@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from retailpulse_cli import stores
+from retailpulse_cli.storage import store_master
 
 from .conftest import KNOWN, jobs_in, results_of, run_cli, unstamped, visit, write_job
 
@@ -42,7 +42,7 @@ def test_shipped_store_master_is_the_real_one() -> None:
 
 
 def test_loader_reads_every_shipped_id() -> None:
-    master = stores.load(SHIPPED)
+    master = store_master.load(SHIPPED)
     assert len(master) == 4944
     assert master.ids == frozenset(shipped_ids())
 
@@ -128,7 +128,7 @@ def test_env_var_is_used_by_the_in_process_cli(
 
 def test_second_edition_loads_whole() -> None:
     """The real later edition: no trailing newline, RP ids; every id read, none lost."""
-    master = stores.load(VARIANT)
+    master = store_master.load(VARIANT)
     assert len(master) == 4944
     assert master.ids == {f"RP{n:05d}" for n in range(1, 4945)}
 
@@ -138,7 +138,7 @@ def test_second_edition_loads_whole() -> None:
     ["lowercase-header.csv", "crlf.csv", "bom.csv", "stray-spaces.csv", "all-quirks.csv"],
 )
 def test_loader_accepts_header_spellings_and_quirks(name: str) -> None:
-    master = stores.load(FIXTURES / name)
+    master = store_master.load(FIXTURES / name)
     assert master.ids == FIRST_200
     assert "RP00001" in master
     assert " RP00001" not in master.ids

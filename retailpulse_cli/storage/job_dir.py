@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
-from .errors import JobBusy, JobDamaged, JobNotFound, StorageError
+from retailpulse_cli.errors import JobBusy, JobDamaged, JobNotFound, StorageError
 
 SCHEMA_VERSION = 1
 ENV_VAR = "RETAILPULSE_JOBS_DIR"

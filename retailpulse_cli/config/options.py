@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigError
-from .redaction import redact
+from retailpulse_cli.errors import ConfigError
+from retailpulse_cli.text.redaction import redact
 
 if TYPE_CHECKING:
-    from .settings import Settings
+    from retailpulse_cli.config.settings import Settings
 
 ENV_PREFIX = "RETAILPULSE_"
 MAX_GPU_DELAY = 3600.0  # an hour per image: beyond it a typo, and timers overflow
@@ -131,7 +131,7 @@ class Option:
 
 
 def _options() -> tuple[Option, ...]:
-    from . import settings as s
+    from retailpulse_cli.config import settings as s
 
     return (
         Option(
@@ -417,7 +417,7 @@ def _stored_value(opt: Option, stored: Mapping[str, Any]) -> Any:
 
 def settings_from(resolved: Resolved) -> Settings:
     """The frozen Settings for a run; --per-host follows --downloads unless set."""
-    from .settings import Settings
+    from retailpulse_cli.config.settings import Settings
 
     fields = set(Settings.__dataclass_fields__)
     values = {k: v for k, v in resolved.values.items() if k in fields}

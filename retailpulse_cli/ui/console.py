@@ -18,9 +18,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from .escape import safe
-from .streams import log_line
-from .tally import Tally
+from retailpulse_cli.processing.tally import Tally
+from retailpulse_cli.text.escape import safe
+from retailpulse_cli.ui.streams import log_line
 
 
 class _Console(Console):
@@ -63,7 +63,7 @@ def stdout_guard() -> Iterator[None]:
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     except OSError as exc:  # e.g. > /dev/full: the user's disk, not our bug
-        from .errors import StorageError
+        from retailpulse_cli.errors import StorageError
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         raise StorageError(

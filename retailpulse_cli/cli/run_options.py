@@ -16,7 +16,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from .config import OPTIONS, Option
+from retailpulse_cli.config.options import OPTIONS, Option
 
 F = TypeVar("F", bound=Callable[..., Any])
 PANEL = "Run options (also from RETAILPULSE_<NAME> or the config file)"

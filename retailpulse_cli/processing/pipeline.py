@@ -24,11 +24,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .fetch import Fetcher, Tries, scrub
-from .gpu import GpuItem, GpuStage, SimulatedGpu
-from .runner import Download, Keep, Later, Measured, Record, failed, unknown_store_record
-from .settings import Settings
-from .spec import ImageTask
+from retailpulse_cli.config.settings import Settings
+from retailpulse_cli.processing.download import (
+    Download,
+    Keep,
+    Later,
+    Measured,
+    Record,
+    failed,
+    unknown_store_record,
+)
+from retailpulse_cli.processing.fetch import Fetcher, Tries, scrub
+from retailpulse_cli.processing.gpu import GpuItem, GpuStage, SimulatedGpu
+from retailpulse_cli.processing.spec import ImageTask
 
 MAX_WAITING_RETRIES = 10_000  # ~3 MB; beyond it new images wait for retries to drain
 # Measured images waiting per GPU slot, so a slot that frees up finds its next image. 1, 2

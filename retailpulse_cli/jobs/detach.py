@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .jobstore import Job, Lock, _storage_error
+from retailpulse_cli.storage.job_dir import Job, Lock, _storage_error
 
 LOCK_FD_ENV = "RETAILPULSE_LOCK_FD"
 SETTINGS_ENV = "RETAILPULSE_WORKER_SETTINGS"  # flags given with --detach (and --config)

@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING, TextIO
 from rich.table import Table
 from rich.text import Text
 
-from .escape import safe
-from .report import STATUS_STYLE, Output, cell, print_json
+from retailpulse_cli.text.escape import safe
+from retailpulse_cli.ui.console import STATUS_STYLE, Output, cell, print_json
 
 if TYPE_CHECKING:
-    from .summary import Summary
+    from retailpulse_cli.jobs.report_counts import Summary
 
 STORE_ROWS = 50  # the terminal table; --format csv/json list every store
 CSV_COLUMNS = ("job_id", "store_id", "images", "ok", "failed", "unknown_store")

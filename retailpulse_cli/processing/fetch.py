@@ -31,10 +31,12 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 from urllib3.util.connection import allowed_gai_family
 
-from . import __version__
-from .redaction import redact as redact  # re-exported: runner imports both from here
-from .redaction import scrub as scrub
-from .settings import Settings
+from retailpulse_cli import __version__
+from retailpulse_cli.config.settings import Settings
+from retailpulse_cli.text.redaction import (
+    redact as redact,  # re-exported: runner imports both from here
+)
+from retailpulse_cli.text.redaction import scrub as scrub
 
 DNS_ATTEMPTS = 2  # a temporary resolver failure gets one more try, not --retries
 _BODY_PIECE = 16 * 1024 * 1024  # the most a body read holds twice (see _read_all)

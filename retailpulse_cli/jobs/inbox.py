@@ -16,8 +16,8 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from .escape import safe
-from .jobstore import _storage_error
+from retailpulse_cli.storage.job_dir import _storage_error
+from retailpulse_cli.text.escape import safe
 
 PROCESSING, DONE, REJECTED = ".processing", "done", "rejected"
 JOB_SUFFIX, REASON_SUFFIX = ".job", ".reason"

@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from .errors import JobDamaged, JobNotFound, RetailpulseError
-from .jobstore import Job, JobStore, parse_time
-from .tally import STORE_NOT_FOUND
+from retailpulse_cli.errors import JobDamaged, JobNotFound, RetailpulseError
+from retailpulse_cli.processing.tally import STORE_NOT_FOUND
+from retailpulse_cli.storage.job_dir import Job, JobStore, parse_time
 
 SAMPLES_PER_CODE = 3
 

@@ -9,12 +9,12 @@ from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import ExitCode, RetailpulseError, StorageError
-from .jobstore import now_iso, write_atomic
-from .summary_render import fmt_duration, fmt_rate
+from retailpulse_cli.errors import ExitCode, RetailpulseError, StorageError
+from retailpulse_cli.storage.job_dir import now_iso, write_atomic
+from retailpulse_cli.ui.report_text import fmt_duration, fmt_rate
 
 if TYPE_CHECKING:
-    from .summary import Summary
+    from retailpulse_cli.jobs.report_counts import Summary
 
 TOP_STORES = 10
 BAR_HEIGHT, BAR_GAP, CHART_WIDTH = 22, 8, 760

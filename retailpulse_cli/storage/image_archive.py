@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
-from .errors import ExitCode, RetailpulseError
-from .redaction import redact, scrub
+from retailpulse_cli.errors import ExitCode, RetailpulseError
+from retailpulse_cli.text.redaction import redact, scrub
 
 STORE_FAILED = "store_failed"
 S3_EXTRA_HINT = "pip install 'retailpulse[s3]'"

@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeAlias, TypeVar
 
 import typer
 
-from . import __version__
-from .cli_options import ConfigOpt, RunFlags, run_options
-from .errors import EXIT_CODE_HELP, ExitCode, RetailpulseError, WaitTimeout
+from retailpulse_cli import __version__
+from retailpulse_cli.cli.run_options import ConfigOpt, RunFlags, run_options
+from retailpulse_cli.errors import EXIT_CODE_HELP, ExitCode, RetailpulseError, WaitTimeout
 
 EXIT_CODES_TEXT = "| code | meaning |\n|---:|---|\n" + "\n".join(
     f"| {int(c)} | {text} |" for c, text in EXIT_CODE_HELP.items()
@@ -39,18 +39,18 @@ app = typer.Typer(
 )
 
 if TYPE_CHECKING:  # real types for the checker; imported lazily at run time (start-up)
-    from .batch import Planned
-    from .config import Resolved
-    from .engine import ClusterSpec, DaskEngine
+    from retailpulse_cli.config.options import Resolved
+    from retailpulse_cli.jobs.batch import Planned
+    from retailpulse_cli.processing.dask_engine import ClusterSpec, DaskEngine
 
     Place: TypeAlias = tuple[ClusterSpec, int] | None  # where images run; None: here
-    from .inbox import Claim
-    from .jobstore import Job, JobStore, Lock
-    from .report import Output
-    from .service import Mode
-    from .settings import Settings
-    from .spec import JobSpec
-    from .stores import StoreMaster
+    from retailpulse_cli.config.settings import Settings
+    from retailpulse_cli.jobs.inbox import Claim
+    from retailpulse_cli.jobs.lifecycle import Mode
+    from retailpulse_cli.processing.spec import JobSpec
+    from retailpulse_cli.storage.job_dir import Job, JobStore, Lock
+    from retailpulse_cli.storage.store_master import StoreMaster
+    from retailpulse_cli.ui.console import Output
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -78,31 +78,31 @@ def handle_errors(func: F) -> F:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from . import report
+        from retailpulse_cli.ui import console
 
         try:
             return func(*args, **kwargs)
         except (typer.Exit, typer.Abort, typer.BadParameter, SystemExit):
             raise  # Typer's own: usage errors print their usage and exit 2
         except RetailpulseError as exc:
-            from .errors import InvalidJobFile
+            from retailpulse_cli.errors import InvalidJobFile
 
             if isinstance(exc, InvalidJobFile) and len(exc.problems) > 1:
                 for problem in exc.problems:
-                    report.error_line(f"{exc.source}: {problem}")
+                    console.error_line(f"{exc.source}: {problem}")
             else:
-                report.error_line(exc.message)
+                console.error_line(exc.message)
             if exc.hint:
-                report.hint_line(exc.hint)
+                console.hint_line(exc.hint)
             raise typer.Exit(int(exc.exit_code)) from None
         except KeyboardInterrupt:
-            report.error_line("interrupted")
+            console.error_line("interrupted")
             raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
         except Exception as exc:
             if os.environ.get("RETAILPULSE_DEBUG"):
                 raise
-            report.error_line(f"internal error: {type(exc).__name__}: {exc}")
-            report.hint_line(
+            console.error_line(f"internal error: {type(exc).__name__}: {exc}")
+            console.hint_line(
                 "this is a bug; rerun with RETAILPULSE_DEBUG=1 for the traceback and report it"
             )
             raise typer.Exit(int(ExitCode.INTERNAL)) from None
@@ -172,32 +172,32 @@ NoColor = Annotated[bool, typer.Option("--no-color", help="No colour (also: NO_C
 def _use_config(path: Path | None) -> None:
     """--config on a command that reads jobs or the store master: the same file the run
     commands read (its jobs-dir, store-master), for this process."""
-    from .config import CONFIG_ENV
+    from retailpulse_cli.config.options import CONFIG_ENV
 
     if path is not None:
         os.environ[CONFIG_ENV] = str(path)
 
 
 def _resolve(flags: RunFlags, stored: dict[str, Any] | None = None) -> Resolved:
-    from . import config
+    from retailpulse_cli.config import options
 
-    return config.resolve(flags.values, config_file=flags.config_file, stored=stored)
+    return options.resolve(flags.values, config_file=flags.config_file, stored=stored)
 
 
 def _settings(resolved: Resolved) -> Settings:
-    from . import config
+    from retailpulse_cli.config import options
 
-    return config.settings_from(resolved)
+    return options.settings_from(resolved)
 
 
 def _open_log(flags: RunFlags) -> None:
     """--log-file (or RETAILPULSE_LOG_FILE, or the config file's `log-file`): from now on
     every stderr line is also appended there. A file that cannot be opened exits 7."""
-    from . import config
-    from .errors import StorageError
-    from .streams import LogFile
+    from retailpulse_cli.config import options
+    from retailpulse_cli.errors import StorageError
+    from retailpulse_cli.ui.streams import LogFile
 
-    resolved = config.resolve(flags.values, config_file=flags.config_file, only={"log_file"})
+    resolved = options.resolve(flags.values, config_file=flags.config_file, only={"log_file"})
     path = resolved.get("log_file")
     if path is None:
         return
@@ -214,24 +214,25 @@ def _open_log(flags: RunFlags) -> None:
 
 def _jobs_store(jobs_dir: Path | None) -> JobStore:
     """--jobs-dir, else RETAILPULSE_JOBS_DIR, else the config file, else the default."""
-    from . import config
-    from .jobstore import JobStore, default_jobs_dir
+    from retailpulse_cli.config import options
+    from retailpulse_cli.storage.job_dir import JobStore, default_jobs_dir
 
     if jobs_dir is None:
-        jobs_dir = config.resolve({}, only={"jobs_dir"}).get("jobs_dir")
+        jobs_dir = options.resolve({}, only={"jobs_dir"}).get("jobs_dir")
     return JobStore(jobs_dir.expanduser() if jobs_dir else default_jobs_dir())
 
 
 def _store_master(path: Path | None) -> StoreMaster:
-    from . import config, stores
+    from retailpulse_cli.config import options
+    from retailpulse_cli.storage import store_master
 
     if path is None:
-        path = config.resolve({}, only={"store_master"}).get("store_master")
-    return stores.load(stores.resolve_path(path))
+        path = options.resolve({}, only={"store_master"}).get("store_master")
+    return store_master.load(store_master.resolve_path(path))
 
 
 def _output(quiet: bool, verbose: bool, no_color: bool) -> Any:
-    from .report import Output
+    from retailpulse_cli.ui.console import Output
 
     return Output(quiet=quiet, verbose=verbose, no_color=no_color)
 
@@ -263,7 +264,7 @@ class Signals:
         self.ttys: list[int] = []
 
     def __enter__(self) -> Signals:
-        from .streams import terminal_fds
+        from retailpulse_cli.ui.streams import terminal_fds
 
         self.ttys = terminal_fds()
         handlers: list[tuple[signal.Signals, Callable[[int, Any], None]]] = [
@@ -279,8 +280,8 @@ class Signals:
         return self
 
     def _hangup(self, _signum: int, _frame: Any) -> None:
-        from . import report
-        from .streams import leave_terminal, timestamp
+        from retailpulse_cli.ui import console
+        from retailpulse_cli.ui.streams import leave_terminal, timestamp
 
         note = (
             "SIGHUP (terminal closed): the job goes on; "
@@ -292,18 +293,18 @@ class Signals:
                 with contextlib.suppress(OSError), log.open("a", encoding="utf-8") as fh:
                     fh.write(f"{timestamp()} retailpulse: {note}\n")
         # a pipe or a file that still has its reader gets it there; --log-file gets it too
-        report.info_line(note)
+        console.info_line(note)
 
     def _handle(self, signum: int, _frame: Any) -> None:
         name = signal.Signals(signum).name
         if self.stop.is_set():
             os._exit(int(ExitCode.TERMINATED if signum == signal.SIGTERM else ExitCode.INTERRUPTED))
         self.stop.request(name)
-        from . import report
+        from retailpulse_cli.ui import console
 
         if 2 in self.ttys:
             sys.stderr.write("\n")  # off the progress bar's line
-        report.info_line(f"{name}: stopping; finishing images in flight (again to quit now)")
+        console.info_line(f"{name}: stopping; finishing images in flight (again to quit now)")
 
     def __exit__(self, *exc: object) -> None:
         for sig, handler in self.previous.items():
@@ -315,15 +316,15 @@ def run_planned(
 ) -> list[dict[str, Any]]:
     """Run jobs we hold the locks of, with progress on stderr and signal handling; on a
     Dask cluster when `engine` (from `engine_for`) is given."""
-    from . import report
-    from .batch import run_jobs
-    from .runner import StopFlag
+    from retailpulse_cli.jobs.batch import run_jobs
+    from retailpulse_cli.processing.download import StopFlag
+    from retailpulse_cli.ui import console
 
     raise_open_files_limit()
     limit_malloc_arenas()
     stop = StopFlag()
     logs = [p.job.log_path for p in planned]
-    with report.ProgressBoard(output) as board, Signals(stop, logs):
+    with console.ProgressBoard(output) as board, Signals(stop, logs):
         observers = [board.observer() for _ in planned]
         statuses = run_jobs(planned, stop=stop, observers=observers, engine=engine)
     for obs, st in zip(observers, statuses, strict=True):
@@ -338,7 +339,7 @@ def engine_for(place: Place) -> Iterator[DaskEngine | None]:
     if place is None:
         yield None
         return
-    from .engine import DaskEngine
+    from retailpulse_cli.processing.dask_engine import DaskEngine
 
     spec, shard_size = place
     with DaskEngine(spec, shard_size=shard_size) as engine:
@@ -349,7 +350,7 @@ def check_store(settings: Settings) -> None:
     """--save-images checked before any job is made or run: a missing extra, a bucket
     that is not there or a read-only folder is one line now, not one failure per image."""
     if settings.save_images:
-        from .storage import open_store
+        from retailpulse_cli.storage.image_archive import open_store
 
         open_store(settings.save_images).check()
 
@@ -357,10 +358,10 @@ def check_store(settings: Settings) -> None:
 def where(flags: RunFlags) -> Place:
     """--cluster checked (syntax, Dask installed) before any job is made: None means this
     process, else the ClusterSpec and shard size `run_planned` opens an engine with."""
-    from . import config
-    from .engine import parse_cluster, require_dask
+    from retailpulse_cli.config import options
+    from retailpulse_cli.processing.dask_engine import parse_cluster, require_dask
 
-    resolved = config.resolve(
+    resolved = options.resolve(
         flags.values, config_file=flags.config_file, only={"cluster", "shard_size"}
     )
     spec = parse_cluster(resolved.get("cluster"))
@@ -414,16 +415,16 @@ def finish(
 ) -> None:
     """Print finished runs (ids, a table on a terminal, or JSON) and exit with their code.
     With --json, rejected job files appear in the array, in the order they were given."""
-    from . import report
+    from retailpulse_cli.ui import console
 
     rejected = rejected or []
     code = combined_code(statuses, len(rejected))
     if sys.stderr.isatty() and not output.quiet and not as_json:
         for st in statuses:
-            report.show_status(output, st, output.err)
-    with report.stdout_guard():
+            console.show_status(output, st, output.err)
+    with console.stdout_guard():
         if as_json:
-            report.print_json(in_input_order(statuses, rejected) if many else statuses[0])
+            console.print_json(in_input_order(statuses, rejected) if many else statuses[0])
         else:
             for st in statuses:
                 sys.stdout.write(st["job_id"] + "\n")
@@ -443,11 +444,11 @@ def in_input_order(
 def exit_after_run(statuses: list[dict[str, Any]], code: int) -> NoReturn:
     """Exit with `code`. After an interrupted run, a worker thread may still be stuck in
     a DNS lookup or a connect: it must not keep the process alive, so exit at once."""
-    from . import report
+    from retailpulse_cli.ui import console
 
     interrupted = [s for s in statuses if s.get("status") == "interrupted"]
     for st in interrupted:  # the next step, where cron logs and people look
-        report.info_line(f"to finish job {st['job_id']}: retailpulse resume {st['job_id']}")
+        console.info_line(f"to finish job {st['job_id']}: retailpulse resume {st['job_id']}")
     sys.stdout.flush()
     sys.stderr.flush()
     if interrupted:
@@ -459,8 +460,9 @@ def load_specs(job_files: list[str], *, strict: bool) -> tuple[list[JobSpec], li
     """Validate job files; report each bad one on stderr and return it as a `rejected`
     row. With `strict` (a single file), the error propagates so it exits 3 with its own
     message."""
-    from . import report, spec
-    from .errors import InvalidJobFile
+    from retailpulse_cli.errors import InvalidJobFile
+    from retailpulse_cli.processing import spec
+    from retailpulse_cli.ui import console
 
     if job_files.count("-") > 1:
         raise typer.BadParameter("stdin (-) can be given only once", param_hint="JOB_FILE...")
@@ -473,8 +475,8 @@ def load_specs(job_files: list[str], *, strict: bool) -> tuple[list[JobSpec], li
             if strict:
                 raise
             for problem in exc.problems:
-                report.error_line(f"{exc.source}: {problem}")
-            report.info_line(f"skipped {exc.source}: invalid job file")
+                console.error_line(f"{exc.source}: {problem}")
+            console.info_line(f"skipped {exc.source}: invalid job file")
             rejected.append(
                 {
                     "file": exc.source,
@@ -533,10 +535,10 @@ def submit(
     specs, rejected = load_specs(job_files, strict=not many)
     if not specs:
         if as_json:
-            from . import report
+            from retailpulse_cli.ui import console
 
-            with report.stdout_guard():
-                report.print_json(in_input_order([], rejected))
+            with console.stdout_guard():
+                console.print_json(in_input_order([], rejected))
         raise typer.Exit(int(ExitCode.INVALID_INPUT))
     master = _store_master(resolved.get("store_master"))
     store = _jobs_store(resolved.get("jobs_dir"))
@@ -554,14 +556,14 @@ def _create_jobs(
 ) -> list[Planned]:
     """A locked job per spec; if one cannot be made, the ones made so far are unlocked
     (they read `interrupted` and `resume` finishes them)."""
-    from . import service
-    from .batch import Planned
+    from retailpulse_cli.jobs import lifecycle
+    from retailpulse_cli.jobs.batch import Planned
 
     planned = []
     try:
         while specs:  # popped: each spec then lives only as long as its job runs
             job_spec = specs.pop(0)
-            job, lock = service.create_job(store, job_spec, settings, master)
+            job, lock = lifecycle.create_job(store, job_spec, settings, master)
             planned.append(Planned(job, lock, "submit", settings, master, job_spec))
     except BaseException:
         for p in planned:
@@ -571,7 +573,7 @@ def _create_jobs(
 
 
 def _detach(planned: list[Planned], flags: RunFlags, *, as_json: bool, many: bool) -> None:
-    from .detach import spawn_worker
+    from retailpulse_cli.jobs.detach import spawn_worker
 
     jobs, locks = [p.job for p in planned], [p.lock for p in planned]
     spawn_worker(jobs, locks, given=_handed_over(flags))
@@ -580,12 +582,13 @@ def _detach(planned: list[Planned], flags: RunFlags, *, as_json: bool, many: boo
 
 def _print_ids(jobs: list[Any], *, as_json: bool, many: bool) -> None:
     """What --detach prints: the ids, or the status objects with --json."""
-    from . import report, service
+    from retailpulse_cli.jobs import lifecycle
+    from retailpulse_cli.ui import console
 
-    with report.stdout_guard():
+    with console.stdout_guard():
         if as_json:
-            docs = [service.read_status(job) for job in jobs]
-            report.print_json(docs if many else docs[0])
+            docs = [lifecycle.read_status(job) for job in jobs]
+            console.print_json(docs if many else docs[0])
         else:
             for job in jobs:
                 sys.stdout.write(job.id + "\n")
@@ -600,9 +603,9 @@ def worker(
     """Detached worker: runs jobs handed over by `--detach` (their locks inherited)."""
     from typing import cast
 
-    from . import report
-    from .detach import inherited_locks, inherited_settings
-    from .jobstore import Job
+    from retailpulse_cli.jobs.detach import inherited_locks, inherited_settings
+    from retailpulse_cli.storage.job_dir import Job
+    from retailpulse_cli.ui import console
 
     jobs = [Job(d) for d in job_dirs]
     locks = inherited_locks(jobs)
@@ -619,23 +622,24 @@ def worker(
         for lock in locks:
             lock.release()
         raise
-    report.info_line(f"worker pid {os.getpid()} started on {', '.join(j.id for j in jobs)}")
+    console.info_line(f"worker pid {os.getpid()} started on {', '.join(j.id for j in jobs)}")
     with engine_for(place) as engine:
         statuses = run_planned(planned, output=_output(False, False, True), engine=engine)
     code = combined_code(statuses)
-    report.info_line(f"worker pid {os.getpid()} exits {code}")
+    console.info_line(f"worker pid {os.getpid()} exits {code}")
     exit_after_run(statuses, code)
 
 
 def _job_store_master(job: Job, option: Path | None) -> StoreMaster:
     """--store-master (or its variable or config key), else the one the job was submitted
     with, else the default."""
-    from . import report, service
+    from retailpulse_cli.jobs import lifecycle
+    from retailpulse_cli.ui import console
 
     if option is None:
-        option = service.stored_store_master(job)
+        option = lifecycle.stored_store_master(job)
         if option is None:
-            report.info_line(f"job {job.id}: its store master is gone; using the default one")
+            console.info_line(f"job {job.id}: its store master is gone; using the default one")
     return _store_master(option)
 
 
@@ -643,14 +647,14 @@ def _open_for_run(job: Job, mode: Mode, flags: RunFlags, lock: Lock | None = Non
     """Lock an existing job (unless its lock is handed over) and plan its run with the
     settings it was submitted with, overridden by flags, environment and config file;
     unlock if planning fails."""
-    from . import service
-    from .batch import Planned
-    from .jobstore import Lock
+    from retailpulse_cli.jobs import lifecycle
+    from retailpulse_cli.jobs.batch import Planned
+    from retailpulse_cli.storage.job_dir import Lock
 
     lock = lock or Lock.acquire(job.lock_path)
     try:
-        mode = service.continuing_mode(job, mode)
-        resolved = _resolve(flags, stored=service.stored_settings(job))
+        mode = lifecycle.continuing_mode(job, mode)
+        resolved = _resolve(flags, stored=lifecycle.stored_settings(job))
         master = _job_store_master(job, resolved.get("store_master"))
         settings = _settings(resolved)
         check_store(settings)
@@ -670,7 +674,7 @@ def _resume_or_retry(
     if planned.mode == "resume" and _already_finished(planned, output, as_json):
         return
     if detach:
-        from .detach import spawn_worker
+        from retailpulse_cli.jobs.detach import spawn_worker
 
         spawn_worker([job], [planned.lock], mode=planned.mode, given=_handed_over(flags))
         _print_ids([job], as_json=as_json, many=False)
@@ -682,9 +686,10 @@ def _resume_or_retry(
 
 def _already_finished(planned: Planned, output: Output, as_json: bool) -> bool:
     """`resume` of a job that ran to its end: say so, print it as usual, run nothing."""
-    from . import report, service
+    from retailpulse_cli.jobs import lifecycle
+    from retailpulse_cli.ui import console
 
-    current = service.read_status(planned.job)
+    current = lifecycle.read_status(planned.job)
     if current.get("status") not in ("completed", "failed"):
         return False
     planned.lock.release()
@@ -694,7 +699,7 @@ def _already_finished(planned: Planned, output: Output, as_json: bool) -> bool:
         else ""
     )
     if not output.quiet:
-        report.info_line(
+        console.info_line(
             f"job {planned.job.id} already {current['status']}; nothing to resume{hint}"
         )
     finish([current], output, as_json=as_json)
@@ -800,30 +805,33 @@ def status(
     job, 7 damaged job directory; with --wait the job's outcome (0, 1, 130, 143) or 8.
     """
     _use_config(config_file)
-    from . import report, service
+    from retailpulse_cli.jobs import lifecycle
+    from retailpulse_cli.ui import console
 
     output = _output(quiet, verbose, no_color)
     store = _jobs_store(jobs_dir)
     job = store.job(job_id)
-    current = service.read_status(job)
+    current = lifecycle.read_status(job)
     code: int | None = None
     if wait:
         try:
-            with report.StatusWatch(output) as watch:  # a live bar on a terminal only
-                current = service.wait_for(job, timeout, on_poll=watch.update)
+            with console.StatusWatch(output) as watch:  # a live bar on a terminal only
+                current = lifecycle.wait_for(job, timeout, on_poll=watch.update)
             code = outcome_code(current)
         except KeyboardInterrupt:
-            report.info_line(f"stopped waiting; job {job.id} goes on (status: {current['status']})")
+            console.info_line(
+                f"stopped waiting; job {job.id} goes on (status: {current['status']})"
+            )
             raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
         except WaitTimeout as exc:  # still show where the job is: scripts log it
-            report.error_line(exc.message)
-            report.hint_line(exc.hint)
-            current, code = service.read_status(job), int(ExitCode.WAIT_TIMEOUT)
-    with report.stdout_guard():
+            console.error_line(exc.message)
+            console.hint_line(exc.hint)
+            current, code = lifecycle.read_status(job), int(ExitCode.WAIT_TIMEOUT)
+    with console.stdout_guard():
         if as_json:
-            report.print_json(current)
+            console.print_json(current)
         else:
-            report.show_status(output, current)
+            console.show_status(output, current)
     if code is not None:
         raise typer.Exit(code)
 
@@ -851,19 +859,19 @@ def results(
 ) -> None:
     """Print one record per image (JSON Lines or CSV), streamed in the order images finished."""
     _use_config(config_file)
-    from . import results as results_mod
+    from retailpulse_cli.jobs import results_export as results_mod
 
     fmt = fmt.lower()
     if fmt not in ("jsonl", "csv"):
         raise typer.BadParameter("use jsonl or csv", param_hint="--format")
     job = _jobs_store(jobs_dir).job(job_id)
     job.status()  # checks the job directory is readable and of a known schema
-    from . import report
+    from retailpulse_cli.ui import console
 
-    with report.stdout_guard():
+    with console.stdout_guard():
         n = results_mod.write(job, fmt=fmt, only_failed=failed, out=sys.stdout)
         if verbose and not quiet:
-            report.info_line(f"job {job.id}: {n:,} records")
+            console.info_line(f"job {job.id}: {n:,} records")
 
 
 @app.command(epilog=examples("retailpulse schema > job.schema.json"))
@@ -874,11 +882,11 @@ def schema(
     no_color: NoColor = False,
 ) -> None:
     """Print the JSON Schema of the job file (for editors and other tools)."""
-    from . import report
-    from .spec import JOB_SCHEMA
+    from retailpulse_cli.processing.spec import JOB_SCHEMA
+    from retailpulse_cli.ui import console
 
-    with report.stdout_guard():
-        report.print_json(JOB_SCHEMA)
+    with console.stdout_guard():
+        console.print_json(JOB_SCHEMA)
 
 
 @app.command(
@@ -910,7 +918,8 @@ def list_(
 ) -> None:
     """List jobs, newest first: id, created, status, images, failures."""
     _use_config(config_file)
-    from . import report, service
+    from retailpulse_cli.jobs import lifecycle
+    from retailpulse_cli.ui import console
 
     states = ("ongoing", "completed", "failed", "interrupted", "damaged")
     status_filter = status_filter.lower() if status_filter else None
@@ -919,12 +928,12 @@ def list_(
     since_dt = parse_since_option(since)
     output = _output(quiet, verbose, no_color)
     store = _jobs_store(jobs_dir)
-    rows = service.list_jobs(store, status=status_filter, since=since_dt, limit=limit)
-    with report.stdout_guard():
+    rows = lifecycle.list_jobs(store, status=status_filter, since=since_dt, limit=limit)
+    with console.stdout_guard():
         if as_json:
-            report.print_json(rows)
+            console.print_json(rows)
         else:
-            report.show_jobs(output, rows, store.root)
+            console.show_jobs(output, rows, store.root)
 
 
 @app.command(
@@ -950,8 +959,9 @@ def validate(
     would end `failed`), 3 invalid, 4 store master problem.
     """
     _use_config(config_file)
-    from . import report, spec
-    from .errors import InvalidJobFile
+    from retailpulse_cli.errors import InvalidJobFile
+    from retailpulse_cli.processing import spec
+    from retailpulse_cli.ui import console
 
     if job_files.count("-") > 1:
         raise typer.BadParameter("stdin (-) can be given only once", param_hint="JOB_FILE...")
@@ -977,12 +987,12 @@ def validate(
                 "unknown_stores": unknown,
             }
         )
-    with report.stdout_guard():
+    with console.stdout_guard():
         if as_json:
             objects = spec.problem_objects
-            report.print_json([{**r, "problems": objects(r["problems"])} for r in rows])
+            console.print_json([{**r, "problems": objects(r["problems"])} for r in rows])
         else:
-            report.show_validation(_output(quiet, verbose, no_color), rows)
+            console.show_validation(_output(quiet, verbose, no_color), rows)
     if any(not r["valid"] for r in rows):
         raise typer.Exit(int(ExitCode.INVALID_INPUT))
     raise typer.Exit(int(ExitCode.JOB_FAILED) if any(r["unknown_stores"] for r in rows) else 0)
@@ -1012,7 +1022,7 @@ def inbox(
 
     Exit codes as for `submit` with several files.
     """
-    from . import report
+    from retailpulse_cli.ui import console
 
     output = _output(quiet, verbose, no_color)
     _open_log(run_flags)
@@ -1033,7 +1043,7 @@ def inbox(
     _inbox_file_away(folder, claims, statuses, rows)
     _inbox_print(rows, as_json)
     if not rows and not quiet:
-        report.info_line(f"inbox {folder}: no job files")
+        console.info_line(f"inbox {folder}: no job files")
     invalid = sum(1 for r in rows if r["status"] == "rejected")
     exit_after_run(statuses, combined_code(statuses, invalid))
 
@@ -1047,14 +1057,14 @@ def _inbox_plan_all(
     rows: list[dict[str, Any]],
 ) -> tuple[list[Planned], list[Claim]]:
     """Claim every job file and plan its job; rejected files go to `rows`."""
-    from . import inbox as box
-    from . import report
+    from retailpulse_cli.jobs import inbox
+    from retailpulse_cli.ui import console
 
     planned: list[Planned] = []
     claims: list[Claim] = []
-    found, odd = box.claim_all(folder)
+    found, odd = inbox.claim_all(folder)
     for name in odd:
-        report.info_line(f"inbox: skipped {folder / name}: not a regular file")
+        console.info_line(f"inbox: skipped {folder / name}: not a regular file")
     for claim in found:
         item = _inbox_take(claim, folder, store, settings, flags, master, rows)
         if item is not None:
@@ -1067,26 +1077,26 @@ def _inbox_file_away(
     folder: Path, claims: list[Claim], statuses: list[dict[str, Any]], rows: list[dict[str, Any]]
 ) -> None:
     """Move each run file to done/ (an interrupted one stays claimed for the next run)."""
-    from . import inbox as box
-    from . import report
+    from retailpulse_cli.jobs import inbox
+    from retailpulse_cli.ui import console
 
     for claim, st in zip(claims, statuses, strict=True):
         row = {"file": claim.name, "job_id": st["job_id"], "status": st["status"]}
         if st["status"] != "interrupted":
             try:
-                row["moved_to"] = str(box.finish_done(folder, claim))
+                row["moved_to"] = str(inbox.finish_done(folder, claim))
             except OSError as exc:  # its job is done; the next run moves it (nothing to redo)
-                report.error_line(f"inbox: {claim.name}: cannot move to done/: {exc}")
+                console.error_line(f"inbox: {claim.name}: cannot move to done/: {exc}")
         rows.append(row)
 
 
 def _inbox_print(rows: list[dict[str, Any]], as_json: bool) -> None:
-    from . import report
-    from .escape import safe
+    from retailpulse_cli.text.escape import safe
+    from retailpulse_cli.ui import console
 
-    with report.stdout_guard():
+    with console.stdout_guard():
         if as_json:
-            report.print_json(rows)
+            console.print_json(rows)
         else:
             for row in rows:
                 name = safe(row["file"])
@@ -1104,14 +1114,14 @@ def _inbox_take(
 ) -> Planned | None:
     """Plan one claimed file, in isolation: whatever goes wrong with it (a poison file, a
     bug) rejects that file with a reason and stops no other file, tonight or tomorrow."""
-    from . import inbox as box
-    from . import report
-    from .errors import InvalidJobFile, JobBusy
+    from retailpulse_cli.errors import InvalidJobFile, JobBusy
+    from retailpulse_cli.jobs import inbox
+    from retailpulse_cli.ui import console
 
     try:
         return _inbox_plan(claim, folder, store, settings, flags, master)
     except JobBusy as exc:  # its job is being resumed by hand: leave it for next time
-        report.info_line(f"inbox: {claim.name}: {exc.message}; left for the next run")
+        console.info_line(f"inbox: {claim.name}: {exc.message}; left for the next run")
         claim.release()
         return None
     except Exception as exc:
@@ -1121,13 +1131,13 @@ def _inbox_take(
             problems = [str(exc) or type(exc).__name__]
     row: dict[str, Any] = {"file": claim.name, "job_id": None, "status": "rejected"}
     try:
-        row["moved_to"] = str(box.finish_rejected(folder, claim, problems))
+        row["moved_to"] = str(inbox.finish_rejected(folder, claim, problems))
     except Exception as exc:  # cannot even move it (disk full?): the next run tries again
-        report.error_line(f"inbox: {claim.name}: cannot move to rejected/: {exc}")
+        console.error_line(f"inbox: {claim.name}: cannot move to rejected/: {exc}")
         claim.release()
         row["moved_to"] = None
-    report.error_line(f"{claim.name}: rejected: {'; '.join(problems)}")
-    from .spec import problem_objects
+    console.error_line(f"{claim.name}: rejected: {'; '.join(problems)}")
+    from retailpulse_cli.processing.spec import problem_objects
 
     rows.append({**row, "problems": problem_objects(problems)})
     return None
@@ -1142,10 +1152,10 @@ def _inbox_plan(
     master: StoreMaster,
 ) -> Planned:
     """A claimed inbox file -> a locked job ready to run (resumed if a dead run made it)."""
-    from . import inbox as box
-    from . import service, spec
-    from .batch import Planned
-    from .errors import JobDamaged, JobNotFound
+    from retailpulse_cli.errors import JobDamaged, JobNotFound
+    from retailpulse_cli.jobs import inbox, lifecycle
+    from retailpulse_cli.jobs.batch import Planned
+    from retailpulse_cli.processing import spec
 
     if claim.job_id:  # left by a run that died: finish its job rather than submit again
         try:
@@ -1157,9 +1167,9 @@ def _inbox_plan(
     except OSError as exc:
         raise OSError(f"cannot be read: {exc.strerror or exc}") from None
     job_spec = spec.parse(raw, source=str(folder / claim.name), base_dir=folder)
-    job, lock = service.create_job(store, job_spec, settings, master)
+    job, lock = lifecycle.create_job(store, job_spec, settings, master)
     try:
-        box.record_job(claim, job.id)
+        inbox.record_job(claim, job.id)
     except BaseException:
         lock.release()  # the job reads `interrupted`; the file is rejected with the reason
         raise
@@ -1179,14 +1189,15 @@ def config_(as_json: JsonOpt = False, *, run_flags: RunFlags) -> None:
     `RETAILPULSE_<NAME>` variable, the config file (TOML, keys are the long option
     names), or the default. Run options given here show as `flag`.
     """
-    from . import config, report
-    from .escape import safe
+    from retailpulse_cli.config import options
+    from retailpulse_cli.text.escape import safe
+    from retailpulse_cli.ui import console
 
     resolved = _resolve(run_flags)
-    rows = config.describe(resolved)
-    with report.stdout_guard():
+    rows = options.describe(resolved)
+    with console.stdout_guard():
         if as_json:
-            report.print_json({"config_file": str(resolved.config_file or ""), "settings": rows})
+            console.print_json({"config_file": str(resolved.config_file or ""), "settings": rows})
             return
         where = resolved.config_file or "none (no config file found)"
         sys.stdout.write(f"config file: {safe(str(where))}\n")
@@ -1203,14 +1214,15 @@ def config_(as_json: JsonOpt = False, *, run_flags: RunFlags) -> None:
 
 def parse_since_option(text: str | None) -> Any:
     """--since WHEN as a datetime; a bad value is one line and the usage exit code."""
-    from . import report, service
+    from retailpulse_cli.jobs import lifecycle
+    from retailpulse_cli.ui import console
 
     if text is None:
         return None
     try:
-        return service.parse_since(text)
+        return lifecycle.parse_since(text)
     except ValueError as exc:
-        report.error_line(f"--since: {exc}")
+        console.error_line(f"--since: {exc}")
         raise typer.Exit(int(ExitCode.USAGE)) from None
 
 
@@ -1259,8 +1271,8 @@ def report(
     unwritable --html FILE.
     """
     _use_config(config_file)
-    from . import report as out_mod
-    from . import summary, summary_html, summary_render
+    from retailpulse_cli.jobs import report_counts
+    from retailpulse_cli.ui import console, report_html, report_text
 
     fmt = (fmt or ("json" if as_json else ("" if html else "table"))).lower()
     if fmt not in ("", "table", "csv", "json") or (as_json and fmt != "json"):
@@ -1270,18 +1282,18 @@ def report(
     if job_ids and since:
         raise typer.BadParameter("give job ids or --since, not both", param_hint="--since")
     since_dt = parse_since_option(since)
-    result = summary.summarize(_jobs_store(jobs_dir), job_ids or [], since_dt)
+    result = report_counts.summarize(_jobs_store(jobs_dir), job_ids or [], since_dt)
     if html is not None:
-        summary_html.write(result, html)
+        report_html.write(result, html)
         if not quiet and str(html) != "-":
-            out_mod.info_line(f"report written to {html}")
-    with out_mod.stdout_guard():
+            console.info_line(f"report written to {html}")
+    with console.stdout_guard():
         if fmt == "json":
-            summary_render.write_json(result)
+            report_text.write_json(result)
         elif fmt == "csv":
-            summary_render.write_csv(result, sys.stdout)
+            report_text.write_csv(result, sys.stdout)
         elif fmt == "table":
-            summary_render.show(_output(quiet, verbose, no_color), result)
+            report_text.show(_output(quiet, verbose, no_color), result)
 
 
 @app.command(
@@ -1325,40 +1337,39 @@ def prune(
     Exit codes: 0 done (busy jobs are skipped), 2 bad usage, 7 cannot remove.
     """
     _use_config(config_file)
-    from . import prune as prune_mod
-    from . import report as out_mod
-    from . import service
+    from retailpulse_cli.jobs import lifecycle, prune
+    from retailpulse_cli.ui import console
 
-    chosen = tuple(dict.fromkeys(s.lower() for s in statuses or prune_mod.DEFAULT_STATUSES))
-    if any(s not in prune_mod.PRUNABLE for s in chosen):
-        raise typer.BadParameter(f"use {', '.join(prune_mod.PRUNABLE)}", param_hint="--status")
+    chosen = tuple(dict.fromkeys(s.lower() for s in statuses or prune.DEFAULT_STATUSES))
+    if any(s not in prune.PRUNABLE for s in chosen):
+        raise typer.BadParameter(f"use {', '.join(prune.PRUNABLE)}", param_hint="--status")
     try:
-        age = service.parse_duration(older_than)
+        age = lifecycle.parse_duration(older_than)
     except ValueError as exc:
-        out_mod.error_line(f"--older-than: {exc}")
+        console.error_line(f"--older-than: {exc}")
         raise typer.Exit(int(ExitCode.USAGE)) from None
     store = _jobs_store(jobs_dir)
-    result = prune_mod.prune(store, older_than=age, statuses=chosen, dry_run=dry_run)
+    result = prune.prune(store, older_than=age, statuses=chosen, dry_run=dry_run)
     for job_id in result.busy:
-        out_mod.info_line(f"skipped {job_id}: being worked on by another process")
-    with out_mod.stdout_guard():
+        console.info_line(f"skipped {job_id}: being worked on by another process")
+    with console.stdout_guard():
         if as_json:
-            out_mod.print_json(result.removed)
+            console.print_json(result.removed)
             return
         verb = "would remove" if dry_run else "removed"
         for r in result.removed:
-            size = prune_mod.human_bytes(r["bytes"])
+            size = prune.human_bytes(r["bytes"])
             sys.stdout.write(f"{verb} {r['job_id']}\t{r['status']}\t{r['created_at']}\t{size}\n")
     if not quiet:
         n = len(result.removed)
-        freed = prune_mod.human_bytes(result.freed)
+        freed = prune.human_bytes(result.freed)
         what = f"{n} job{'s' if n != 1 else ''}"
-        out_mod.info_line(f"{'would free' if dry_run else 'freed'} {freed} ({what})")
+        console.info_line(f"{'would free' if dry_run else 'freed'} {freed} ({what})")
 
 
 def main() -> None:
     """Console-script entry point."""
-    from .streams import protect_stderr, reopen_closed_std_fds
+    from retailpulse_cli.ui.streams import protect_stderr, reopen_closed_std_fds
 
     reopen_closed_std_fds()  # `2>&-` in a crontab: /dev/null, not a dead job
     protect_stderr()  # losing the reader of progress and logs never stops a job

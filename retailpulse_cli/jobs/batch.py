@@ -7,16 +7,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from . import service
-from .jobstore import Job, Lock
-from .pipeline import Pools
-from .runner import StopFlag
-from .settings import Settings
-from .spec import JobSpec
-from .stores import StoreMaster
+from retailpulse_cli.config.settings import Settings
+from retailpulse_cli.jobs import lifecycle
+from retailpulse_cli.processing.download import StopFlag
+from retailpulse_cli.processing.pipeline import Pools
+from retailpulse_cli.processing.spec import JobSpec
+from retailpulse_cli.storage.job_dir import Job, Lock
+from retailpulse_cli.storage.store_master import StoreMaster
 
 if TYPE_CHECKING:
-    from .engine import DaskEngine
+    from retailpulse_cli.processing.dask_engine import DaskEngine
 
 
 @dataclass
@@ -25,7 +25,7 @@ class Planned:
 
     job: Job
     lock: Lock
-    mode: service.Mode
+    mode: lifecycle.Mode
     settings: Settings
     store_master: StoreMaster
     spec: JobSpec | None = None  # already parsed (submit): not parsed again from job.json
@@ -35,7 +35,7 @@ def run_jobs(
     planned: Sequence[Planned],
     *,
     stop: StopFlag,
-    observers: Sequence[service.Observer],
+    observers: Sequence[lifecycle.Observer],
     engine: DaskEngine | None = None,
 ) -> list[dict[str, Any]]:
     """Run every planned job to its end (or until `stop`); return their final statuses.
@@ -44,7 +44,7 @@ def run_jobs(
     try:
         if len(planned) == 1 or engine is not None:
             return [
-                service.execute(
+                lifecycle.execute(
                     p.job,
                     mode=p.mode,
                     settings=p.settings,
@@ -66,9 +66,9 @@ def _run_shared(
     planned: Sequence[Planned],
     *,
     stop: StopFlag,
-    observers: Sequence[service.Observer],
+    observers: Sequence[lifecycle.Observer],
 ) -> list[dict[str, Any]]:
-    from .fetch import Fetcher
+    from retailpulse_cli.processing.fetch import Fetcher
 
     # One connection pool per distinct settings (an inbox may resume an orphan submitted
     # with other timeouts or limits): each job downloads under its own rules.
@@ -82,7 +82,7 @@ def _run_shared(
 
         def one(i: int, p: Planned) -> None:
             try:
-                statuses[i] = service.execute(
+                statuses[i] = lifecycle.execute(
                     p.job,
                     mode=p.mode,
                     settings=p.settings,

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from .errors import StoreMasterError
+from retailpulse_cli.errors import StoreMasterError
 
 ENV_VAR = "RETAILPULSE_STORE_MASTER"
 _ID_COLUMNS = {"storeid"}  # header names after lowercasing and dropping "_", " " and "-"
@@ -30,11 +30,11 @@ class StoreMaster:
 
 def default_path() -> Path:
     """The store master shipped with the package (wheel) or beside it (source checkout)."""
-    here = Path(__file__).resolve().parent
-    packaged = here / "data" / "store_master.csv"
+    package = Path(__file__).resolve().parent.parent  # retailpulse_cli/
+    packaged = package / "data" / "store_master.csv"
     if packaged.is_file():
         return packaged
-    return here.parent / "store_master.csv"
+    return package.parent / "store_master.csv"
 
 
 def resolve_path(option: str | os.PathLike[str] | None) -> Path:

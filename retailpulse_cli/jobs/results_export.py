@@ -6,7 +6,7 @@ import csv
 import json
 from typing import Any, TextIO
 
-from .jobstore import Job
+from retailpulse_cli.storage.job_dir import Job
 
 # Every field a record can carry, so CSV has what JSON Lines has (tests check the union).
 CSV_COLUMNS = (

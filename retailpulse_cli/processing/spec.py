@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from .errors import InvalidJobFile
+from retailpulse_cli.errors import InvalidJobFile
 
 MAX_PROBLEMS = 50  # beyond this the message stops helping; the count still says how many
 

@@ -12,9 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .imaging import Size
-from .runner import gpu_delay
-from .settings import Settings
+from retailpulse_cli.config.settings import Settings
+from retailpulse_cli.processing.download import gpu_delay
+from retailpulse_cli.processing.imaging import Size
 
 
 @dataclass(frozen=True)

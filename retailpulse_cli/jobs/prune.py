@@ -16,8 +16,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from .errors import JobBusy, RetailpulseError, StorageError
-from .jobstore import Job, JobStore, Lock, fsync_dir, parse_time
+from retailpulse_cli.errors import JobBusy, RetailpulseError, StorageError
+from retailpulse_cli.storage.job_dir import Job, JobStore, Lock, fsync_dir, parse_time
 
 DEFAULT_STATUSES = ("completed", "failed")
 PRUNABLE = ("completed", "failed", "interrupted")

@@ -20,15 +20,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import ExitCode, RetailpulseError
-from .redaction import redact
-from .settings import DEFAULT_SHARD_SIZE, Settings
-from .spec import ImageTask
+from retailpulse_cli.config.settings import DEFAULT_SHARD_SIZE, Settings
+from retailpulse_cli.errors import ExitCode, RetailpulseError
+from retailpulse_cli.processing.spec import ImageTask
+from retailpulse_cli.text.redaction import redact
 
 if TYPE_CHECKING:
-    from .fetch import Fetcher
-    from .runner import StopFlag
-    from .storage import ImageStore
+    from retailpulse_cli.processing.download import StopFlag
+    from retailpulse_cli.processing.fetch import Fetcher
+    from retailpulse_cli.storage.image_archive import ImageStore
 
 Record = dict[str, Any]
 WORKER_CRASHED = "worker_crashed"
@@ -162,7 +162,7 @@ _FETCHERS_LOCK = threading.Lock()
 def _fetcher_for(settings: Settings) -> Fetcher:
     """One fetcher (one connection pool, one set of per-host caps) per worker thread and
     settings, made on first use in the worker process and kept for the next shards."""
-    from .fetch import Fetcher
+    from retailpulse_cli.processing.fetch import Fetcher
 
     key = (settings, threading.get_ident())
     with _FETCHERS_LOCK:
@@ -178,13 +178,13 @@ def _run_tasks_locally(
     tasks: list[ImageTask], settings: Settings, base_dir: Path, fetcher: Fetcher, stop: StopFlag
 ) -> tuple[list[Record], bool]:
     """The single-process pipeline (both stages) on one shard."""
-    from .pipeline import Pipeline
+    from retailpulse_cli.processing.pipeline import Pipeline
 
     records: list[Record] = []
     store = _store_for(settings.save_images) if settings.save_images else None
     keep = None
     if store is not None:
-        from .runner import store_keep
+        from retailpulse_cli.processing.download import store_keep
 
         keep = store_keep(store, settings, stop)  # each worker writes its own images
     # unknown stores were recorded by the driver and never sent
@@ -198,7 +198,7 @@ def _run_tasks_locally(
 @functools.lru_cache(maxsize=4)
 def _store_for(dest: str) -> ImageStore:
     """One image store per destination in a worker process, kept for the next shards."""
-    from .storage import open_store
+    from retailpulse_cli.storage.image_archive import open_store
 
     return open_store(dest)
 
@@ -230,7 +230,7 @@ def run_shard(
     tasks: list[ImageTask], settings: Settings, base_dir: Path, shard_id: int, stop_name: str
 ) -> ShardResult:
     """A Dask task: run one shard's images in this worker process; plain data in and out."""
-    from .runner import StopFlag
+    from retailpulse_cli.processing.download import StopFlag
 
     stop = StopFlag()
     fetcher = _fetcher_for(settings)
@@ -271,7 +271,7 @@ class _Seen:
 
 
 def crashed_record(task: ImageTask) -> Record:
-    from .runner import base_record
+    from retailpulse_cli.processing.download import base_record
 
     rec = base_record(task)
     rec.update(
@@ -293,7 +293,7 @@ def _shards(
     shard: list[ImageTask] = []
     for task in tasks:
         if not is_known(task.store_id):
-            from .runner import unknown_store_record
+            from retailpulse_cli.processing.download import unknown_store_record
 
             sink(unknown_store_record(task))
             continue
@@ -307,7 +307,11 @@ def _shards(
 
 # Imported once by the forkserver; each worker process is a fork of it, so neither Dask nor
 # the pipeline's imports (requests, Pillow) are paid per worker or on its first shard.
-FORKSERVER_PRELOAD = ["distributed", "retailpulse_cli.engine", "retailpulse_cli.pipeline"]
+FORKSERVER_PRELOAD = [
+    "distributed",
+    "retailpulse_cli.processing.dask_engine",
+    "retailpulse_cli.processing.pipeline",
+]
 
 
 def _start_workers_from_a_forkserver() -> None:

@@ -16,9 +16,11 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from . import spec
-from .errors import InvalidJobFile, JobDamaged, RetailpulseError
-from .jobstore import (
+from retailpulse_cli.config.settings import Settings
+from retailpulse_cli.errors import InvalidJobFile, JobDamaged, RetailpulseError
+from retailpulse_cli.processing import spec
+from retailpulse_cli.processing.tally import STORE_NOT_FOUND, Tally
+from retailpulse_cli.storage.job_dir import (
     SCHEMA_VERSION,
     Job,
     JobStore,
@@ -28,15 +30,13 @@ from .jobstore import (
     host_info,
     now_iso,
 )
-from .settings import Settings
-from .stores import StoreMaster
-from .tally import STORE_NOT_FOUND, Tally
+from retailpulse_cli.storage.store_master import StoreMaster
 
 if TYPE_CHECKING:  # runner and fetch pull in requests and Pillow: not for `status`/`list`
-    from .engine import DaskEngine
-    from .fetch import Fetcher
-    from .pipeline import Pools
-    from .runner import StopFlag
+    from retailpulse_cli.processing.dask_engine import DaskEngine
+    from retailpulse_cli.processing.download import StopFlag
+    from retailpulse_cli.processing.fetch import Fetcher
+    from retailpulse_cli.processing.pipeline import Pools
 
 Mode = Literal["submit", "resume", "retry"]
 STATUS_SYNC_SECONDS = 0.5  # how stale `status` may be while a job runs
@@ -153,7 +153,7 @@ def stored_settings(job: Job) -> dict[str, Any]:
 
 
 def _settings_to_json(settings: Settings) -> dict[str, Any]:
-    from .redaction import redact
+    from retailpulse_cli.text.redaction import redact
 
     out = dataclasses.asdict(settings)
     out["gpu_delay"] = list(settings.gpu_delay)
@@ -231,7 +231,9 @@ def execute(
     Several jobs may run at once in threads sharing `pools` and one `fetcher` (one set of
     stage threads, one connection pool); each job still has its own single writer.
     """
-    from .fetch import Fetcher  # heavy (requests): only commands that download import it
+    from retailpulse_cli.processing.fetch import (
+        Fetcher,  # heavy (requests): only commands that download import it
+    )
 
     job_spec = job_spec or load_spec(job)
     plan = _plan(job, job_spec, mode)
@@ -266,7 +268,7 @@ def _run_pipeline(
     engine: DaskEngine | None,
 ) -> bool:
     """Both stages in this process, or shards of them on a Dask cluster (`engine`)."""
-    from .pipeline import Pipeline
+    from retailpulse_cli.processing.pipeline import Pipeline
 
     skip = run.plan.skip
     tasks = (t for t in job_spec.tasks() if t.image_index not in skip)
@@ -286,8 +288,8 @@ def _run_pipeline(
         )
     keep = None
     if settings.save_images:
-        from .runner import store_keep
-        from .storage import open_store
+        from retailpulse_cli.processing.download import store_keep
+        from retailpulse_cli.storage.image_archive import open_store
 
         store = open_store(settings.save_images)  # checked by the CLI before the job was made
         run.writer.before_sync = store.flush  # images on disk before records naming them
@@ -391,7 +393,7 @@ def wait_for(
 ) -> dict[str, Any]:
     """Block until the job is no longer `ongoing`; WaitTimeout after `timeout` seconds.
     `on_poll(status)` sees each status read (a progress display)."""
-    from .errors import WaitTimeout
+    from retailpulse_cli.errors import WaitTimeout
 
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
