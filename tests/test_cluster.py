@@ -4,11 +4,14 @@ Kept few and bounded: each LocalCluster start costs ~1-2 s on the 2-core CI mach
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -322,3 +325,40 @@ def test_losing_the_scheduler_mid_job_interrupts_it_and_resume_finishes_it(
     records = results_of(env, job_id)
     assert records[: len(kept)] == kept  # what the cluster finished is kept, not redone
     assert_exactly_once(records, n, tag)
+
+
+@pytest.fixture
+def silent_listener() -> Iterator[int]:
+    """A real TCP listener on 127.0.0.1 that accepts connections and never says a word."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):  # closed at the end of the test
+            while True:
+                accepted.append(listener.accept()[0])
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield int(listener.getsockname()[1])
+    finally:
+        listener.close()
+        for conn in accepted:
+            conn.close()
+
+
+def test_a_scheduler_address_that_accepts_and_never_answers_is_refused_in_bounded_time(
+    silent_listener: int, server: ImageServer, env: dict[str, str], tmp_path: Path
+) -> None:
+    """Issue 17: Dask's handshake waited for the first message with no timeout, so this
+    hung for good (no output after 120 s)."""
+    job = image_job(tmp_path, server, 2, tag=390)
+    address = f"tcp://127.0.0.1:{silent_listener}"
+    t0 = time.monotonic()
+    r = run_cli("submit", str(job), "--cluster", address, env=env, timeout=60)
+    assert time.monotonic() - t0 < 30
+    assert r.returncode == 2, r.stderr
+    errors = [line for line in r.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and address in errors[0] and "did not answer" in errors[0], r.stderr
+    assert "Traceback" not in r.stderr
+    assert jobs_in(env) == []

@@ -34,6 +34,7 @@ Record = dict[str, Any]
 WORKER_CRASHED = "worker_crashed"
 INSTALL_HINT = "pip install 'retailpulse[dask]'"
 GRACE = 3.0  # the runner's own 2 s grace inside a shard, plus the trip back to the driver
+SCHEDULER_TIMEOUT = 10.0  # seconds to reach a tcp:// scheduler and hear it answer
 
 
 class ClusterError(RetailpulseError):
@@ -379,6 +380,29 @@ class _QuietLogs:
         self.saved = []
 
 
+def _check_answers(address: str) -> None:
+    """Connect and let the scheduler greet us, within SCHEDULER_TIMEOUT. Dask's own connect
+    bounds the TCP connection only: its handshake then waits for the first message with no
+    timeout, so a listener that accepts and never speaks (a stuck process, the wrong port
+    behind a proxy) held `Client(address, timeout=...)` for good (issue 17)."""
+    import asyncio
+
+    from distributed.comm.core import connect
+
+    async def greet() -> None:
+        comm = await connect(address, timeout=SCHEDULER_TIMEOUT)
+        await comm.close()
+
+    try:
+        asyncio.run(asyncio.wait_for(greet(), SCHEDULER_TIMEOUT))
+    except asyncio.TimeoutError:  # not the builtin TimeoutError before Python 3.11
+        raise ClusterError(
+            f"the Dask scheduler at {redact(address)} accepted the connection but did not "
+            f"answer within {SCHEDULER_TIMEOUT:g} s (is a Dask scheduler listening there?)",
+            hint="start `dask scheduler` and `dask worker ADDRESS`, or check the address",
+        ) from None
+
+
 class DaskEngine:
     """Runs jobs on a Dask cluster: a LocalCluster of N processes, or a running scheduler."""
 
@@ -443,7 +467,8 @@ class DaskEngine:
             )
             self.client = distributed.Client(self.cluster)
         else:
-            self.client = distributed.Client(self.spec.address, timeout="10s")
+            _check_answers(self.spec.address)
+            self.client = distributed.Client(self.spec.address, timeout=SCHEDULER_TIMEOUT)
             try:
                 self.client.wait_for_workers(1, timeout=60)
             except TimeoutError:
