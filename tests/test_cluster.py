@@ -5,6 +5,7 @@ Kept few and bounded: each LocalCluster start costs ~1-2 s on the 2-core CI mach
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import signal
@@ -433,3 +434,46 @@ def test_a_cluster_left_without_workers_stops_the_job_cleanly_in_bounded_time(
     assert "Traceback" not in r.stderr
     st = status_of(env, job_id)
     assert st["status"] == "interrupted" and 0 < st["images_done"] < n, st
+
+
+def recording_shard(tasks: list[Any], settings: Any, base_dir: Path, *rest: Any) -> Any:
+    """run_shard, noting in the job's folder which worker process ran how many images,
+    and when (the folder is the shard's `base_dir`, seen by every local worker)."""
+    began = time.time()
+    result = dask_worker.run_shard(tasks, settings, base_dir, *rest)
+    with open(base_dir / "shards.log", "a", encoding="utf-8") as fh:
+        fh.write(f"{os.getpid()} {len(tasks)} {began} {time.time()}\n")
+    return result
+
+
+def test_shards_are_sized_from_the_job_so_every_worker_gets_work_and_they_overlap(
+    server: ImageServer,
+    env: dict[str, str],
+    tmp_path: Path,
+    cli: Cli,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 17: with 1,000-image shards, a job of 1,200 made shards of 1,000 and 200 and one
+    of two workers idled most of the run; a 120-image job was one shard on one worker. Now
+    shards follow the job's size and the cluster's, and a worker starts its next shard
+    while the last images of one go through the GPU stage."""
+    n, tag = 120, 900
+    job = image_job(tmp_path, server, n, tag=tag)
+    monkeypatch.setattr(dask_worker, "run_shard", recording_shard)
+    r = cli("submit", str(job), "--cluster", "local:2", "--workers", "4", "--gpu-delay", "0.05")
+    assert r.exit_code == 0, r.stderr
+    assert_exactly_once(results_of(env, jobs_in(env)[0]), n, tag)
+    runs = [line.split() for line in (tmp_path / "shards.log").read_text().splitlines()]
+    images_by_worker = Counter[str]()
+    for pid, size, _, _ in runs:
+        images_by_worker[pid] += int(size)
+    assert sum(images_by_worker.values()) == n
+    assert len(images_by_worker) == 2, f"not every worker got work: {images_by_worker}"
+    overlapped = any(
+        float(b[2]) < float(a[3])
+        for pid in images_by_worker
+        for a, b in itertools.pairwise(
+            sorted((x for x in runs if x[0] == pid), key=lambda x: float(x[2]))
+        )
+    )
+    assert overlapped, "a worker waited between two shards"
