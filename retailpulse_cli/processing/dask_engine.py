@@ -131,6 +131,17 @@ FORKSERVER_PRELOAD = [
 ]
 
 
+def _start_forkserver() -> None:
+    """Start the forkserver the workers will be forked from, with its preloads, now: it
+    imports them (~1 s) while this process imports Dask and starts the scheduler, where it
+    used to start only when the first worker was asked for."""
+    import multiprocessing
+    from multiprocessing import forkserver
+
+    multiprocessing.get_context("forkserver").set_forkserver_preload(FORKSERVER_PRELOAD)
+    forkserver.ensure_running()
+
+
 def _start_workers_from_a_forkserver() -> None:
     """LocalCluster workers forked from a preloaded forkserver rather than spawned: measured
     (bench/README.md) 1.3-1.5 s -> 0.9-1.1 s to a 2-worker cluster, and ~0.2 s less on each
@@ -207,10 +218,12 @@ class DaskEngine:
     def open(self) -> None:
         """Start or reach the cluster, then check every worker runs our version. Whatever
         Dask raises on the way is one ClusterError (exit 2), never an internal error."""
-        require_dask()
         self.quiet.enter()  # from here on, the CLI's stderr stays ours
         quiet_helpers()
         try:
+            if self.spec.kind == "local-cluster":
+                _start_forkserver()  # it imports Dask for the workers while we import it here
+            require_dask(load=True)
             self._connect()
         except BaseException as exc:  # Ctrl-C while starting, too: nothing left running
             self.close()
