@@ -129,12 +129,29 @@ class DownloadWindow:
         rate = self.slots / self.gpu_seconds
         return max(1, math.ceil(GPU_HEADROOM * rate * typical))
 
+    def _widen_to_need(self, now: float) -> bool:
+        """The GPU stage waits and the window is below what it needs: widen to that at
+        once (no probe: Little's law says it is needed, e.g. when a host holds requests
+        back after a 429 and every download takes a second)."""
+        needed = self._needed()
+        if needed is None or needed <= self.paced or self.paced >= self.most:
+            return False
+        self.paced = min(self.most, needed)
+        self.widest = max(self.widest, self.paced)
+        self._probe = None
+        self._window_start(now)
+        return True
+
     def _judge(self, now: float) -> None:
         elapsed = now - self._since
-        if elapsed < WINDOW_MIN or (self._done < max(32, 4 * self.paced) and elapsed < WINDOW_MAX):
+        if elapsed < WINDOW_MIN:
+            return
+        starved = self._gpu_waited and self._held_by_window > self._held_otherwise
+        if starved and self._widen_to_need(now):
+            return
+        if self._done < max(32, 4 * self.paced) and elapsed < WINDOW_MAX:
             return
         rate = self._done / elapsed
-        starved = self._gpu_waited and self._held_by_window > self._held_otherwise
         warm, self._warm = self._warm, True
         self._window_start(now)
         if not warm or not starved:
