@@ -6,10 +6,12 @@ fixed `--downloads`? Side by side in one run, on the benchmark's image server:
 
 Each round runs, each as a fresh process and in this order: the one-call-read `requests`
 thread pool (bench/references.py, 32 threads), `retailpulse submit` with default flags,
-then with every `--downloads` of `--fixed`. Rounds alternate the clients, so a busy spell
-of the shared machine hits all of them; medians are compared. Targets: default flags within
-5 % of the best fixed `--downloads`, and >= 1.25x the reference. The load average is
-printed before and after: on a shared machine the figures are indicative only.
+then with N downloads at once for every N of `--fixed` (`--downloads N --workers N`: the
+window starts at the GPU slots and never passes --downloads, so it stays at N). Rounds
+alternate the clients, so a busy spell of the shared machine hits all of them; medians are
+compared. Targets: default flags within 5 % of the best fixed N, and >= 1.25x the
+reference. The load average is printed before and after: on a shared machine the figures
+are indicative only.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ def main() -> int:
     )
     ap.add_argument("--images", type=int, default=4000)
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--fixed", default="8,16,32,64,128", help="fixed --downloads to compare")
+    ap.add_argument("--fixed", default="8,16,32,64,128", help="fixed downloads to compare")
     ap.add_argument("--gpu-delay", default="0")
     ap.add_argument("--workers", type=int, default=None, help="--workers (default: its own)")
     args = ap.parse_args()
@@ -62,7 +64,11 @@ def main() -> int:
         if args.workers:
             base += ["--workers", str(args.workers)]
         configs = {"default flags": base}
-        configs.update({f"--downloads {d}": [*base, "--downloads", str(d)] for d in fixed})
+        # --downloads is the most the stage runs at once; with --workers as big, the window
+        # starts there too, so it is fixed. At --gpu-delay 0 the GPU slots set nothing else.
+        configs.update(
+            {f"fixed {d}": [*base, "--downloads", str(d), "--workers", str(d)] for d in fixed}
+        )
         rates: dict[str, list[float]] = {"one-read reference": [], **{k: [] for k in configs}}
         threads = args.workers or DEFAULT_WORKERS
         for rnd in range(1, args.rounds + 1):
@@ -82,7 +88,7 @@ def main() -> int:
     say(f"medians of {args.rounds} ({args.images:,} photos, --gpu-delay {args.gpu_delay}):")
     for label, rate in med.items():
         say(f"  {label:<20} {rate:7.0f} img/s")
-    best_label = max((k for k in med if k.startswith("--downloads")), key=med.__getitem__)
+    best_label = max((k for k in med if k.startswith("fixed")), key=med.__getitem__)
     default, best, ref_rate = med["default flags"], med[best_label], med["one-read reference"]
     checks = [
         (default >= WITHIN_BEST * best, f"default {default:.0f} >= {WITHIN_BEST:g} x best "
