@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from PIL import Image, ImageFile, ImageSequence, TiffImagePlugin, features
+from PIL import Image, ImageFile, TiffImagePlugin, features
 
 from retailpulse_cli.processing.imaging import ImageFailure, measure
 

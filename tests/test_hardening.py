@@ -15,7 +15,16 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from .conftest import Cli, jobs_in, results_of, run_cli, start_cli, visit, write_job
+from .conftest import (
+    Cli,
+    dropped_earlier,
+    jobs_in,
+    results_of,
+    run_cli,
+    start_cli,
+    visit,
+    write_job,
+)
 from .imageserver import ImageServer
 
 
@@ -125,6 +134,7 @@ def test_inbox_survives_odd_entries_and_bad_text(
         '{"count": 1, "visits": [{"store_id": "S00339218", "visit_time": "x", '
         '"image_url": ["http://127.0.0.1:9/\\ud800.jpg"]}]}'
     )
+    dropped_earlier(box)
     r = run_cli("inbox", str(box), "--json", "--gpu-delay", "0", env=env, timeout=60)
     assert r.returncode == 3, r.stderr  # two files rejected
     rows = {row["file"]: row for row in json.loads(r.stdout)}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import Cli, jobs_in, run_cli, visit, write_job
+from .conftest import Cli, dropped_earlier, jobs_in, run_cli, visit, write_job
 from .imageserver import ImageServer
 
 
@@ -86,6 +86,7 @@ def test_inbox_does_not_take_symbolic_links(
     box.mkdir()
     real = write_job(box / "z.json", [visit("S00339218", server.url("/img/701x30.png"))])
     (box / "a.json").symlink_to(real)
+    dropped_earlier(box)
     r = cli("inbox", str(box), "--gpu-delay", "0")
     assert r.exit_code == 0, r.stderr
     assert len(jobs_in(env)) == 1  # z.json once, not again through a.json

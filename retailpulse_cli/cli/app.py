@@ -1062,9 +1062,9 @@ def _inbox_plan_all(
 
     planned: list[Planned] = []
     claims: list[Claim] = []
-    found, odd = inbox.claim_all(folder)
-    for name in odd:
-        console.info_line(f"inbox: skipped {folder / name}: not a regular file")
+    found, notes = inbox.claim_all(folder)
+    for note in notes:  # entries left alone: not regular files, uploads under way
+        console.info_line(f"inbox: {note}")
     for claim in found:
         item = _inbox_take(claim, folder, store, settings, flags, master, rows)
         if item is not None:
