@@ -196,6 +196,32 @@ def test_hand_edited_job_dirs_are_reported_not_crashed_on(
     assert [(row["job_id"], row["status"]) for row in rows] == [(job_id, "damaged")]
 
 
+def test_folders_that_were_never_jobs_are_not_listed_as_damaged(
+    cli: Cli, server: ImageServer, env: dict[str, str], tmp_path: Path
+) -> None:
+    """Issue 17, finding 8: `notes/` and `lost+found/` in the jobs dir showed as damaged."""
+    job = write_job(tmp_path / "j.json", [visit("S00339218", server.url("/img/825x20.png"))])
+    good, broken = (cli("submit", str(job), "--gpu-delay", "0").stdout.strip() for _ in "ab")
+    root = Path(env["RETAILPULSE_JOBS_DIR"])
+    (root / "notes").mkdir()
+    (root / "notes" / "todo.txt").write_text("not a job")
+    (root / "lost+found").mkdir()
+    (root / broken / "status.json").write_text("{")  # a job, with a broken file: damaged
+    rows = json.loads(cli("list", "--json").stdout)
+    assert [(row["job_id"], row["status"]) for row in rows] == [
+        (broken, "damaged"),
+        (good, "completed"),
+    ]
+    damaged = json.loads(cli("list", "--status", "damaged", "--json").stdout)
+    assert [row["job_id"] for row in damaged] == [broken]
+    r = cli("status", "notes")
+    assert r.exit_code == 5 and "no job 'notes'" in r.stderr, r.stderr
+    assert cli("status", broken).exit_code == 7
+    report = json.loads(cli("report", "--since", "7d", "--json").stdout)
+    assert [j["job_id"] for j in report["jobs"]] == [good]
+    assert len(report["skipped"]) == 1 and broken in report["skipped"][0]
+
+
 def test_rate_limit_waits_do_not_count_against_the_timeout(
     cli: Cli, server: ImageServer, env: dict[str, str], tmp_path: Path
 ) -> None:
