@@ -113,7 +113,7 @@ def handle_errors(func: F) -> F:
 # -- shared options ------------------------------------------------------------------------
 
 JobsDir = Annotated[
-    Path | None,
+    str | None,  # checked as the run options are (an empty one is refused)
     typer.Option(
         "--jobs-dir",
         help="Where jobs live. [env: RETAILPULSE_JOBS_DIR; default: per-user data dir]",
@@ -121,7 +121,7 @@ JobsDir = Annotated[
     ),
 ]
 StoreMasterOpt = Annotated[
-    Path | None,
+    str | None,
     typer.Option(
         "--store-master",
         help="Store master CSV. [env: RETAILPULSE_STORE_MASTER; default: the shipped one]",
@@ -161,7 +161,7 @@ SinceOpt = Annotated[
         "--since",
         metavar="WHEN",
         help="Only jobs created at or after WHEN: an ISO 8601 date or date-time (UTC unless "
-        "an offset is given), today, yesterday, or an age: 30m, 24h, 7d.",
+        "an offset is given), today, yesterday, or an age: 30s, 30m, 24h, 7d.",
     ),
 ]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print only data and errors.")]
@@ -212,22 +212,20 @@ def _open_log(flags: RunFlags) -> None:
         ) from None
 
 
-def _jobs_store(jobs_dir: Path | None) -> JobStore:
+def _jobs_store(jobs_dir: str | Path | None) -> JobStore:
     """--jobs-dir, else RETAILPULSE_JOBS_DIR, else the config file, else the default."""
     from retailpulse_cli.config import options
     from retailpulse_cli.storage.job_dir import JobStore, default_jobs_dir
 
-    if jobs_dir is None:
-        jobs_dir = options.resolve({}, only={"jobs_dir"}).get("jobs_dir")
-    return JobStore(jobs_dir.expanduser() if jobs_dir else default_jobs_dir())
+    path = options.resolve({"jobs_dir": jobs_dir}, only={"jobs_dir"}).get("jobs_dir")
+    return JobStore(path or default_jobs_dir())
 
 
-def _store_master(path: Path | None) -> StoreMaster:
+def _store_master(path: str | Path | None) -> StoreMaster:
     from retailpulse_cli.config import options
     from retailpulse_cli.storage import store_master
 
-    if path is None:
-        path = options.resolve({}, only={"store_master"}).get("store_master")
+    path = options.resolve({"store_master": path}, only={"store_master"}).get("store_master")
     return store_master.load(store_master.resolve_path(path))
 
 
@@ -630,7 +628,7 @@ def worker(
     exit_after_run(statuses, code)
 
 
-def _job_store_master(job: Job, option: Path | None) -> StoreMaster:
+def _job_store_master(job: Job, option: str | Path | None) -> StoreMaster:
     """--store-master (or its variable or config key), else the one the job was submitted
     with, else the default."""
     from retailpulse_cli.jobs import lifecycle
@@ -1309,7 +1307,7 @@ def prune(
         typer.Option(
             "--older-than",
             metavar="AGE",
-            help="Remove jobs finished (else created) longer ago than AGE: 30d, 12h, 2w.",
+            help="Remove jobs finished (else created) longer ago than AGE: 30d, 12h, 2w, 30s.",
         ),
     ],
     statuses: Annotated[

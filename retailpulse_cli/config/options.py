@@ -275,7 +275,7 @@ def _options() -> tuple[Option, ...]:
             _path,
             "Store master CSV (default: the shipped one).",
             None,
-            flag_type=Path,
+            flag_type=str,  # a path, but "" must reach the check: Path("") is "."
         ),
         Option(
             "jobs-dir",
@@ -283,7 +283,7 @@ def _options() -> tuple[Option, ...]:
             _path,
             "Where jobs live (default: per-user data dir).",
             None,
-            flag_type=Path,
+            flag_type=str,  # a path, but "" must reach the check: Path("") is "."
         ),
         Option(
             "log-file",
@@ -291,7 +291,7 @@ def _options() -> tuple[Option, ...]:
             _path,
             "Also append the stderr lines, timestamped, to this file.",
             None,
-            flag_type=Path,
+            flag_type=str,  # a path, but "" must reach the check: Path("") is "."
         ),
     )
 
@@ -379,7 +379,9 @@ def resolve(
         given = flags.get(opt.dest)
         if given is not None and not (opt.switch and given is False):
             values[opt.dest], sources[opt.dest] = _checked(opt, given, f"--{opt.name}"), "flag"
-        elif env.get(opt.env) not in (None, ""):
+        elif opt.env in env and not (opt.switch and env[opt.env] == ""):
+            # set but empty is refused as from a flag or the file (one rule for all
+            # three); for a switch, empty means off, as `0` does
             values[opt.dest] = _checked(opt, env[opt.env], opt.env)
             sources[opt.dest] = f"env {opt.env}"
         elif opt.name in from_file:
@@ -393,6 +395,11 @@ def resolve(
 
 
 def _checked(opt: Option, raw: Any, where: str) -> Any:
+    if isinstance(raw, str) and not raw.strip():
+        raise ConfigError(
+            f"{where}: an empty value is not valid for --{opt.name}",
+            hint="give a value, or leave the option out to use the default",
+        )
     try:
         return opt.convert(raw)
     except (ValueError, TypeError) as exc:
