@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from retailpulse_cli.jobs.lifecycle import parse_since
+from retailpulse_cli.jobs.read import parse_since
 from retailpulse_cli.jobs.report_counts import JobSummary, Summary, summarize
 from retailpulse_cli.storage.job_dir import JobStore
 

@@ -314,6 +314,20 @@ class Resolved:
         return self.values.get(dest, default)
 
 
+@dataclass(frozen=True)
+class RunFlags:
+    """The run options given on the command line (dest -> value; None = not given) and
+    the --config file, if one was named: what `resolve` starts from."""
+
+    values: dict[str, Any]
+    config_file: Path | None
+
+    def resolve(
+        self, *, stored: Mapping[str, Any] | None = None, only: set[str] | None = None
+    ) -> Resolved:
+        return resolve(self.values, config_file=self.config_file, stored=stored, only=only)
+
+
 def config_path(given: Path | None, env: Mapping[str, str]) -> tuple[Path | None, bool]:
     """(path, must_exist): --config, else $RETAILPULSE_CONFIG, else the per-user file."""
     if given is not None:

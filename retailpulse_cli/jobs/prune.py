@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from retailpulse_cli.errors import JobBusy, RetailpulseError, StorageError
+from retailpulse_cli.model import JobState
 from retailpulse_cli.storage.job_dir import Job, JobStore, Lock, fsync_dir, parse_time
 
-DEFAULT_STATUSES = ("completed", "failed")
-PRUNABLE = ("completed", "failed", "interrupted")
+DEFAULT_STATUSES = (JobState.COMPLETED, JobState.FAILED)
+PRUNABLE = (JobState.COMPLETED, JobState.FAILED, JobState.INTERRUPTED)
 TRASH_PREFIX = ".trash-"
 
 
@@ -67,8 +68,8 @@ def _candidate(
         status = job.status()
     except RetailpulseError:
         return None
-    if locked and status.get("status") == "ongoing":
-        status["status"] = "interrupted"
+    if locked and status.get("status") == JobState.ONGOING:
+        status["status"] = JobState.INTERRUPTED.value
     when = _age_from(status)
     if status.get("status") not in statuses or when is None or when >= cutoff:
         return None

@@ -6,6 +6,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from retailpulse_cli.model import JobCounts
+
 STORE_NOT_FOUND = "store_not_found"
 
 
@@ -58,7 +60,7 @@ class Tally:
     def unknown_stores(self) -> list[str]:
         return [s for s, codes in self.failed_by_store.items() if STORE_NOT_FOUND in codes]
 
-    def counts(self) -> dict[str, Any]:
+    def counts(self) -> JobCounts:
         return {
             "visits": self.visits,
             "images_total": self.images_total,
