@@ -1,14 +1,16 @@
-"""The Typer app: its commands (one module per group, registered below), the one place
+"""The Typer app: its commands (one module per group, listed in COMMANDS), the one place
 errors become a line and an exit code, and the entry point.
 
 A command parses its options, calls the core (retailpulse_cli.jobs) and renders (ui).
 Heavy modules (requests, Pillow, Rich, Dask) are imported inside the commands that need
-them, so `status`, `list` and `results` start fast.
+them, and `main` builds the app with only the group of the command it runs: `status`,
+`list` and `results` start about as fast as Typer itself (bench/startup.py).
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
 import os
 import sys
 from collections.abc import Callable
@@ -17,34 +19,50 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from retailpulse_cli import __version__
-from retailpulse_cli.cli import (
-    config_command,
-    inbox_command,
-    read_commands,
-    report_commands,
-    run_commands,
-    validate_command,
-)
 from retailpulse_cli.errors import EXIT_CODE_HELP, ExitCode, RetailpulseError
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+# Every command, in the order `--help` lists them, and the module of cli/ that declares it
+# (with `group.command`). A new command: a function in its group's module and a line here;
+# a new group: a module cli/NAME_command(s).py with `group = CommandGroup()`.
+COMMANDS = {
+    "submit": "run_commands",
+    "_worker": "run_commands",  # hidden: the background worker `--detach` starts
+    "resume": "run_commands",
+    "retry": "run_commands",
+    "status": "read_commands",
+    "results": "read_commands",
+    "schema": "read_commands",
+    "list": "read_commands",
+    "validate": "validate_command",
+    "inbox": "inbox_command",
+    "config": "config_command",
+    "report": "report_commands",
+    "prune": "report_commands",
+}
 
 EXIT_CODES_TEXT = "| code | meaning |\n|---:|---|\n" + "\n".join(
     f"| {int(c)} | {text} |" for c, text in EXIT_CODE_HELP.items()
 )
 
-app = typer.Typer(
-    name="retailpulse",
-    help=(
-        "Check store visits against the store master, download and measure shelf photos, "
-        "and keep each job's results on disk.\n\nExit codes:\n\n" + EXIT_CODES_TEXT
-    ),
-    rich_markup_mode="markdown",
-    pretty_exceptions_enable=False,
-    no_args_is_help=True,
-    add_completion=True,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
+
+def new_app() -> typer.Typer:
+    """The app with no commands yet (`build_app` adds them)."""
+    app = typer.Typer(
+        name="retailpulse",
+        help=(
+            "Check store visits against the store master, download and measure shelf photos, "
+            "and keep each job's results on disk.\n\nExit codes:\n\n" + EXIT_CODES_TEXT
+        ),
+        rich_markup_mode="markdown",
+        pretty_exceptions_enable=False,
+        no_args_is_help=True,
+        add_completion=True,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+    app.callback()(_root)
+    return app
 
 
 def _version(value: bool) -> None:
@@ -53,7 +71,6 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
 def _root(
     version: Annotated[
         bool,
@@ -102,18 +119,32 @@ def handle_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-# Every command, in the order `--help` lists them: a new command is a function in a module
-# of its group (cli/*_command.py or cli/*_commands.py, declared with `group.command`), and a
-# new group is one more module here.
-for command_group in (
-    run_commands,  # submit, resume, retry (and the hidden _worker)
-    read_commands,  # status, results, schema, list
-    validate_command,  # validate
-    inbox_command,  # inbox
-    config_command,  # config
-    report_commands,  # report, prune
-):
-    command_group.group.register(app, wrap=handle_errors)
+def build_app(command: str | None = None) -> typer.Typer:
+    """The app with every command, or with only `command` (the one a run needs)."""
+    app = new_app()
+    if command in COMMANDS:
+        module = importlib.import_module(f"retailpulse_cli.cli.{COMMANDS[command]}")
+        module.group.register(app, wrap=handle_errors, only=command)
+        return app
+    for name in dict.fromkeys(COMMANDS.values()):
+        module = importlib.import_module(f"retailpulse_cli.cli.{name}")
+        module.group.register(app, wrap=handle_errors)
+    return app
+
+
+def __getattr__(name: str) -> typer.Typer:
+    """`app`, the whole app (tests, `--help`), built on first use: `main` builds only
+    the part it runs."""
+    if name != "app":
+        raise AttributeError(name)
+    app = globals()["app"] = build_app()
+    return app
+
+
+def command_named(argv: list[str]) -> str | None:
+    """The command in argv: its first word that is not an option (the app's own options
+    take no value)."""
+    return next((arg for arg in argv if not arg.startswith("-")), None)
 
 
 def main() -> None:
@@ -123,7 +154,7 @@ def main() -> None:
     reopen_closed_std_fds()  # `2>&-` in a crontab: /dev/null, not a dead job
     protect_stderr()  # losing the reader of progress and logs never stops a job
     try:
-        app()
+        build_app(command_named(sys.argv[1:]))()
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(1)

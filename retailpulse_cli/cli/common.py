@@ -8,7 +8,6 @@ them, never here: `status --json`, `list --json` and `results` start fast.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -24,25 +23,30 @@ if TYPE_CHECKING:
 Command = Callable[..., None]
 
 
-@dataclass
 class CommandGroup:
     """The commands of one module, in the order `--help` lists them; cli.app registers
-    every group on the app in one place."""
+    them on the app (all, or only the one a run needs)."""
 
-    commands: list[tuple[Command, dict[str, Any]]] = field(default_factory=list)
+    def __init__(self) -> None:
+        self.commands: list[tuple[str, Command, dict[str, Any]]] = []
 
     def command(self, **options: Any) -> Callable[[Command], Command]:
         """Declare a command; `options` are Typer's (name, epilog, hidden, ...)."""
 
         def add(func: Command) -> Command:
-            self.commands.append((func, options))
+            name = options.get("name") or func.__name__.replace("_", "-")
+            self.commands.append((name, func, options))
             return func
 
         return add
 
-    def register(self, app: typer.Typer, wrap: Callable[[Command], Command]) -> None:
-        for func, options in self.commands:
-            app.command(**options)(wrap(func))
+    def register(
+        self, app: typer.Typer, wrap: Callable[[Command], Command], only: str | None = None
+    ) -> None:
+        """Add the commands to `app` (with `only`, just that one), each wrapped by `wrap`."""
+        for name, func, options in self.commands:
+            if only is None or name == only:
+                app.command(**options)(wrap(func))
 
 
 def examples(*lines: str) -> str:

@@ -12,9 +12,8 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NamedTuple, TypeVar
 
 import typer
 
@@ -96,8 +95,7 @@ def ignored_output_options(func: F) -> F:
     return with_group(func, None, OUTPUT_OPTIONS, _output)
 
 
-@dataclass(frozen=True)
-class ReadOptions:
+class ReadOptions(NamedTuple):
     """What a command that reads jobs was given besides its own options."""
 
     output: Output

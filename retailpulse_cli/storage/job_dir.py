@@ -17,8 +17,6 @@ import errno
 import fcntl
 import json
 import os
-import secrets
-import socket
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -75,6 +73,8 @@ def _storage_error(action: str, path: Path, exc: OSError) -> StorageError:
 
 def write_atomic(path: Path, data: bytes) -> None:
     """Write to a temp file in the same folder, fsync, then os.replace: never half a file."""
+    import secrets  # here, not at the top: `status` and `list` never write (start-up)
+
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(3)}.tmp")
     try:
         with tmp.open("wb") as fh:
@@ -106,6 +106,8 @@ def fsync_dir(path: Path) -> None:
 def new_job_id() -> str:
     """YYYYMMDD-HHMMSS-mmm-xxxx (UTC, milliseconds, 4 random hex digits): ids sort by
     creation time, and two submits in the same millisecond still differ."""
+    import secrets
+
     now = datetime.now(timezone.utc)
     return f"{now:%Y%m%d-%H%M%S}-{now.microsecond // 1000:03d}-{secrets.token_hex(2)}"
 
@@ -494,4 +496,6 @@ def _remove_tree(path: Path) -> None:
 
 
 def host_info() -> dict[str, Any]:
+    import socket
+
     return {"pid": os.getpid(), "host": socket.gethostname()}

@@ -13,8 +13,7 @@ import json
 import os
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, NamedTuple, TextIO
 
 from retailpulse_cli.text.escape import safe
 from retailpulse_cli.ui.streams import log_line
@@ -23,9 +22,9 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 
-@dataclass(frozen=True)
-class Output:
-    """How much and in what form to print; one per command invocation."""
+class Output(NamedTuple):
+    """How much and in what form to print; one per command invocation. (A NamedTuple:
+    a dataclass would cost every command a code generation at start-up.)"""
 
     quiet: bool = False
     verbose: bool = False
