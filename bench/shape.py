@@ -37,6 +37,24 @@ def functions(tree: ast.AST) -> list[tuple[int, str]]:
     return found
 
 
+def command_bodies(tree: ast.AST) -> list[tuple[int, str]]:
+    """(body length, name) of each CLI command: a function decorated with
+    `@group.command(...)` or `@app.command(...)`; its body without the docstring."""
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.FunctionDef):
+            continue
+        calls = [d.func for d in node.decorator_list if isinstance(d, ast.Call)]
+        if not any(isinstance(f, ast.Attribute) and f.attr == "command" for f in calls):
+            continue
+        body = node.body
+        if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+            body = body[1:]  # the docstring
+        if body:
+            found.append(((body[-1].end_lineno or 0) - body[0].lineno + 1, node.name))
+    return found
+
+
 def any_count(tree: ast.AST) -> int:
     """`Any` as a name (from typing import Any) or an attribute (typing.Any)."""
     return sum(
@@ -54,6 +72,7 @@ def main() -> None:
     per_folder: Counter[str] = Counter()
     modules: list[tuple[int, str]] = []
     funcs: list[tuple[int, str]] = []
+    commands: list[tuple[int, str]] = []
     anys = 0
     for path in sorted(root.rglob("*.py")):
         rel = path.relative_to(root.parent)
@@ -62,6 +81,7 @@ def main() -> None:
         modules.append((len(text.splitlines()), str(rel)))
         tree = ast.parse(text)
         funcs += [(n, f"{rel}:{name}") for n, name in functions(tree)]
+        commands += [(n, f"{rel}:{name}") for n, name in command_bodies(tree)]
         anys += any_count(tree)
     print("files per folder:")
     for folder, count in sorted(per_folder.items()):
@@ -73,6 +93,9 @@ def main() -> None:
     print("longest functions:")
     for n, name in sorted(funcs, reverse=True)[:TOP]:
         print(f"  {n:>5}  {name}")
+    if commands:
+        n, name = max(commands)
+        print(f"longest command body: {n} lines ({name}), {len(commands)} commands")
     print(f"modules over 600 lines: {sum(1 for n, _ in modules if n > 600)}")
     print(f"functions over 50 lines: {sum(1 for n, _ in funcs if n > 50)}")
     print(f"`Any` in {root.name}: {anys}")

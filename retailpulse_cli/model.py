@@ -77,6 +77,16 @@ class JobStatus(JobCounts, total=False):
     error: list[StoreProblem]
 
 
+class ProblemObject(TypedDict):
+    """One problem of a job file as `--json` prints it (validate, submit, inbox): its
+    JSONPath, the message, the line and column; null where not known."""
+
+    path: str | None
+    message: str
+    line: int | None
+    column: int | None
+
+
 class JobListing(TypedDict, total=False):
     """One row of `list`: a job in brief, or a damaged one with the reason (`error`)."""
 

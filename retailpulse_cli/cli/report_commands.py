@@ -30,6 +30,48 @@ if TYPE_CHECKING:
 group = CommandGroup()
 REPORT_FORMATS = ("table", "csv", "json")
 
+JobIds = Annotated[
+    list[str] | None,
+    typer.Argument(
+        metavar="[JOB_ID]...",
+        help="Jobs to report on. [default: the latest job]",
+        autocompletion=complete_job_ids,
+        show_default=False,
+    ),
+]
+ReportFormat = Annotated[
+    str | None,
+    typer.Option(
+        "--format",
+        "-f",
+        help="table, csv (a row per store per job) or json.",
+        autocompletion=choices(*REPORT_FORMATS),
+    ),
+]
+HtmlPage = Annotated[
+    Path | None,
+    typer.Option("--html", metavar="FILE", help="Also write a self-contained HTML page."),
+]
+OlderThan = Annotated[
+    str,
+    typer.Option(
+        "--older-than",
+        metavar="AGE",
+        help="Remove jobs finished (else created) longer ago than AGE: 30d, 12h, 2w.",
+    ),
+]
+PruneStates = Annotated[
+    list[JobState] | None,
+    typer.Option(
+        "--status",
+        metavar="STATE",
+        case_sensitive=False,
+        help="Only jobs in this state (repeatable): completed, failed, interrupted. "
+        "[default: completed and failed]",
+        show_default=False,
+    ),
+]
+
 
 @group.command(
     epilog=examples(
@@ -39,29 +81,10 @@ REPORT_FORMATS = ("table", "csv", "json")
 )
 @read_options
 def report(
-    job_ids: Annotated[
-        list[str] | None,
-        typer.Argument(
-            metavar="[JOB_ID]...",
-            help="Jobs to report on. [default: the latest job]",
-            autocompletion=complete_job_ids,
-            show_default=False,
-        ),
-    ] = None,
+    job_ids: JobIds = None,
     since: SinceOpt = None,
-    fmt: Annotated[
-        str | None,
-        typer.Option(
-            "--format",
-            "-f",
-            help="table, csv (a row per store per job) or json.",
-            autocompletion=choices(*REPORT_FORMATS),
-        ),
-    ] = None,
-    html: Annotated[
-        Path | None,
-        typer.Option("--html", metavar="FILE", help="Also write a self-contained HTML page."),
-    ] = None,
+    fmt: ReportFormat = None,
+    html: HtmlPage = None,
     as_json: JsonOpt = False,
     *,
     read: ReadOptions,
@@ -108,25 +131,8 @@ def report_format(fmt: str | None, *, as_json: bool, html: bool) -> str:
 )
 @read_options
 def prune(
-    older_than: Annotated[
-        str,
-        typer.Option(
-            "--older-than",
-            metavar="AGE",
-            help="Remove jobs finished (else created) longer ago than AGE: 30d, 12h, 2w.",
-        ),
-    ],
-    statuses: Annotated[
-        list[JobState] | None,
-        typer.Option(
-            "--status",
-            metavar="STATE",
-            case_sensitive=False,
-            help="Only jobs in this state (repeatable): completed, failed, interrupted. "
-            "[default: completed and failed]",
-            show_default=False,
-        ),
-    ] = None,
+    older_than: OlderThan,
+    statuses: PruneStates = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", "-n", help="List what would go; remove nothing.")
     ] = False,

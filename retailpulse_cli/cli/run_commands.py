@@ -127,15 +127,8 @@ def worker(
     flags = RunFlags(given, Path(config_file) if config_file else None)
     open_log(flags)
     cluster = placement.placement(flags)
-    planned = []
-    try:
-        for job, lock in zip(jobs, locks, strict=True):
-            run_mode = cast("Mode", mode)
-            planned.append(lifecycle.open_for_run(job, run_mode, flags, StderrNotes(), lock=lock))
-    except BaseException:
-        for lock in locks:
-            lock.release()
-        raise
+    run_mode = cast("Mode", mode)
+    planned = lifecycle.open_handed_over(jobs, locks, run_mode, flags, StderrNotes())
     info_line(f"worker pid {os.getpid()} started on {', '.join(j.id for j in jobs)}")
     with placement.engine_for(cluster) as engine:
         statuses = run_planned(planned, output=Output(no_color=True), engine=engine)

@@ -28,7 +28,7 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
 
-def _bool(value: Any) -> bool:
+def _bool(value: object) -> bool:
     if isinstance(value, bool):
         return value
     text = str(value).strip().lower()
@@ -39,7 +39,7 @@ def _bool(value: Any) -> bool:
     raise ValueError("expected true or false (1/0, yes/no)")
 
 
-def _int(value: Any) -> int:
+def _int(value: object) -> int:
     if isinstance(value, bool):
         raise ValueError("expected a whole number")
     if isinstance(value, float):
@@ -52,7 +52,7 @@ def _int(value: Any) -> int:
         raise ValueError("expected a whole number") from None
 
 
-def _float(value: Any) -> float:
+def _float(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError("expected a number")
     try:
@@ -64,14 +64,14 @@ def _float(value: Any) -> float:
     return float(number)
 
 
-def _rate(value: Any) -> float:
+def _rate(value: object) -> float:
     rate = _float(value)
     if 0 < rate < 0.001:  # one request per 17 minutes: beyond it a typo, and timers overflow
         raise ValueError("use 0 (no limit) or at least 0.001 requests per second")
     return rate
 
 
-def gpu_delay(value: Any) -> tuple[float, float]:
+def gpu_delay(value: object) -> tuple[float, float]:
     """'0' -> off, '0.25' -> fixed, '0.1:0.4' (or [0.1, 0.4] in TOML) -> uniform range."""
     if isinstance(value, list | tuple):
         parts = [_float(v) for v in value]
@@ -91,13 +91,13 @@ def gpu_delay(value: Any) -> tuple[float, float]:
     return parts[0], parts[1]
 
 
-def _text(value: Any) -> str:
+def _text(value: object) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValueError("expected a non-empty string")
     return value
 
 
-def _path(value: Any) -> Path:
+def _path(value: object) -> Path:
     return Path(_text(value if not isinstance(value, Path) else str(value))).expanduser()
 
 
@@ -108,7 +108,7 @@ class Option(NamedTuple):
     and a dataclass costs a code generation at import (start-up, bench/startup.py)."""
 
     name: str  # long flag without dashes; also the config file key
-    parse: Callable[[Any], Any]
+    parse: Callable[[object], Any]
     help: str
     minimum: float | None = None
     maximum: float | None = None
@@ -140,7 +140,7 @@ class Option(NamedTuple):
             return getattr(settings.Settings, self.setting)
         return getattr(settings, self.setting)
 
-    def convert(self, raw: Any) -> Any:
+    def convert(self, raw: object) -> Any:
         value = self.parse(raw)
         if self.minimum is not None and value < self.minimum:
             raise ValueError(f"must be at least {self.minimum:g}")
@@ -361,14 +361,14 @@ def resolve(
     return Resolved(values, sources, path if from_file else None)
 
 
-def _checked(opt: Option, raw: Any, where: str) -> Any:
+def _checked(opt: Option, raw: object, where: str) -> Any:
     try:
         return opt.convert(raw)
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"{where}: {_show(raw)} is not valid for --{opt.name}: {exc}") from None
 
 
-def _show(raw: Any) -> str:
+def _show(raw: object) -> str:
     text = repr(raw)
     return text if len(text) <= 60 else text[:57] + "..."
 

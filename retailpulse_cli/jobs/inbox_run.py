@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import TypedDict
 
 from retailpulse_cli.config.options import RunFlags
 from retailpulse_cli.config.settings import Settings
@@ -20,7 +20,7 @@ from retailpulse_cli.jobs import inbox, lifecycle
 from retailpulse_cli.jobs.inbox import Claim
 from retailpulse_cli.jobs.lifecycle import Planned
 from retailpulse_cli.jobs.notes import Notes
-from retailpulse_cli.model import JobState, JobStatus
+from retailpulse_cli.model import JobState, JobStatus, ProblemObject
 from retailpulse_cli.processing import spec
 from retailpulse_cli.storage.job_dir import JobStore
 from retailpulse_cli.storage.store_master import StoreMaster
@@ -38,7 +38,7 @@ class InboxRow(_Filed, total=False):
     """One file of the run, as `inbox --json` prints it."""
 
     moved_to: str | None  # where it went (None: it could not be moved; next run retries)
-    problems: list[dict[str, Any]]  # a rejected file's problems (spec.problem_objects)
+    problems: list[ProblemObject]  # a rejected file's problems
 
 
 @dataclass

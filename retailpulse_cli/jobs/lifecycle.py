@@ -117,7 +117,7 @@ def continuing_mode(job: Job, asked: Mode) -> Mode:
     return "retry" if was_retry and unfinished else asked
 
 
-def stored_settings(job: Job) -> dict[str, Any]:
+def stored_settings(job: Job) -> dict[str, object]:
     value = job.meta().get("settings")
     return value if isinstance(value, dict) else {}
 
@@ -168,6 +168,22 @@ def open_for_run(
     except BaseException:
         lock.release()
         raise
+
+
+def open_handed_over(
+    jobs: list[Job], locks: list[Lock], mode: Mode, flags: RunFlags, notes: Notes
+) -> list[Planned]:
+    """Plan jobs whose locks a `--detach` parent handed over; if one cannot be planned,
+    every lock is released (the jobs read `interrupted`)."""
+    planned = []
+    try:
+        for job, lock in zip(jobs, locks, strict=True):
+            planned.append(open_for_run(job, mode, flags, notes, lock=lock))
+    except BaseException:
+        for lock in locks:
+            lock.release()
+        raise
+    return planned
 
 
 def job_store_master(job: Job, option: Path | None, notes: Notes) -> StoreMaster:

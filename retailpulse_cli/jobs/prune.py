@@ -14,7 +14,7 @@ import shutil
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from retailpulse_cli.errors import JobBusy, RetailpulseError, StorageError
 from retailpulse_cli.model import JobState
@@ -25,10 +25,21 @@ PRUNABLE = (JobState.COMPLETED, JobState.FAILED, JobState.INTERRUPTED)
 TRASH_PREFIX = ".trash-"
 
 
+class _Candidate(TypedDict):
+    job_id: str
+    status: str
+    created_at: str | None
+
+
+class PrunedJob(_Candidate, total=False):
+    """A job removed (or, with dry_run, to remove), as `prune --json` prints it."""
+
+    bytes: int
+
+
 @dataclass
 class PruneResult:
-    # {job_id, status, created_at, bytes} per job removed (or, with dry_run, to remove)
-    removed: list[dict[str, Any]] = field(default_factory=list)
+    removed: list[PrunedJob] = field(default_factory=list)
     busy: list[str] = field(default_factory=list)  # old enough, but locked by a live process
     trash_bytes: int = 0  # freed by clearing what an earlier prune left behind
 
@@ -61,7 +72,7 @@ def _age_from(status: dict[str, Any]) -> datetime | None:
 
 def _candidate(
     job: Job, statuses: tuple[str, ...], cutoff: datetime, *, locked: bool = False
-) -> dict[str, Any] | None:
+) -> PrunedJob | None:
     """The job's row if it is old enough and in one of `statuses`; damaged jobs never are.
     `locked`: we hold the job's lock, so an `ongoing` job is one whose worker died."""
     try:
@@ -87,7 +98,7 @@ def clear_trash(root: Path) -> int:
     return freed
 
 
-def _remove(job: Job, row: dict[str, Any], statuses: tuple[str, ...], cutoff: datetime) -> bool:
+def _remove(job: Job, row: PrunedJob, statuses: tuple[str, ...], cutoff: datetime) -> bool:
     """Remove one job while holding its lock; False if it is busy or changed meanwhile."""
     try:
         lock = Lock.acquire(job.lock_path, wait=0)

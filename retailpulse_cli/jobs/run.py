@@ -12,13 +12,13 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, cast
+from typing import TYPE_CHECKING, Protocol
 
 from retailpulse_cli.config.settings import Settings
 from retailpulse_cli.errors import InvalidJobFile, JobDamaged, RetailpulseError
 from retailpulse_cli.jobs.lifecycle import Mode, new_tally, status_doc
 from retailpulse_cli.jobs.read import read_status, with_errors
-from retailpulse_cli.model import FINISHED, JobState, JobStatus, Record, StoreProblem
+from retailpulse_cli.model import FINISHED, JobState, JobStatus, Record
 from retailpulse_cli.processing import spec
 from retailpulse_cli.processing.tally import STORE_NOT_FOUND, Tally
 from retailpulse_cli.storage.job_dir import Job, ResultsWriter, fsync_dir, now_iso
@@ -278,4 +278,4 @@ class _JobRun:
             final = self.doc(JobState.INTERRUPTED, interrupted_by=stop_reason or "stopped")
         errors = tally.errors()
         self.job.write_state(final, errors)
-        return with_errors(final, cast("list[StoreProblem]", errors))
+        return with_errors(final, errors)

@@ -7,11 +7,11 @@ Nothing here prints; a skipped file is told through `Notes`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, TypedDict
+from typing import TypedDict
 
 from retailpulse_cli.errors import InvalidJobFile
 from retailpulse_cli.jobs.notes import Notes
-from retailpulse_cli.model import JobStatus
+from retailpulse_cli.model import JobStatus, ProblemObject
 from retailpulse_cli.processing import spec
 from retailpulse_cli.storage.store_master import StoreMaster
 
@@ -35,7 +35,7 @@ class Rejected(TypedDict):
 
     file: str
     status: str  # always "rejected"
-    problems: list[dict[str, Any]]  # spec.problem_objects: path, message, line, column
+    problems: list[ProblemObject]
 
 
 def validate_files(job_files: Sequence[str], master: StoreMaster) -> list[ValidationRow]:

@@ -37,7 +37,7 @@ def make_console(stream: TextIO, *, plain: bool) -> Console:
     return _Console(file=stream, highlight=False, soft_wrap=True, emoji=False, **kwargs)
 
 
-def cell(value: Any) -> Text:
+def cell(value: object) -> Text:
     """User data in a Rich table: never read as markup, control characters shown."""
     return Text(safe(str(value)))
 

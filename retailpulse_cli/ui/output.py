@@ -13,7 +13,7 @@ import json
 import os
 import sys
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, NamedTuple, TextIO
+from typing import TYPE_CHECKING, NamedTuple, TextIO
 
 from retailpulse_cli.text.escape import safe
 from retailpulse_cli.ui.streams import log_line
@@ -63,7 +63,7 @@ def stdout_guard() -> Iterator[None]:
         ) from None
 
 
-def print_json(obj: Any) -> None:
+def print_json(obj: object) -> None:
     """JSON on stdout, nothing else: safe to pipe into jq. Text that the stream cannot
     encode (a lone surrogate from a job file, or any non-ASCII under LANG=C) is written
     as JSON \\u escapes instead: the same value to any JSON reader."""

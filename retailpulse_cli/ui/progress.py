@@ -6,7 +6,7 @@ import contextlib
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from retailpulse_cli.model import JobStatus, Record
 from retailpulse_cli.processing.tally import Tally
@@ -16,6 +16,9 @@ from retailpulse_cli.text.figures import plural, rate_text
 from retailpulse_cli.ui.console import source_label
 from retailpulse_cli.ui.output import Output, info_line
 from retailpulse_cli.ui.streams import leave_terminal, log_line, terminal_fds, timestamp
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
 
 LIVE_RATE_WHOLE_FROM = 100.0  # img/s on a moving bar: tenths only below this
 
@@ -31,7 +34,7 @@ class ProgressBoard:
         self.output = output
         self.console = output.err
         self.live = self.console.is_terminal and not output.quiet and not output.verbose
-        self.progress: Any = None
+        self.progress: Progress | None = None
         if self.live:
             from rich.progress import (
                 BarColumn,
@@ -89,12 +92,12 @@ class JobProgress:
     A retry counts and rates only the images it runs again: its total is those images,
     not the job's (whose failed images were counted once already)."""
 
-    def __init__(self, board: ProgressBoard, task: Any = None) -> None:
+    def __init__(self, board: ProgressBoard, task: TaskID | None = None) -> None:
         self.board = board
         self.output = board.output
         self.label = ""
         self.name = ""
-        self.task: Any = task
+        self.task = task
         self.t0 = time.monotonic()
         self.base = 0  # images settled before this run and not redone by it
         self.total = 0  # images this display counts towards
@@ -209,7 +212,7 @@ class StatusWatch:
 
     def __init__(self, output: Output) -> None:
         self.board = ProgressBoard(output)
-        self.task: Any = None
+        self.task: TaskID | None = None
         self.t0 = time.monotonic()
         self.first_done = 0
 
