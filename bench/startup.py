@@ -112,9 +112,8 @@ def report(
     typer_wall = statistics.median(wall[TYPER])
     typer_cpu = statistics.median(cpu[TYPER])
     print(f"start-up, {runs} interleaved runs each: whole process, wall and CPU (user + system)")
-    print(
-        f"{'command':<26} {'wall':>8} {'min':>8} {'x typer':>8} {'cpu':>8} {'x typer':>8}  heavy imports"
-    )
+    header = ("wall", "min", "x typer", "cpu", "x typer")
+    print(f"{'command':<26} " + " ".join(f"{h:>8}" for h in header) + "  heavy imports")
     for name, argv in commands.items():
         w, c = statistics.median(wall[name]), statistics.median(cpu[name])
         heavy = "" if name.startswith("python") else ", ".join(heavy_imports(argv, env))
