@@ -101,6 +101,8 @@ def status_doc(
     started: str | None = None,
     finished: str | None = None,
     interrupted_by: str | None = None,
+    runs: list[dict[str, Any]] | None = None,
+    now: str | None = None,
 ) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
@@ -108,10 +110,11 @@ def status_doc(
         "status": state,
         "created_at": created,
         "started_at": started,
-        "updated_at": now_iso(),
+        "updated_at": now or now_iso(),
         "finished_at": finished,
         **tally.counts(),
         "run": {"mode": mode, **host_info()},
+        "runs": runs or [],
     }
     if interrupted_by:
         doc["interrupted_by"] = interrupted_by
@@ -145,6 +148,21 @@ def continuing_mode(job: Job, asked: Mode) -> Mode:
     was_retry = isinstance(run, dict) and run.get("mode") == "retry"
     unfinished = status.get("status") in ("ongoing", "interrupted")
     return "retry" if was_retry and unfinished else asked
+
+
+def earlier_runs(status: dict[str, Any]) -> list[dict[str, Any]]:
+    """The runs a job had before this one, each {mode, started_at, ended_at}, so that a
+    report's duration and speed cover them all. A job written before `runs` existed had
+    one run we know of: its last, from `started_at` to its last status update."""
+    runs = status.get("runs")
+    if isinstance(runs, list):
+        return [r for r in runs if isinstance(r, dict)]
+    started, ended = status.get("started_at"), status.get("updated_at")
+    if not isinstance(started, str) or not isinstance(ended, str):
+        return []  # never started
+    run = status.get("run")
+    mode = run.get("mode") if isinstance(run, dict) else None
+    return [{"mode": mode or "submit", "started_at": started, "ended_at": ended}]
 
 
 def stored_settings(job: Job) -> dict[str, Any]:
@@ -311,6 +329,7 @@ class _JobRun:
         self.meta = job.meta()
         self.created = str(self.meta.get("created_at"))
         self.started = now_iso()
+        self.earlier_runs = earlier_runs(job.read_json("status.json"))
         self.todo = plan.tally.images_total - len(plan.skip)  # a retry redoes counted ones
         self.last_status = time.monotonic()
 
@@ -321,6 +340,9 @@ class _JobRun:
         self.writer = ResultsWriter.open(path)
 
     def doc(self, state: str, **kw: Any) -> dict[str, Any]:
+        """The status now; this run's entry in `runs` ends now (or at `finished`)."""
+        now = kw.get("finished") or now_iso()
+        this_run = {"mode": self.mode, "started_at": self.started, "ended_at": now}
         return status_doc(
             self.job.id,
             state,
@@ -328,6 +350,8 @@ class _JobRun:
             created=self.created,
             mode=self.mode,
             started=self.started,
+            runs=[*self.earlier_runs, this_run],
+            now=now,
             **kw,
         )
 

@@ -119,12 +119,14 @@ def stores_table(summary: Summary) -> str:
 def jobs_table(summary: Summary) -> str:
     head = (
         '<tr><th>job</th><th>status</th><th>started</th><th class="n">images</th>'
-        '<th class="n">failed</th><th class="n">duration</th><th class="n">images/s</th></tr>'
+        '<th class="n">failed</th><th class="n">runs</th><th class="n">duration</th>'
+        '<th class="n">images/s</th></tr>'
     )
     rows = "".join(
         f"<tr><td>{escape(j.job_id)}</td><td>{escape(j.status)}</td>"
         f'<td>{escape(j.started_at or "-")}</td><td class="n">{j.images:,}</td>'
-        f'<td class="n">{j.failed:,}</td><td class="n">{fmt_duration(j.duration_s)}</td>'
+        f'<td class="n">{j.failed:,}</td><td class="n">{len(j.spans):,}</td>'
+        f'<td class="n">{fmt_duration(j.duration_s)}</td>'
         f'<td class="n">{fmt_rate(j.images_per_s)}</td></tr>'
         for j in summary.jobs
     )
