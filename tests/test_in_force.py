@@ -187,3 +187,21 @@ def test_usage_errors_off_a_terminal_are_plain_timestamped_lines(
     r = run_cli("submit", "--no-such-flag", env=env)
     assert r.returncode == 2 and "No such option: --no-such-flag" in r.stderr
     assert not any(ch in r.stderr for ch in "╭╮╰╯│─"), r.stderr
+
+
+@pytest.mark.parametrize(
+    ("stored", "per_host"),
+    [
+        ({"downloads": 2, "per_host": 2, "per_host_given": False}, 8),  # followed: follows
+        ({"downloads": 2, "per_host": 2, "per_host_given": True}, 2),  # set to 2: kept
+        ({"downloads": 2, "per_host": 2}, 8),  # a job from before the marker, by default
+        ({"downloads": 4, "per_host": 1}, 1),  # ... and one whose --per-host was set
+    ],
+)
+def test_stored_per_host_follows_this_runs_downloads_unless_it_was_set(
+    stored: dict[str, Any], per_host: int, env: dict[str, str]
+) -> None:
+    from retailpulse_cli.config import options
+
+    resolved = options.resolve({"downloads": 8}, stored=stored, env={})
+    assert options.settings_from(resolved).per_host == per_host
