@@ -545,7 +545,7 @@ def submit(
     with engine_for(None if detach else place) as engine:  # the detached worker opens it
         planned = _create_jobs(store, specs, settings, master)
         if detach:
-            _detach(planned, run_flags, as_json=as_json, many=many)
+            _detach(planned, run_flags, as_json=as_json, many=many, rejected=rejected)
             raise typer.Exit(int(ExitCode.INVALID_INPUT) if rejected else 0)
         statuses = run_planned(planned, output=output, engine=engine)
     finish(statuses, output, as_json=as_json, rejected=rejected, many=many)
@@ -572,23 +572,33 @@ def _create_jobs(
     return planned
 
 
-def _detach(planned: list[Planned], flags: RunFlags, *, as_json: bool, many: bool) -> None:
+def _detach(
+    planned: list[Planned],
+    flags: RunFlags,
+    *,
+    as_json: bool,
+    many: bool,
+    rejected: list[dict[str, Any]] | None = None,
+) -> None:
     from retailpulse_cli.jobs.detach import spawn_worker
 
     jobs, locks = [p.job for p in planned], [p.lock for p in planned]
     spawn_worker(jobs, locks, given=_handed_over(flags))
-    _print_ids([p.job for p in planned], as_json=as_json, many=many)
+    _print_ids([p.job for p in planned], as_json=as_json, many=many, rejected=rejected)
 
 
-def _print_ids(jobs: list[Any], *, as_json: bool, many: bool) -> None:
-    """What --detach prints: the ids, or the status objects with --json."""
+def _print_ids(
+    jobs: list[Any], *, as_json: bool, many: bool, rejected: list[dict[str, Any]] | None = None
+) -> None:
+    """What --detach prints: the ids, or the status objects with --json, rejected job
+    files in their place among them (as a run without --detach prints them)."""
     from retailpulse_cli.jobs import lifecycle
     from retailpulse_cli.ui import console
 
     with console.stdout_guard():
         if as_json:
             docs = [lifecycle.read_status(job) for job in jobs]
-            console.print_json(docs if many else docs[0])
+            console.print_json(in_input_order(docs, rejected or []) if many else docs[0])
         else:
             for job in jobs:
                 sys.stdout.write(job.id + "\n")
@@ -1187,26 +1197,40 @@ def _inbox_plan(
 def config_(as_json: JsonOpt = False, *, run_flags: RunFlags) -> None:
     """Print the effective run settings and where each comes from: the flag, a
     `RETAILPULSE_<NAME>` variable, the config file (TOML, keys are the long option
-    names), or the default. Run options given here show as `flag`.
+    names), or the default. Run options given here show as `flag`. Every value is
+    checked as a run checks it (exit 2 naming where a bad one came from).
     """
     from retailpulse_cli.config import options
+    from retailpulse_cli.storage.job_dir import default_jobs_dir
+    from retailpulse_cli.storage.store_master import default_path
     from retailpulse_cli.text.escape import safe
     from retailpulse_cli.ui import console
 
     resolved = _resolve(run_flags)
-    rows = options.describe(resolved)
+    _settings(resolved)  # what submit builds: a value it refuses, refused here
+    where(run_flags)  # --cluster parsed (and Dask found) as a run does
+    decided = {"jobs_dir": default_jobs_dir(), "store_master": default_path()}
+    rows = options.describe(resolved, decided)
     with console.stdout_guard():
         if as_json:
             console.print_json({"config_file": str(resolved.config_file or ""), "settings": rows})
             return
-        where = resolved.config_file or "none (no config file found)"
-        sys.stdout.write(f"config file: {safe(str(where))}\n")
+        found = resolved.config_file or "none (no config file found)"
+        sys.stdout.write(f"config file: {safe(str(found))}\n")
         width = max(len(r["option"]) for r in rows)
-        for r in rows:
-            value = "-" if r["value"] is None else r["value"]
-            if isinstance(value, list):
-                value = ":".join(f"{v:g}" for v in value)
-            sys.stdout.write(f"{r['option']:<{width}}  {value!s:<14} {r['source']}\n")
+        values = [safe(str(_shown(r["value"]))) for r in rows]
+        room = max(14, *map(len, values))  # the sources line up, after a long path too
+        for r, value in zip(rows, values, strict=True):
+            sys.stdout.write(f"{r['option']:<{width}}  {value:<{room}} {r['source']}\n")
+
+
+def _shown(value: object) -> object:
+    """A setting's value as the table shows it: `-` for none, MIN:MAX for a range."""
+    if value is None:
+        return "-"
+    if isinstance(value, list):
+        return ":".join(f"{v:g}" for v in value)
+    return value
 
 
 # -- report and prune ----------------------------------------------------------------------
@@ -1374,10 +1398,45 @@ def main() -> None:
     reopen_closed_std_fds()  # `2>&-` in a crontab: /dev/null, not a dead job
     protect_stderr()  # losing the reader of progress and logs never stops a job
     try:
-        app()
+        # not standalone: usage errors come back here, to be shown as our own lines
+        code = app(standalone_mode=False)
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(1)
+    except typer.Abort:
+        sys.stderr.write("Aborted!\n")
+        sys.exit(1)
+    except click_error() as exc:
+        sys.exit(usage_error(exc))
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def click_error() -> type[Exception]:
+    """Click's ClickException (usage errors derive from it), as this Typer has it: its own
+    copy of Click since 0.2x, Click itself before, so found by name, not imported."""
+    return next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+
+def usage_error(error: Exception) -> int:
+    """A bad flag or a missing argument: Typer's box on a terminal; elsewhere (cron, a
+    pipe, a log) one error line and one hint line like every other error, not a box
+    drawn around a message with a timestamp on each of its lines. Returns the exit code."""
+    exc: Any = error  # a ClickException: exit_code, format_message(), maybe ctx
+    if type(exc).__name__ == "NoArgsIsHelpError":
+        return int(exc.exit_code)  # the help is printed already
+    if sys.stderr.isatty():
+        from typer import rich_utils
+
+        rich_utils.rich_format_error(exc)
+        return int(exc.exit_code)
+    from retailpulse_cli.ui import console
+
+    console.error_line(exc.format_message())
+    ctx = getattr(exc, "ctx", None)
+    if ctx is not None:
+        usage = ctx.get_usage().removeprefix("Usage: ")
+        console.hint_line(f"usage: {usage}; `{ctx.command_path} --help` lists the options")
+    return int(exc.exit_code)
 
 
 if __name__ == "__main__":

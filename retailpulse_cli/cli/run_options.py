@@ -46,7 +46,7 @@ def _parameter(opt: Option) -> inspect.Parameter:
     help_text = f"{opt.help}{default_text} [env: {opt.env}]"
     if opt.switch:
         annotation: Any = Annotated[
-            bool, typer.Option(f"--{opt.name}", help=help_text, rich_help_panel=PANEL)
+            bool, typer.Option(*opt.flags, help=help_text, rich_help_panel=PANEL)
         ]
         default: Any = False
     else:
@@ -54,7 +54,7 @@ def _parameter(opt: Option) -> inspect.Parameter:
         annotation = Annotated[
             opt.flag_type | None,
             typer.Option(
-                f"--{opt.name}",
+                *opt.flags,
                 help=help_text,
                 show_default=False,
                 metavar=metavar,

@@ -217,10 +217,8 @@ class JobProgress:
         self.total = todo if self.retrying else tally.images_total
         self.label = job.id
         self.name = source_label(source, job.id)
-        if self.output.quiet:
-            return
         progress = self.board.progress
-        if progress is not None:
+        if progress is not None and not self.output.quiet:
             if self.task is None:
                 self.task = progress.add_task("", rate="-", failed=0)
             progress.update(
@@ -240,8 +238,9 @@ class JobProgress:
             self._say(f"job {self.label}: nothing left to do")
 
     def _say(self, message: str) -> None:
-        """A plain line; under the live bar (a terminal) it goes to the --log-file only."""
-        if self.board.live:
+        """A job's first or last line. Under the live bar (a terminal) or with --quiet it
+        goes to the --log-file only: quiet is for the terminal, a log keeps what ran."""
+        if self.board.live or self.output.quiet:
             log_line(f"retailpulse: {safe(message)}")
         else:
             info_line(message)
@@ -298,8 +297,6 @@ class JobProgress:
         """A plain closing line: which job and file, what happened, how many, how fast.
         Several jobs end together (their lines come once all are done): each line gives
         its own job's time, up to its last image."""
-        if self.output.quiet:
-            return
         counts = (
             f"{status.get('images_ok', 0):,} ok, {status.get('images_failed', 0):,} failed of "
             f"{plural(status.get('images_total', 0), 'image')}"
