@@ -34,6 +34,7 @@ class JobState(str, Enum):
 
 
 FINISHED = (JobState.COMPLETED, JobState.FAILED)  # ran to the end: nothing left to resume
+REJECTED = "rejected"  # the status of a job file refused before any job was made (--json rows)
 
 
 class StoreProblem(TypedDict, total=False):

@@ -20,18 +20,16 @@ from retailpulse_cli.jobs import inbox, lifecycle
 from retailpulse_cli.jobs.inbox import Claim
 from retailpulse_cli.jobs.lifecycle import Planned
 from retailpulse_cli.jobs.notes import Notes
-from retailpulse_cli.model import JobState, JobStatus, ProblemObject
+from retailpulse_cli.model import REJECTED, JobState, JobStatus, ProblemObject
 from retailpulse_cli.processing import spec
 from retailpulse_cli.storage.job_dir import JobStore
 from retailpulse_cli.storage.store_master import StoreMaster
-
-REJECTED = "rejected"
 
 
 class _Filed(TypedDict):
     file: str  # the name it was dropped under
     job_id: str | None  # None: rejected before a job was made
-    status: str  # the job's final status, or "rejected"
+    status: str  # the job's final status, or REJECTED
 
 
 class InboxRow(_Filed, total=False):

@@ -11,7 +11,7 @@ from typing import TypedDict
 
 from retailpulse_cli.errors import InvalidJobFile
 from retailpulse_cli.jobs.notes import Notes
-from retailpulse_cli.model import JobStatus, ProblemObject
+from retailpulse_cli.model import REJECTED, JobStatus, ProblemObject
 from retailpulse_cli.processing import spec
 from retailpulse_cli.storage.store_master import StoreMaster
 
@@ -34,7 +34,7 @@ class Rejected(TypedDict):
     """A job file `submit` skipped, as `--json` prints it among the status objects."""
 
     file: str
-    status: str  # always "rejected"
+    status: str  # always REJECTED
     problems: list[ProblemObject]
 
 
@@ -83,7 +83,7 @@ def load_specs(
             notes.info(f"skipped {exc.source}: invalid job file")
             row: Rejected = {
                 "file": exc.source,
-                "status": "rejected",
+                "status": REJECTED,
                 "problems": spec.problem_objects(exc.problems),
             }
             rejected.append((position, row))

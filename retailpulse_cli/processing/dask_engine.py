@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from retailpulse_cli.config.settings import DEFAULT_SHARD_SIZE, Settings
 from retailpulse_cli.errors import ExitCode, RetailpulseError
+from retailpulse_cli.model import Record
 from retailpulse_cli.processing.spec import ImageTask
 from retailpulse_cli.text.redaction import redact
 
@@ -30,7 +31,6 @@ if TYPE_CHECKING:
     from retailpulse_cli.processing.fetch import Fetcher
     from retailpulse_cli.storage.image_archive import ImageStore
 
-Record = dict[str, Any]
 WORKER_CRASHED = "worker_crashed"
 # `retailpulse[dask]` names the published package; in a checkout pip needs the folder
 INSTALL_HINT = "pip install 'retailpulse[dask]' (in a checkout: pip install -e '.[dask]')"
