@@ -4,6 +4,7 @@ each command answers the same question the same way, whatever the source of a va
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -126,3 +127,33 @@ def test_a_bad_age_still_names_every_unit(cli: Cli, env: dict[str, str]) -> None
     r = cli("prune", "--older-than", "10y")
     assert r.exit_code == USAGE
     assert "30s" in r.stderr and "7d" in r.stderr
+
+
+# -- finding 11: a config file that is not a small regular file is refused at once ------------
+
+
+@pytest.mark.parametrize("kind", ["/dev/zero", "fifo", "huge"])
+@pytest.mark.parametrize("how", ["flag", "env"])
+def test_a_config_that_is_not_a_small_regular_file_is_refused_at_once(
+    env: dict[str, str], tmp_path: Path, kind: str, how: str
+) -> None:
+    """Before: `--config /dev/zero` read without end (1.5-2.8 GB after 8 s) and a FIFO
+    blocked until someone wrote to it; `--store-master /dev/zero` was refused at once."""
+    path = tmp_path / "config.toml"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "huge":
+        path.write_text("# padding\n" * 200_000)  # 2 MB of comments: valid TOML
+    else:
+        path = Path(kind)
+    args, run_env = ["list"], dict(env)
+    if how == "flag":
+        args += ["--config", str(path)]
+    else:
+        run_env["RETAILPULSE_CONFIG"] = str(path)
+    started = time.monotonic()
+    r = run_cli(*args, env=run_env, timeout=30)
+    assert r.returncode == USAGE, r.stderr
+    assert time.monotonic() - started < 10
+    reason = "over 1 MiB" if kind == "huge" else "not a regular file"
+    assert f"{path}: {reason}" in r.stderr, r.stderr

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -310,7 +311,7 @@ def read_config(path: Path | None, must_exist: bool) -> dict[str, Any]:
     if path is None:
         return {}
     try:
-        raw = path.read_bytes()
+        raw = _read_small_file(path)
     except FileNotFoundError:
         if must_exist:
             raise ConfigError(f"{path}: config file not found") from None
@@ -333,6 +334,26 @@ def read_config(path: Path | None, must_exist: bool) -> dict[str, Any]:
             f"{path}: unknown key {unknown[0]!r}",
             hint="keys are the long option names, e.g. rate = 2.5; `retailpulse config` lists them",
         )
+    return data
+
+
+MAX_CONFIG_BYTES = 1 << 20  # a config file is a few lines; past this, the wrong file
+
+
+def _read_small_file(path: Path) -> bytes:
+    """The bytes of a regular file of at most MAX_CONFIG_BYTES. Anything else is refused
+    before it is read: /dev/zero never ends, and opening a FIFO waits for a writer (hence
+    O_NONBLOCK, which a regular file ignores)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as fh:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise ConfigError(f"{path}: is a directory, not a config file")
+        if not stat.S_ISREG(mode):
+            raise ConfigError(f"{path}: not a regular file (a config file is a TOML file)")
+        data = fh.read(MAX_CONFIG_BYTES + 1)
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: over 1 MiB; not a config file")
     return data
 
 
