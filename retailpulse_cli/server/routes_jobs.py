@@ -120,6 +120,7 @@ async def get_job(job_id: str = JobId, service: Service = Depends(get_service)) 
 @router.get(
     "/jobs/{job_id}/results",
     summary="A job's records, streamed (JSON Lines or CSV)",
+    response_class=StreamingResponse,  # its media types are documented below
     responses={
         200: {
             "description": "One record per image, in the order images finished.",
