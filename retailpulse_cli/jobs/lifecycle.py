@@ -411,8 +411,9 @@ def with_errors(status: dict[str, Any], errors: list[dict[str, Any]]) -> dict[st
 
 
 def read_status(job: Job) -> dict[str, Any]:
-    status = job.status()
-    return with_errors({**status, "source": job.meta().get("source")}, job.errors())
+    meta = job.meta()  # read once: the HTTP API answers this for every poll
+    status = job.status(meta)
+    return with_errors({**status, "source": meta.get("source")}, job.errors())
 
 
 def wait_for(
