@@ -114,12 +114,18 @@ def ms(values: list[float]) -> str:
 class Client:
     """One keep-alive connection; a request that fails is counted and the link reopened."""
 
+    IDLE_S = 4.0  # uvicorn closes a keep-alive connection idle for 5 s
+
     def __init__(self, port: int) -> None:
         self.port = port
         self.conn = http.client.HTTPConnection(HOST, port, timeout=60)
         self.errors: list[str] = []
+        self.used = time.monotonic()
 
     def call(self, method: str, path: str, body: bytes | None = None) -> tuple[int, Any]:
+        if time.monotonic() - self.used > self.IDLE_S:  # the server may be closing it
+            self.conn.close()
+        self.used = time.monotonic()
         try:
             self.conn.request(method, path, body=body, headers={"Content-Type": "application/json"})
             response = self.conn.getresponse()
