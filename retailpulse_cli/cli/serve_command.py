@@ -99,15 +99,26 @@ def serve(
         allow_local_files=allow_local_files,
         allow_private_networks=allow_private_networks,
     )
-    _require_extra()
-    from retailpulse_cli.server import runner
-
-    if not runner.is_loopback(host):
+    if not is_loopback(host):
         raise ServeUsageError(
             f"--host {host}: serve listens only on loopback addresses (127.0.0.1, ::1, "
             "localhost) until authentication exists"
         )
+    _require_extra()
     _serve(settings, run_flags, quiet=quiet, verbose=verbose)
+
+
+def is_loopback(host: str) -> bool:
+    """True when every address `host` names is a loopback one."""
+    import ipaddress
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return False
+    addresses = {str(info[4][0]) for info in infos}
+    return bool(addresses) and all(ipaddress.ip_address(a).is_loopback for a in addresses)
 
 
 def _require_extra() -> None:
