@@ -10,17 +10,16 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from retailpulse_cli.cli.run_options import RunFlags, run_options
+from retailpulse_cli.cli.common import CommandGroup, examples
+from retailpulse_cli.cli.run_options import run_options
 from retailpulse_cli.config import serve_settings as defaults
+from retailpulse_cli.config.options import RunFlags
 from retailpulse_cli.errors import ExitCode, RetailpulseError
 
 if TYPE_CHECKING:
     from retailpulse_cli.config.serve_settings import ServeSettings
 
-EPILOG = (
-    "**Examples**\n\n`retailpulse serve`\n\n"
-    "`retailpulse serve --port 0 --concurrent-jobs 4 --jobs-dir /data/jobs`"
-)
+group = CommandGroup()
 
 
 class ServeUsageError(RetailpulseError):
@@ -29,6 +28,12 @@ class ServeUsageError(RetailpulseError):
     exit_code = ExitCode.USAGE
 
 
+@group.command(
+    epilog=examples(
+        "retailpulse serve", "retailpulse serve --port 0 --concurrent-jobs 4 --jobs-dir /data/jobs"
+    )
+)
+@run_options
 def serve(
     host: Annotated[
         str,
@@ -131,34 +136,29 @@ def _require_extra() -> None:
 
 
 def _serve(settings: ServeSettings, flags: RunFlags, *, quiet: bool, verbose: bool) -> None:
-    from retailpulse_cli.cli import app as cli
+    from retailpulse_cli.cli.common import open_jobs
+    from retailpulse_cli.cli.run_commands import open_log
+    from retailpulse_cli.jobs import batch, lifecycle, placement
     from retailpulse_cli.server import runner
     from retailpulse_cli.server.planner import OptionPlanner
 
-    cli._open_log(flags)
+    open_log(flags)
     planner = OptionPlanner(flags.values, flags.config_file, settings)
-    cli.check_store(planner.for_new().settings)
-    place = cli.where(flags)
-    store = cli._jobs_store(flags.values.get("jobs_dir"))
-    cli.raise_open_files_limit()
-    cli.limit_malloc_arenas()
+    lifecycle.check_image_store(planner.for_new().settings)
+    cluster = placement.placement(flags)
+    store = open_jobs(flags.resolve(only={"jobs_dir"}).get("jobs_dir"), flags.config_file)
+    batch.raise_open_files_limit()
+    batch.limit_malloc_arenas()
     try:
         sock = runner.bind(settings.host, settings.port)
     except OSError as exc:  # the port is taken, or not ours to bind
         raise ServeUsageError(
             f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}"
         ) from None
-    with cli.engine_for(place) as engine:
+    with placement.engine_for(cluster) as engine:
         runner.run(settings, planner, store, sock, engine=engine, quiet=quiet, verbose=verbose)
     # A download thread stuck in a DNS lookup or a blocking read must not hold the exit
     # (the interpreter would join it): the jobs are on disk, and the next start resumes them.
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
-
-
-def register(app: typer.Typer) -> None:
-    """Add `serve` to the CLI (the one line in cli/app.py calls this)."""
-    from retailpulse_cli.cli.app import handle_errors
-
-    app.command(name="serve", epilog=EPILOG)(handle_errors(run_options(serve)))

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from retailpulse_cli.jobs import job_pages, lifecycle, results_export
+from retailpulse_cli.jobs import job_pages, read, results_export
 from retailpulse_cli.jobs.idempotency import MAX_KEY_LENGTH, claim_for
 from retailpulse_cli.server import schemas
 from retailpulse_cli.server.errors import ApiError
@@ -59,7 +59,7 @@ async def submit_job(
     job, created = await run_in_threadpool(
         service.dispatcher.submit, job_spec, meta=service.meta(user), claim=claim
     )
-    status = await run_in_threadpool(lifecycle.read_status, job)
+    status = await run_in_threadpool(read.read_status, job)
     return JSONResponse(status, status_code=202 if created else 200, headers=_location(job.id))
 
 
@@ -67,7 +67,7 @@ def _since(text: str | None) -> datetime | None:
     if text is None:
         return None
     try:
-        return lifecycle.parse_since(text)
+        return read.parse_since(text)
     except ValueError as exc:
         raise ApiError(400, "invalid_parameter", f"since: {exc}") from None
 
@@ -114,7 +114,7 @@ async def list_jobs(
 )
 async def get_job(job_id: str = JobId, service: Service = Depends(get_service)) -> JSONResponse:
     """Reads the job's own small files only, whatever the size of the jobs directory."""
-    return JSONResponse(lifecycle.read_status(service.store.job(job_id)))
+    return JSONResponse(read.read_status(service.store.job(job_id)))
 
 
 @router.get(
@@ -155,7 +155,7 @@ async def get_results(
 async def retry_job(job_id: str = JobId, service: Service = Depends(get_service)) -> JSONResponse:
     """Queues a run of the failed (and never processed) images; unknown stores stay failed."""
     job = await run_in_threadpool(service.dispatcher.retry, job_id)
-    status = await run_in_threadpool(lifecycle.read_status, job)
+    status = await run_in_threadpool(read.read_status, job)
     return JSONResponse(status, status_code=202, headers=_location(job.id))
 
 
@@ -171,8 +171,6 @@ async def retry_job(job_id: str = JobId, service: Service = Depends(get_service)
 async def cancel_job(job_id: str = JobId, service: Service = Depends(get_service)) -> JSONResponse:
     """A queued job never starts; a running one stops at a safe point (the answer waits
     for it). It reads `cancelled`; `retailpulse resume` can still finish it."""
-    status: dict[str, Any] = await run_in_threadpool(
-        service.dispatcher.cancel, job_id, wait=CANCEL_WAIT_SECONDS
-    )
+    status = await run_in_threadpool(service.dispatcher.cancel, job_id, wait=CANCEL_WAIT_SECONDS)
     code = 202 if status.get("status") in ("queued", "ongoing") else 200
     return JSONResponse(status, status_code=code, headers=_location(job_id))

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from retailpulse_cli.jobs import lifecycle, report_counts
+from retailpulse_cli.jobs import read, report_counts
 from retailpulse_cli.server import schemas
 from retailpulse_cli.server.errors import ApiError
 from retailpulse_cli.server.security import current_user
@@ -25,7 +25,7 @@ SINCE = Query(
 
 def _summary(service: Service, since: str | None) -> report_counts.Summary:
     try:
-        when = None if since is None else lifecycle.parse_since(since)
+        when = None if since is None else read.parse_since(since)
     except ValueError as exc:
         raise ApiError(400, "invalid_parameter", f"since: {exc}") from None
     return report_counts.summarize(service.store, [], when)

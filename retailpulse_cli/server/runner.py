@@ -23,7 +23,7 @@ from retailpulse_cli.server.app import create_app
 from retailpulse_cli.server.planner import OptionPlanner
 from retailpulse_cli.server.state import Service
 from retailpulse_cli.storage.job_dir import JobStore
-from retailpulse_cli.ui import console
+from retailpulse_cli.ui import output as console
 
 HTTP_DRAIN_SECONDS = 2.0  # after the jobs: open connections get this long to finish
 
