@@ -6,19 +6,20 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING, Annotated
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
 import typer
 
 from retailpulse_cli.cli.common import CommandGroup, examples
+from retailpulse_cli.cli.option_groups import option, with_group
 from retailpulse_cli.cli.run_options import run_options
 from retailpulse_cli.config import serve_settings as defaults
 from retailpulse_cli.config.options import RunFlags
+from retailpulse_cli.config.serve_settings import ServeSettings
 from retailpulse_cli.errors import ExitCode, RetailpulseError
 
-if TYPE_CHECKING:
-    from retailpulse_cli.config.serve_settings import ServeSettings
-
+F = TypeVar("F", bound=Callable[..., Any])
 group = CommandGroup()
 
 
@@ -28,54 +29,82 @@ class ServeUsageError(RetailpulseError):
     exit_code = ExitCode.USAGE
 
 
+def _flag(
+    name: str,
+    kind: type,
+    default: object,
+    help: str,
+    min: float | None = None,
+    max: float | None = None,
+) -> Any:
+    """One of serve's own options, as a parameter `with_group` adds to the signature."""
+    dest = name.removeprefix("--").replace("-", "_")
+    flag = typer.Option(name, help=help, min=min, max=max)
+    return option(dest, Annotated[kind, flag], default)
+
+
+SERVE_OPTIONS = [
+    _flag(
+        "--host",
+        str,
+        defaults.DEFAULT_HOST,
+        "Address to listen on; loopback only until authentication exists.",
+    ),
+    _flag("--port", int, defaults.DEFAULT_PORT, "Port; 0 picks a free one.", min=0, max=65535),
+    _flag(
+        "--concurrent-jobs",
+        int,
+        defaults.DEFAULT_CONCURRENT_JOBS,
+        "Jobs run at once.",
+        min=1,
+        max=64,
+    ),
+    _flag(
+        "--max-queued-jobs",
+        int,
+        defaults.DEFAULT_MAX_QUEUED_JOBS,
+        "Jobs accepted and not started; past it 503.",
+        min=1,
+    ),
+    _flag(
+        "--grace",
+        float,
+        defaults.DEFAULT_GRACE,
+        "Seconds SIGTERM gives running jobs to reach a safe point.",
+        min=0.0,
+    ),
+    _flag(
+        "--max-request-bytes",
+        int,
+        defaults.DEFAULT_MAX_REQUEST_BYTES,
+        "Largest request body; past it 413.",
+        min=1,
+    ),
+    _flag(
+        "--allow-local-files", bool, False, "Let jobs from the network read file:// URLs and paths."
+    ),
+    _flag(
+        "--allow-private-networks",
+        bool,
+        False,
+        "Let jobs from the network reach loopback, private and link-local addresses.",
+    ),
+]
+
+
+def serve_options(func: F) -> F:
+    """serve's own options; the command receives them as one `settings` (ServeSettings)."""
+    return with_group(func, "settings", SERVE_OPTIONS, lambda given: ServeSettings(**given))
+
+
 @group.command(
     epilog=examples(
         "retailpulse serve", "retailpulse serve --port 0 --concurrent-jobs 4 --jobs-dir /data/jobs"
     )
 )
 @run_options
+@serve_options
 def serve(
-    host: Annotated[
-        str,
-        typer.Option(
-            "--host", help="Address to listen on; loopback only until authentication exists."
-        ),
-    ] = defaults.DEFAULT_HOST,
-    port: Annotated[
-        int, typer.Option("--port", min=0, max=65535, help="Port; 0 picks a free one.")
-    ] = defaults.DEFAULT_PORT,
-    concurrent_jobs: Annotated[
-        int, typer.Option("--concurrent-jobs", min=1, max=64, help="Jobs run at once.")
-    ] = defaults.DEFAULT_CONCURRENT_JOBS,
-    max_queued_jobs: Annotated[
-        int,
-        typer.Option(
-            "--max-queued-jobs", min=1, help="Jobs accepted and not started; past it 503."
-        ),
-    ] = defaults.DEFAULT_MAX_QUEUED_JOBS,
-    grace: Annotated[
-        float,
-        typer.Option(
-            "--grace", min=0.0, help="Seconds SIGTERM gives running jobs to reach a safe point."
-        ),
-    ] = defaults.DEFAULT_GRACE,
-    max_request_bytes: Annotated[
-        int,
-        typer.Option("--max-request-bytes", min=1, help="Largest request body; past it 413."),
-    ] = defaults.DEFAULT_MAX_REQUEST_BYTES,
-    allow_local_files: Annotated[
-        bool,
-        typer.Option(
-            "--allow-local-files", help="Let jobs from the network read file:// URLs and paths."
-        ),
-    ] = False,
-    allow_private_networks: Annotated[
-        bool,
-        typer.Option(
-            "--allow-private-networks",
-            help="Let jobs from the network reach loopback, private and link-local addresses.",
-        ),
-    ] = False,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No line per job; only errors.")
     ] = False,
@@ -84,6 +113,7 @@ def serve(
     ] = False,
     no_color: Annotated[bool, typer.Option("--no-color", help="No colour.")] = False,
     *,
+    settings: ServeSettings,
     run_flags: RunFlags,
 ) -> None:
     """Serve the HTTP API (the seed's /api/submit/ and /api/status, /v1, docs at /docs)
@@ -94,16 +124,7 @@ def serve(
     Exit codes: 0 stopped by SIGTERM/Ctrl-C, 2 bad usage (a non-loopback --host, a port
     in use, the extra missing), 4 store master problem, 7 jobs directory not writable.
     """
-    settings = defaults.ServeSettings(
-        host=host,
-        port=port,
-        concurrent_jobs=concurrent_jobs,
-        max_queued_jobs=max_queued_jobs,
-        grace=grace,
-        max_request_bytes=max_request_bytes,
-        allow_local_files=allow_local_files,
-        allow_private_networks=allow_private_networks,
-    )
+    host = settings.host
     if not is_loopback(host):
         raise ServeUsageError(
             f"--host {host}: serve listens only on loopback addresses (127.0.0.1, ::1, "
