@@ -21,6 +21,7 @@ from retailpulse_cli.errors import ExitCode, RetailpulseError
 
 F = TypeVar("F", bound=Callable[..., Any])
 group = CommandGroup()
+PANEL = "Service options"
 
 
 class ServeUsageError(RetailpulseError):
@@ -37,9 +38,11 @@ def _flag(
     min: float | None = None,
     max: float | None = None,
 ) -> Any:
-    """One of serve's own options, as a parameter `with_group` adds to the signature."""
+    """One of serve's own options, as a parameter `with_group` adds to the signature. A
+    short metavar (N, S, HOST) leaves room for whole option names in an 80-column help."""
     dest = name.removeprefix("--").replace("-", "_")
-    flag = typer.Option(name, help=help, min=min, max=max)
+    metavar = None if kind is bool else {str: "HOST", float: "S"}.get(kind, "N")
+    flag = typer.Option(name, help=help, min=min, max=max, metavar=metavar, rich_help_panel=PANEL)
     return option(dest, Annotated[kind, flag], default)
 
 
