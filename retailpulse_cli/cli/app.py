@@ -40,6 +40,7 @@ COMMANDS = {
     "config": "config_command",
     "report": "report_commands",
     "prune": "report_commands",
+    "serve": "serve_command",
 }
 
 EXIT_CODES_TEXT = "| code | meaning |\n|---:|---|\n" + "\n".join(

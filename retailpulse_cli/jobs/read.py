@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 from typing import cast
 
 from retailpulse_cli.errors import RetailpulseError, WaitTimeout
-from retailpulse_cli.model import JobListing, JobState, JobStatus, StoreProblem
+from retailpulse_cli.model import WAITING, JobListing, JobState, JobStatus, StoreProblem
 from retailpulse_cli.storage.job_dir import Job, JobStore
 
 DAMAGED = JobState.DAMAGED.value
@@ -26,9 +26,10 @@ def with_errors(status: JobStatus, errors: list[StoreProblem]) -> JobStatus:
 
 def read_status(job: Job) -> JobStatus:
     """The status object of a job as it stands (`interrupted` if its worker died)."""
-    status = cast(JobStatus, job.status())
+    meta = job.meta()  # read once: the HTTP API answers this for every poll
+    status = cast(JobStatus, job.status(meta))
     errors = cast("list[StoreProblem]", job.errors())
-    return with_errors({**status, "source": job.meta().get("source")}, errors)
+    return with_errors({**status, "source": meta.get("source")}, errors)
 
 
 def wait_for(
@@ -37,14 +38,14 @@ def wait_for(
     poll: float = 0.2,
     on_poll: Callable[[JobStatus], None] | None = None,
 ) -> JobStatus:
-    """Block until the job is no longer `ongoing`; WaitTimeout after `timeout` seconds.
+    """Block until the job is no longer queued or `ongoing`; WaitTimeout after `timeout` s.
     `on_poll(status)` sees each status read (a progress display)."""
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         current = read_status(job)
         if on_poll is not None:
             on_poll(current)
-        if current.get("status") != JobState.ONGOING:
+        if current.get("status") not in WAITING:
             return current
         if deadline is not None and time.monotonic() >= deadline:
             raise WaitTimeout(f"job {job.id} still ongoing after {timeout:g}s")
@@ -100,7 +101,7 @@ def list_jobs(
     (but not with `since`: its date is unknown)."""
     out: list[JobListing] = []
     for job_id in store.job_ids():
-        row = _listing(Job(store.root / job_id), since)
+        row = listing(Job(store.root / job_id), since)
         if row is None or (since is not None and row["status"] == DAMAGED):
             continue
         if status and row["status"] != status:
@@ -111,8 +112,9 @@ def list_jobs(
     return out
 
 
-def _listing(job: Job, since: datetime | None) -> JobListing | None:
-    """One job's row; None when it was created before `since`."""
+def listing(job: Job, since: datetime | None) -> JobListing | None:
+    """One job's row (its status.json and meta.json read); None when it was created
+    before `since`."""
     try:
         st = cast(JobStatus, job.status())
         row: JobListing = {

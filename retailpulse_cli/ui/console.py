@@ -53,6 +53,8 @@ STATUS_STYLE = {
     JobState.FAILED.value: "red",
     JobState.ONGOING.value: "yellow",
     JobState.INTERRUPTED.value: "magenta",
+    JobState.QUEUED.value: "cyan",
+    JobState.CANCELLED.value: "magenta",
 }
 
 
