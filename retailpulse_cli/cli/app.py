@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeAlias, TypeVar
 import typer
 
 from retailpulse_cli import __version__
+from retailpulse_cli.cli import token_command
 from retailpulse_cli.cli.run_options import ConfigOpt, RunFlags, run_options
 from retailpulse_cli.errors import EXIT_CODE_HELP, ExitCode, RetailpulseError, WaitTimeout
 
@@ -1365,6 +1366,9 @@ def prune(
         freed = prune.human_bytes(result.freed)
         what = f"{n} job{'s' if n != 1 else ''}"
         console.info_line(f"{'would free' if dry_run else 'freed'} {freed} ({what})")
+
+
+app.add_typer(token_command.build(handle_errors))
 
 
 def main() -> None:
