@@ -275,6 +275,26 @@ def _guarded(call: _Call) -> Iterator[_Call]:
         call.close()
 
 
+def guarded_session() -> requests.Session:
+    """A session whose connections go through the guard of the block they are used in
+    (`guarded_request`); for other outgoing calls than image downloads (callbacks)."""
+    session = requests.Session()
+    adapter = _GuardedAdapter(max_retries=0)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.trust_env = _environment_matters()
+    return session
+
+
+@contextlib.contextmanager
+def guarded_request(watchdog: Watchdog, seconds: float, *, block_private: bool) -> Iterator[None]:
+    """Requests on a `guarded_session` in this block connect only to addresses the policy
+    allows (checked after resolving, so a name that turns private later is caught) and
+    are cut when `seconds` have passed. Raises FetchFailure("blocked_address") if not."""
+    with _guarded(_Call(Deadline(seconds), watchdog, block_private)):
+        yield
+
+
 def _blocked(hostname: str, address: str) -> FetchFailure:
     return FetchFailure(
         "blocked_address",

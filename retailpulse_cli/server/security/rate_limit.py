@@ -1,0 +1,92 @@
+"""Per-caller request limits (the `limits` library) and each user's share of the queue.
+
+`--api-rate 20/s --api-burst 40` becomes "at most 40 requests in any 2-second window"
+(limits' moving window, in memory): a client may send 40 at once, and 20/s for ever.
+limits counts windows in whole seconds, so the window is burst/rate rounded up to a
+second; the sustained rate is then a little under --api-rate, never over it.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from dataclasses import dataclass
+
+from limits import RateLimitItemPerSecond
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
+
+from retailpulse_cli.errors import ConfigError
+
+DEFAULT_API_RATE = "20/s"
+DEFAULT_API_BURST = 40
+QUEUE_SHARE_DIVISOR = 4  # --max-queued-per-user default: a quarter of --max-queued-jobs
+_RATE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(?:/\s*(s|sec|second|m|min|minute|h|hour))?\s*", re.I)
+_PER = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600}
+
+
+def parse_rate(text: str) -> float:
+    """`20/s`, `600/m`, `5` (per second) -> requests per second; `0` turns limits off."""
+    match = _RATE.fullmatch(text)
+    if match is None:
+        raise ConfigError(f"--api-rate {text!r}: use N/s, N/m or N/h, e.g. 20/s (0: no limit)")
+    per = _PER[(match.group(2) or "s").lower()]
+    return float(match.group(1)) / per
+
+
+@dataclass(frozen=True)
+class Over:
+    """A refused request: how long until one more would be let through."""
+
+    retry_after: int  # whole seconds, at least 1 (the Retry-After header)
+
+
+class ApiRateLimiter:
+    """One moving window per key ("user:NAME", or "addr:IP" for unauthenticated calls).
+    Thread-safe (limits' memory storage locks)."""
+
+    def __init__(self, rate_per_second: float, burst: int) -> None:
+        if burst < 1:
+            raise ConfigError(f"--api-burst {burst}: must be at least 1")
+        self.enabled = rate_per_second > 0
+        window = max(1, math.ceil(burst / rate_per_second)) if self.enabled else 1
+        self.item = RateLimitItemPerSecond(burst, window)
+        self.limiter = MovingWindowRateLimiter(MemoryStorage())
+
+    def hit(self, key: str) -> Over | None:
+        """Count one request for `key`; an `Over` when it is one too many."""
+        if not self.enabled or self.limiter.hit(self.item, key):
+            return None
+        stats = self.limiter.get_window_stats(self.item, key)
+        return Over(retry_after=max(1, math.ceil(stats.reset_time - time.time())))
+
+
+def default_queue_share(max_queued_jobs: int) -> int:
+    return max(1, max_queued_jobs // QUEUE_SHARE_DIVISOR)
+
+
+@dataclass(frozen=True)
+class QueueRefusal:
+    status: int  # 503 whole queue full, 429 this user's share used up
+    code: str
+    message: str
+
+
+def queue_refusal(
+    *, user: str, queued_total: int, queued_by_user: int, max_queued: int, max_per_user: int
+) -> QueueRefusal | None:
+    """Whether one more queued job may be accepted for `user`. A full queue is everyone's
+    problem and answers 503 first; a user over its share alone gets 429 with the reason."""
+    if queued_total >= max_queued:
+        return QueueRefusal(
+            503, "queue_full", f"the queue is full ({max_queued} jobs waiting); try again later"
+        )
+    if queued_by_user >= max_per_user:
+        return QueueRefusal(
+            429,
+            "user_queue_full",
+            f"user {user} has {queued_by_user} jobs waiting, the most one user may queue "
+            f"(--max-queued-per-user {max_per_user}); wait for some to start",
+        )
+    return None
