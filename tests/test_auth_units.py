@@ -104,6 +104,9 @@ def test_flush_is_due_after_the_interval(tmp_path: Path) -> None:
     verifier = tokens.TokenVerifier(path, flush_seconds=0.0)
     token = tokens.create(path, "alice", Role.VIEWER)
     verifier.verify(token)
+    deadline = time.monotonic() + 5  # written by a background thread
+    while tokens.read_entries(path)[0].last_used_at is None and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert tokens.read_entries(path)[0].last_used_at is not None
 
 

@@ -231,6 +231,7 @@ class TokenVerifier:
         self._damage: RetailpulseError | None = None
         self._used: dict[str, str] = {}
         self._last_flush = time.monotonic()
+        self._flushing = False
 
     def verify(self, token: str) -> TokenEntry | None:
         """The entry whose hash matches `token`, or None. Every entry is compared (no early
@@ -268,9 +269,17 @@ class TokenVerifier:
     def _note_use(self, name: str) -> None:
         with self._lock:
             self._used[name] = now_iso()
-            due = time.monotonic() - self._last_flush >= self.flush_seconds
-        if due:
+            due = not self._flushing and time.monotonic() - self._last_flush >= self.flush_seconds
+            self._flushing = self._flushing or due
+        if due:  # the fsync happens off the request's path
+            threading.Thread(target=self._flush_in_background, name="rp-token-flush").start()
+
+    def _flush_in_background(self) -> None:
+        try:
             self.flush()
+        finally:
+            with self._lock:
+                self._flushing = False
 
     def flush(self) -> None:
         """Write the batched last-used times (tokens revoked meanwhile stay revoked). A
