@@ -13,12 +13,8 @@ import pytest
 
 from retailpulse_cli.errors import ConfigError
 from retailpulse_cli.server.security import callbacks
-from retailpulse_cli.server.security.rate_limit import (
-    ApiRateLimiter,
-    default_queue_share,
-    parse_rate,
-    queue_refusal,
-)
+from retailpulse_cli.server.security.rate_limit import ApiRateLimiter, parse_rate, queue_refusal
+from retailpulse_cli.server.security.settings import default_queue_share
 
 from .callbackserver import CallbackServer
 

@@ -116,6 +116,7 @@ class CallbackSender:
         log: Log,
         first_backoff: float = FIRST_BACKOFF_SECONDS,
         tries: int = TRIES,
+        on_end: Callable[[bool], None] | None = None,
     ) -> None:
         from retailpulse_cli.processing.fetch import Watchdog, guarded_session
 
@@ -124,6 +125,7 @@ class CallbackSender:
         self.log = log
         self.first_backoff = first_backoff
         self.tries = tries
+        self.on_end = on_end  # told True (delivered) or False (given up) per delivery
         self._heap: list[_Delivery] = []
         self._seq = itertools.count()
         self._wake = threading.Condition()
@@ -181,16 +183,22 @@ class CallbackSender:
             failure = self._try(delivery)
             if failure is None:
                 self.log(f"callback for job {delivery.job_id} delivered (try {delivery.tries})")
+                self._ended(True)
             elif failure.final or delivery.tries >= self.tries:
                 tries = f"{delivery.tries} {'try' if delivery.tries == 1 else 'tries'}"
                 self.log(
                     f"callback for job {delivery.job_id} not delivered after {tries}: "
                     f"{failure.reason}"
                 )
+                self._ended(False)
             else:
                 pause = self.first_backoff * 2 ** (delivery.tries - 1)
                 delivery.due = time.monotonic() + pause
                 self._push(delivery)
+
+    def _ended(self, delivered: bool) -> None:
+        if self.on_end is not None:
+            self.on_end(delivered)
 
     def _try(self, delivery: _Delivery) -> _Failure | None:
         import requests

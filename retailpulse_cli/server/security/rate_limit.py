@@ -19,9 +19,6 @@ from limits.strategies import MovingWindowRateLimiter
 
 from retailpulse_cli.errors import ConfigError
 
-DEFAULT_API_RATE = "20/s"
-DEFAULT_API_BURST = 40
-QUEUE_SHARE_DIVISOR = 4  # --max-queued-per-user default: a quarter of --max-queued-jobs
 _RATE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(?:/\s*(s|sec|second|m|min|minute|h|hour))?\s*", re.I)
 _PER = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600}
 
@@ -60,10 +57,6 @@ class ApiRateLimiter:
             return None
         stats = self.limiter.get_window_stats(self.item, key)
         return Over(retry_after=max(1, math.ceil(stats.reset_time - time.time())))
-
-
-def default_queue_share(max_queued_jobs: int) -> int:
-    return max(1, max_queued_jobs // QUEUE_SHARE_DIVISOR)
 
 
 @dataclass(frozen=True)
