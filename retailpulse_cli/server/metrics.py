@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, disable_created_metrics
 from prometheus_client import Counter as PromCounter
 from prometheus_client import Histogram as PromHistogram
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -127,6 +127,9 @@ class Metrics:
     """One registry per app (tests start several apps in one process)."""
 
     def __init__(self) -> None:
+        # `*_created` series double the output and no dashboard reads them (process-wide:
+        # the server process is ours)
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry(auto_describe=True)
         labels = ["method", "route", "status"]
         self.requests = PromCounter(

@@ -13,11 +13,12 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from starlette.datastructures import Headers
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from retailpulse_cli.server.metrics import UNMATCHED_ROUTE, Metrics
@@ -41,6 +42,7 @@ class Gate:
     limiter: ApiRateLimiter
     metrics: Metrics
     log: Callable[[str], None]  # one access-log line (the server's log: time-stamped)
+    routes: Sequence[BaseRoute] = ()  # to name the route of a request refused before routing
 
 
 def principal_of(scope: Scope) -> Principal | None:
@@ -101,6 +103,7 @@ class GateMiddleware:
         if over is None:
             return False
         self.gate.metrics.rate_limited.inc()
+        scope["route"] = _matching_route(self.gate.routes, scope)
         who = f"user {principal.name}" if principal else "this address"
         body = json.dumps(
             {
@@ -141,6 +144,13 @@ def route_of(scope: Scope) -> str:
     route: Any = scope.get("route")
     path = getattr(route, "path", None)
     return path if isinstance(path, str) and path else UNMATCHED_ROUTE
+
+
+def _matching_route(routes: Sequence[BaseRoute], scope: Scope) -> BaseRoute | None:
+    for route in routes:
+        if route.matches(scope)[0] is Match.FULL:
+            return route
+    return None
 
 
 def user_label(name: str) -> str:

@@ -98,9 +98,8 @@ class Security:
         queue_counts: Callable[[], dict[str, int]],
         access_log: Callable[[str], None],
     ) -> None:
-        app.add_middleware(
-            GateMiddleware, gate=Gate(self.authenticator, self.limiter, self.metrics, access_log)
-        )
+        gate = Gate(self.authenticator, self.limiter, self.metrics, access_log, app.router.routes)
+        app.add_middleware(GateMiddleware, gate=gate)
         dependencies.install(app)
         app.include_router(dashboard.router(store, self.authenticator))
         self.metrics.watch_jobs(store, queue_counts)
