@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeAlias, TypeVar
 import typer
 
 from retailpulse_cli import __version__
-from retailpulse_cli.cli import token_command
+from retailpulse_cli.cli import serve_command, token_command
 from retailpulse_cli.cli.run_options import ConfigOpt, RunFlags, run_options
 from retailpulse_cli.errors import EXIT_CODE_HELP, ExitCode, RetailpulseError, WaitTimeout
 
@@ -1368,7 +1368,8 @@ def prune(
         console.info_line(f"{'would free' if dry_run else 'freed'} {freed} ({what})")
 
 
-app.add_typer(token_command.build(handle_errors))
+serve_command.register(app)  # `retailpulse serve` (the HTTP service): its own module
+token_command.register(app)  # `retailpulse token create|list|revoke`: the service's tokens
 
 
 def main() -> None:

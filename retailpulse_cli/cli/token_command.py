@@ -1,13 +1,11 @@
 """`retailpulse token create|list|revoke`: the API tokens `retailpulse serve` accepts.
 
-A group of its own; cli.app registers it in one line (`build(handle_errors)`), so this
-module imports nothing from cli.app.
+A group of its own; cli.app registers it in one line (`register(app)`).
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -110,8 +108,10 @@ def revoke(
         console.info_line(f"revoked the token of {entry.name} ({entry.role.value})")
 
 
-def build(wrap: Callable[[Callable[..., None]], Callable[..., None]]) -> typer.Typer:
-    """The `token` group, each command wrapped by the CLI's error handler."""
+def register(app: typer.Typer) -> None:
+    """Add the `token` group to the CLI (the one line in cli/app.py calls this)."""
+    from retailpulse_cli.cli.app import handle_errors
+
     group = typer.Typer(
         name="token",
         help="API tokens for `retailpulse serve`: create (shown once), list, revoke.",
@@ -124,5 +124,5 @@ def build(wrap: Callable[[Callable[..., None]], Callable[..., None]]) -> typer.T
         "revoke": "**Examples**\n\n`retailpulse token revoke ci-bot`",
     }
     for name, func in (("create", create), ("list", list_), ("revoke", revoke)):
-        group.command(name=name, epilog=epilogs[name])(wrap(func))
-    return group
+        group.command(name=name, epilog=epilogs[name])(handle_errors(func))
+    app.add_typer(group)

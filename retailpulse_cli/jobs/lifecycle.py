@@ -39,6 +39,10 @@ if TYPE_CHECKING:  # runner and fetch pull in requests and Pillow: not for `stat
     from retailpulse_cli.processing.pipeline import Pools
 
 Mode = Literal["submit", "resume", "retry"]
+CANCELLED = "cancelled"  # a stop reason and a state: the run stopped because it was asked to
+# Every state a job can read, in `status`, `list --status` and the HTTP API.
+STATES = ("queued", "ongoing", "completed", "failed", "interrupted", CANCELLED)
+WAITING_STATES = ("queued", "ongoing")  # `status --wait` waits while the job reads one
 STATUS_SYNC_SECONDS = 0.5  # how stale `status` may be while a job runs
 RESULTS_SYNC_SECONDS = 1.0  # a kill loses at most this much finished work (plus in-flight)
 RESULTS_SYNC_RECORDS = 500
@@ -64,9 +68,18 @@ class NullObserver:
 
 
 def create_job(
-    store: JobStore, job_spec: spec.JobSpec, settings: Settings, store_master: StoreMaster
+    store: JobStore,
+    job_spec: spec.JobSpec,
+    settings: Settings,
+    store_master: StoreMaster,
+    *,
+    state: Literal["ongoing", "queued"] = "ongoing",
+    extra_meta: dict[str, Any] | None = None,
+    run_by: str | None = None,
 ) -> tuple[Job, Lock]:
-    """Create the job directory (status `ongoing`, no results yet), returned locked."""
+    """Create the job directory (status `ongoing`, or `queued` for a service's queue; no
+    results yet), returned locked. `extra_meta` (e.g. origin, idempotency key) is written
+    with the job in one rename, so it can never exist without it."""
     created = now_iso()
     meta = {
         "schema_version": SCHEMA_VERSION,
@@ -77,9 +90,12 @@ def create_job(
         "images_total": job_spec.image_count,
         "store_master": str(store_master.path.resolve()),
         "settings": _settings_to_json(settings),
+        **(extra_meta or {}),
     }
     tally = new_tally(job_spec)
-    status = status_doc("", "ongoing", tally, created=created, mode="submit")
+    status = status_doc("", state, tally, created=created, mode="submit", run_by=run_by)
+    if state == "queued":
+        status["queued_at"] = created
     return store.create(job_spec.raw, meta, status)
 
 
@@ -101,7 +117,9 @@ def status_doc(
     started: str | None = None,
     finished: str | None = None,
     interrupted_by: str | None = None,
+    run_by: str | None = None,
 ) -> dict[str, Any]:
+    run: dict[str, Any] = {"mode": mode, **({"by": run_by} if run_by else {}), **host_info()}
     doc: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "job_id": job_id,
@@ -111,7 +129,7 @@ def status_doc(
         "updated_at": now_iso(),
         "finished_at": finished,
         **tally.counts(),
-        "run": {"mode": mode, **host_info()},
+        "run": run,
     }
     if interrupted_by:
         doc["interrupted_by"] = interrupted_by
@@ -143,7 +161,7 @@ def continuing_mode(job: Job, asked: Mode) -> Mode:
     status = job.read_json("status.json")
     run = status.get("run")
     was_retry = isinstance(run, dict) and run.get("mode") == "retry"
-    unfinished = status.get("status") in ("ongoing", "interrupted")
+    unfinished = status.get("status") in ("ongoing", "interrupted", "queued", "cancelled")
     return "retry" if was_retry and unfinished else asked
 
 
@@ -225,11 +243,14 @@ def execute(
     fetcher: Fetcher | None = None,
     job_spec: spec.JobSpec | None = None,
     engine: DaskEngine | None = None,
+    run_by: str | None = None,
 ) -> dict[str, Any]:
     """Run (or finish, or retry) a job while holding its lock; return its final status.
 
     Several jobs may run at once in threads sharing `pools` and one `fetcher` (one set of
     stage threads, one connection pool); each job still has its own single writer.
+    `run_by` ("serve") is kept in status.json `run.by`: a service resumes after a crash
+    the jobs it was running, and only those.
     """
     from retailpulse_cli.processing.fetch import (
         Fetcher,  # heavy (requests): only commands that download import it
@@ -237,7 +258,7 @@ def execute(
 
     job_spec = job_spec or load_spec(job)
     plan = _plan(job, job_spec, mode)
-    run = _JobRun(job, mode, plan, observer or NullObserver())
+    run = _JobRun(job, mode, plan, observer or NullObserver(), run_by)
     if run.nothing_to_do():
         return read_status(job)  # nothing to do: the job's history stays as it was
     run.open()
@@ -303,8 +324,11 @@ def _run_pipeline(
 class _JobRun:
     """The one writer of a running job: records to disk, tally, status, observer."""
 
-    def __init__(self, job: Job, mode: Mode, plan: _Plan, observer: Observer) -> None:
+    def __init__(
+        self, job: Job, mode: Mode, plan: _Plan, observer: Observer, run_by: str | None
+    ) -> None:
         self.job = job
+        self.run_by = run_by
         self.mode = mode
         self.plan = plan
         self.observer = observer
@@ -328,6 +352,7 @@ class _JobRun:
             created=self.created,
             mode=self.mode,
             started=self.started,
+            run_by=self.run_by,
             **kw,
         )
 
@@ -371,6 +396,8 @@ class _JobRun:
         tally = self.plan.tally
         if complete:
             final = self.doc("failed" if tally.failed else "completed", finished=now_iso())
+        elif stop_reason == CANCELLED:  # asked for; `resume` still finishes it
+            final = self.doc(CANCELLED)
         else:
             final = self.doc("interrupted", interrupted_by=stop_reason or "stopped")
         errors = tally.errors()
@@ -391,7 +418,7 @@ def read_status(job: Job) -> dict[str, Any]:
 def wait_for(
     job: Job, timeout: float | None, poll: float = 0.2, on_poll: Any = None
 ) -> dict[str, Any]:
-    """Block until the job is no longer `ongoing`; WaitTimeout after `timeout` seconds.
+    """Block until the job is no longer queued or `ongoing`; WaitTimeout after `timeout` s.
     `on_poll(status)` sees each status read (a progress display)."""
     from retailpulse_cli.errors import WaitTimeout
 
@@ -400,7 +427,7 @@ def wait_for(
         current = read_status(job)
         if on_poll is not None:
             on_poll(current)
-        if current.get("status") != "ongoing":
+        if current.get("status") not in WAITING_STATES:
             return current
         if deadline is not None and time.monotonic() >= deadline:
             raise WaitTimeout(f"job {job.id} still ongoing after {timeout:g}s")
@@ -454,34 +481,41 @@ def list_jobs(
     """Jobs newest first, as small summaries; a damaged job is listed as such, not fatal."""
     out: list[dict[str, Any]] = []
     for job_id in store.job_ids():
-        job = Job(store.root / job_id)
-        try:
-            st = job.status()
-            row = {
-                "job_id": job_id,
-                "created_at": st.get("created_at"),
-                "status": st.get("status"),
-                "images_total": st.get("images_total", 0),
-                "images_done": st.get("images_done", 0),
-                "images_failed": st.get("images_failed", 0),
-                "source": job.meta().get("source"),  # job.status() read meta.json already
-            }
-            if since is not None and parse_since(str(row["created_at"])) < since:
-                continue
-        except RetailpulseError as exc:
-            row = {"job_id": job_id, "created_at": None, "status": "damaged", "error": exc.message}
-        except ValueError:  # a created_at edited into something that is not a date
-            row = {
-                "job_id": job_id,
-                "created_at": None,
-                "status": "damaged",
-                "error": f"job {job_id}: status.json has no valid created_at",
-            }
-        if since is not None and row["status"] == "damaged":
-            continue
-        if status and row["status"] != status:
+        row = job_row(store, job_id, since)
+        if row is None or (status and row["status"] != status):
             continue
         out.append(row)
         if limit is not None and len(out) >= limit:
             break
     return out
+
+
+def job_row(store: JobStore, job_id: str, since: datetime | None = None) -> dict[str, Any] | None:
+    """One job as `list` shows it (reads its status.json and meta.json); None when it was
+    created before `since` (a damaged job is left out of a `since` listing)."""
+    job = Job(store.root / job_id)
+    try:
+        st = job.status()
+        row = {
+            "job_id": job_id,
+            "created_at": st.get("created_at"),
+            "status": st.get("status"),
+            "images_total": st.get("images_total", 0),
+            "images_done": st.get("images_done", 0),
+            "images_failed": st.get("images_failed", 0),
+            "source": job.meta().get("source"),  # job.status() read meta.json already
+        }
+        if since is not None and parse_since(str(row["created_at"])) < since:
+            return None
+    except RetailpulseError as exc:
+        row = {"job_id": job_id, "created_at": None, "status": "damaged", "error": exc.message}
+    except ValueError:  # a created_at edited into something that is not a date
+        row = {
+            "job_id": job_id,
+            "created_at": None,
+            "status": "damaged",
+            "error": f"job {job_id}: status.json has no valid created_at",
+        }
+    if since is not None and row["status"] == "damaged":
+        return None
+    return row

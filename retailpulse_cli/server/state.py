@@ -1,0 +1,42 @@
+"""What the routes share: the jobs directory, the queue, the service's settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+
+from retailpulse_cli.config.serve_settings import ServeSettings
+from retailpulse_cli.errors import InvalidJobFile
+from retailpulse_cli.jobs.dispatcher import Dispatcher
+from retailpulse_cli.processing import spec
+from retailpulse_cli.server.security import User
+from retailpulse_cli.storage.job_dir import JobStore
+
+SOURCE = "<http>"  # a job's `source` when it came over HTTP (as `<stdin>` for stdin)
+
+
+@dataclass(frozen=True)
+class Service:
+    store: JobStore
+    dispatcher: Dispatcher
+    settings: ServeSettings
+    base_dir: Path  # where relative image paths point, if local files are allowed at all
+
+    def parse(self, body: bytes) -> spec.JobSpec:
+        """A request body as a job file; InvalidJobFile lists every problem."""
+        if not body:
+            raise InvalidJobFile(SOURCE, ["empty request body, expected a job file (JSON)"])
+        return spec.parse(body, source=SOURCE, base_dir=self.base_dir)
+
+    def meta(self, user: User) -> dict[str, Any]:
+        """What meta.json keeps about who submitted it and how."""
+        return {"origin": "http", "submitted_by": user.name}
+
+
+def get_service(request: Request) -> Service:
+    """FastAPI dependency: the Service the app was made with."""
+    service: Service = request.app.state.service
+    return service
