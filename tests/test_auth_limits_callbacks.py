@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from retailpulse_cli.config.security_settings import default_queue_share
 from retailpulse_cli.errors import ConfigError
 from retailpulse_cli.server.security import callbacks
-from retailpulse_cli.server.security.rate_limit import ApiRateLimiter, parse_rate, queue_refusal
-from retailpulse_cli.server.security.settings import default_queue_share
+from retailpulse_cli.server.security.rate_limit import ApiRateLimiter, parse_rate
 
 from .callbackserver import CallbackServer
 
@@ -60,14 +60,8 @@ def test_rate_zero_turns_limits_off_and_burst_must_be_positive() -> None:
         ApiRateLimiter(20, 0)
 
 
-def test_queue_share_and_full_queue() -> None:
+def test_default_queue_share() -> None:
     assert default_queue_share(1000) == 250 and default_queue_share(3) == 1
-    args = {"user": "alice", "max_queued": 8, "max_per_user": 2}
-    assert queue_refusal(queued_total=3, queued_by_user=1, **args) is None  # type: ignore[arg-type]
-    share = queue_refusal(queued_total=3, queued_by_user=2, **args)  # type: ignore[arg-type]
-    assert share is not None and share.status == 429 and "--max-queued-per-user 2" in share.message
-    full = queue_refusal(queued_total=8, queued_by_user=2, **args)  # type: ignore[arg-type]
-    assert full is not None and full.status == 503  # a full queue wins over the share
 
 
 def test_callback_is_signed_and_retried_after_a_500(receiver: CallbackServer) -> None:

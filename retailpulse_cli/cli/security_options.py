@@ -115,7 +115,7 @@ SECURITY_PARAMETERS: dict[str, tuple[Any, Any]] = {
 
 def security_options(func: F) -> F:
     """Give `func` the security options; it receives them as `security`."""
-    from retailpulse_cli.server.security.settings import SecuritySettings
+    from retailpulse_cli.config.security_settings import SecuritySettings
 
     own = inspect.signature(func, eval_str=True)
     kept = [p for name, p in own.parameters.items() if name != "security"]

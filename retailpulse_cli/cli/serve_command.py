@@ -10,6 +10,7 @@ import typer
 
 from retailpulse_cli.cli.run_options import RunFlags, run_options
 from retailpulse_cli.config import serve_settings as defaults
+from retailpulse_cli.config.security_settings import SecuritySettings
 from retailpulse_cli.errors import ExitCode, RetailpulseError
 
 if TYPE_CHECKING:
@@ -31,7 +32,7 @@ def serve(
     host: Annotated[
         str,
         typer.Option(
-            "--host", help="Address to listen on; loopback only until authentication exists."
+            "--host", help="Address to listen on; any with authentication, loopback with --no-auth."
         ),
     ] = defaults.DEFAULT_HOST,
     port: Annotated[
@@ -78,6 +79,7 @@ def serve(
     no_color: Annotated[bool, typer.Option("--no-color", help="No colour.")] = False,
     *,
     run_flags: RunFlags,
+    security: SecuritySettings,
 ) -> None:
     """Serve the HTTP API (the seed's /api/submit/ and /api/status, /v1, docs at /docs)
     over the jobs directory; jobs queue on disk and survive a crash.
@@ -96,14 +98,16 @@ def serve(
         max_request_bytes=max_request_bytes,
         allow_local_files=allow_local_files,
         allow_private_networks=allow_private_networks,
+        security=security,
     )
     _require_extra()
     from retailpulse_cli.server import runner
 
-    if not runner.is_loopback(host):
+    if security.no_auth and not runner.is_loopback(host):
         raise ServeUsageError(
-            f"--host {host}: serve listens only on loopback addresses (127.0.0.1, ::1, "
-            "localhost) until authentication exists"
+            f"--host {host}: --no-auth serves anyone who can connect, so it listens only on "
+            "loopback addresses (127.0.0.1, ::1, localhost)",
+            hint="drop --no-auth and give clients tokens (`retailpulse token create`)",
         )
     _serve(settings, run_flags, quiet=quiet, verbose=verbose)
 
@@ -143,5 +147,6 @@ def _serve(settings: ServeSettings, flags: RunFlags, *, quiet: bool, verbose: bo
 def register(app: typer.Typer) -> None:
     """Add `serve` to the CLI (the one line in cli/app.py calls this)."""
     from retailpulse_cli.cli.app import handle_errors
+    from retailpulse_cli.cli.security_options import security_options
 
-    app.command(name="serve", epilog=EPILOG)(handle_errors(run_options(serve)))
+    app.command(name="serve", epilog=EPILOG)(handle_errors(run_options(security_options(serve))))

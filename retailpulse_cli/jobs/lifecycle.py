@@ -412,7 +412,14 @@ def with_errors(status: dict[str, Any], errors: list[dict[str, Any]]) -> dict[st
 
 def read_status(job: Job) -> dict[str, Any]:
     status = job.status()
-    return with_errors({**status, "source": job.meta().get("source")}, job.errors())
+    meta = job.meta()
+    return with_errors({**status, **_origin(meta)}, job.errors())
+
+
+def _origin(meta: dict[str, Any]) -> dict[str, Any]:
+    """Where a job came from, as status and list show it: its source, and its owner (the
+    user who submitted it to `serve`; jobs made by the CLI have none)."""
+    return {"source": meta.get("source"), "owner": meta.get("owner")}
 
 
 def wait_for(
@@ -477,12 +484,16 @@ def list_jobs(
     status: str | None = None,
     since: datetime | None = None,
     limit: int | None = None,
+    owner: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Jobs newest first, as small summaries; a damaged job is listed as such, not fatal."""
+    """Jobs newest first, as small summaries; a damaged job is listed as such, not fatal.
+    With `owner`, only the jobs that user submitted to `serve`."""
     out: list[dict[str, Any]] = []
     for job_id in store.job_ids():
         row = job_row(store, job_id, since)
         if row is None or (status and row["status"] != status):
+            continue
+        if owner is not None and row.get("owner") != owner:
             continue
         out.append(row)
         if limit is not None and len(out) >= limit:
@@ -503,7 +514,7 @@ def job_row(store: JobStore, job_id: str, since: datetime | None = None) -> dict
             "images_total": st.get("images_total", 0),
             "images_done": st.get("images_done", 0),
             "images_failed": st.get("images_failed", 0),
-            "source": job.meta().get("source"),  # job.status() read meta.json already
+            **_origin(job.meta()),  # job.status() read meta.json already
         }
         if since is not None and parse_since(str(row["created_at"])) < since:
             return None

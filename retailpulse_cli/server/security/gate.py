@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -136,6 +137,18 @@ class GateMiddleware:
         self.gate.metrics.observe(method, route, status, seconds)
         user = user_label(principal.name) if principal else "-"
         self.gate.log(f"{method} {route} {status} user={user} {seconds * 1000:.1f}ms")
+
+
+def write_access_line(text: str) -> None:
+    """One access line on stderr, starting with the time as the CLI's log lines do (off a
+    terminal stderr stamps every line itself), and in the --log-file."""
+    from retailpulse_cli.ui.streams import log_line, timestamp
+
+    line = f"retailpulse: {text}"
+    stamped = bool(getattr(sys.stderr, "stamp", False))
+    sys.stderr.write((line if stamped else f"{timestamp()} {line}") + "\n")
+    sys.stderr.flush()
+    log_line(line)
 
 
 def route_of(scope: Scope) -> str:

@@ -8,7 +8,7 @@ security.close()   # at shutdown: last-used times written, callbacks stopped
 
 from __future__ import annotations
 
-import ipaddress
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -16,36 +16,20 @@ from typing import Any
 from fastapi import Depends, FastAPI
 from fastapi.responses import Response
 
-from retailpulse_cli.errors import ConfigError
+from retailpulse_cli.config.security_settings import SecuritySettings
+from retailpulse_cli.errors import RetailpulseError
 from retailpulse_cli.server import dashboard
+from retailpulse_cli.server.errors import ApiError
 from retailpulse_cli.server.metrics import Metrics
 from retailpulse_cli.server.security import callbacks, dependencies, jwt_auth
 from retailpulse_cli.server.security.authenticate import Authenticator
 from retailpulse_cli.server.security.gate import Gate, GateMiddleware
 from retailpulse_cli.server.security.rate_limit import ApiRateLimiter, parse_rate
 from retailpulse_cli.server.security.roles import Action, Principal
-from retailpulse_cli.server.security.settings import SecuritySettings
 from retailpulse_cli.server.security.tokens import TokenVerifier, tokens_path
-from retailpulse_cli.storage.job_dir import JobStore
+from retailpulse_cli.storage.job_dir import Job, JobStore
 
-
-def check_host(host: str, settings: SecuritySettings) -> None:
-    """--no-auth only on loopback: an open server on a network is anyone's server."""
-    if settings.no_auth and not is_loopback(host):
-        raise ConfigError(
-            f"--no-auth with --host {host}: an open server may only listen on loopback",
-            hint="drop --no-auth and give clients tokens (`retailpulse token create`), "
-            "or listen on 127.0.0.1",
-        )
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+CALLBACK_KEY = "callback_url"  # in a submit's body, and in meta.json
 
 
 @dataclass
@@ -56,6 +40,8 @@ class Security:
     metrics: Metrics
     callbacks: callbacks.CallbackSender | None
     block_private: bool
+    log: Callable[[str], None]  # the server's log (callbacks' outcomes)
+    access_log: Callable[[str], None]  # one line per request (--verbose), or nothing
 
     @classmethod
     def build(
@@ -65,6 +51,7 @@ class Security:
         *,
         block_private: bool,
         log: Callable[[str], None],
+        access_log: Callable[[str], None] = lambda _line: None,
     ) -> Security:
         """Read the key and secret files (ConfigError: one line, exit 2, before listening)."""
         verifier = jwt_auth.from_files(
@@ -88,7 +75,9 @@ class Security:
                 secret, block_private=block_private, log=log, on_end=count
             )
         limiter = ApiRateLimiter(parse_rate(settings.api_rate), settings.api_burst)
-        return cls(settings, authenticator, limiter, metrics, sender, block_private)
+        return cls(
+            settings, authenticator, limiter, metrics, sender, block_private, log, access_log
+        )
 
     def install(
         self,
@@ -96,9 +85,10 @@ class Security:
         store: JobStore,
         *,
         queue_counts: Callable[[], dict[str, int]],
-        access_log: Callable[[str], None],
     ) -> None:
-        gate = Gate(self.authenticator, self.limiter, self.metrics, access_log, app.router.routes)
+        gate = Gate(
+            self.authenticator, self.limiter, self.metrics, self.access_log, app.router.routes
+        )
         app.add_middleware(GateMiddleware, gate=gate)
         dependencies.install(app)
         app.include_router(dashboard.router(store, self.authenticator))
@@ -110,17 +100,42 @@ class Security:
             body, content_type = metrics.exposition()
             return Response(body, media_type=content_type)
 
-    def callback_problem(self, url: Any) -> str | None:
-        """Why `callback_url` cannot be accepted (a 400 message), or None."""
+    def callback_meta(self, body: bytes) -> dict[str, Any]:
+        """`callback_url` from a submit's body, checked, for meta.json; 400 if unusable."""
+        if b"callback_url" not in body:  # most submits: no second parse
+            return {}
+        try:  # the job-file validator has read it already: valid JSON
+            doc = json.loads(body)
+        except ValueError:
+            return {}
+        url = doc.get(CALLBACK_KEY) if isinstance(doc, dict) else None
+        if url is None:
+            return {}
         if self.callbacks is None:
-            return "callbacks are off: the server was started without --callback-secret-file"
-        problem = callbacks.check_url(url, block_private=self.block_private)
-        return f"callback_url {problem}" if problem else None
+            problem: str | None = (
+                "callbacks are off: the server runs without --callback-secret-file"
+            )
+        else:
+            problem = callbacks.check_url(url, block_private=self.block_private)
+        if problem is not None:
+            raise ApiError(
+                400, "invalid_callback_url", f"{CALLBACK_KEY}: {problem}", "$.callback_url"
+            )
+        return {CALLBACK_KEY: url}
 
-    def job_ended(self, job_id: str, status: dict[str, Any], callback_url: object) -> None:
-        """A job reached its end: send its callback, if it asked for one."""
-        if self.callbacks is not None and isinstance(callback_url, str) and callback_url:
-            self.callbacks.send(callback_url, job_id, status)
+    def job_ended(self, job: Job) -> None:
+        """A job reached its end (completed, failed, cancelled): send its callback, if it
+        asked for one. Called on the job's runner thread: only queues the delivery."""
+        if self.callbacks is None:
+            return
+        from retailpulse_cli.jobs import lifecycle
+
+        try:
+            url = job.meta().get(CALLBACK_KEY)
+            if isinstance(url, str) and url:
+                self.callbacks.send(url, job.id, lifecycle.read_status(job))
+        except RetailpulseError as exc:  # the job's files went bad: no callback, say why
+            self.log(f"callback for job {job.id} not sent: {exc.message}")
 
     def close(self) -> None:
         if self.authenticator.tokens is not None:

@@ -57,29 +57,3 @@ class ApiRateLimiter:
             return None
         stats = self.limiter.get_window_stats(self.item, key)
         return Over(retry_after=max(1, math.ceil(stats.reset_time - time.time())))
-
-
-@dataclass(frozen=True)
-class QueueRefusal:
-    status: int  # 503 whole queue full, 429 this user's share used up
-    code: str
-    message: str
-
-
-def queue_refusal(
-    *, user: str, queued_total: int, queued_by_user: int, max_queued: int, max_per_user: int
-) -> QueueRefusal | None:
-    """Whether one more queued job may be accepted for `user`. A full queue is everyone's
-    problem and answers 503 first; a user over its share alone gets 429 with the reason."""
-    if queued_total >= max_queued:
-        return QueueRefusal(
-            503, "queue_full", f"the queue is full ({max_queued} jobs waiting); try again later"
-        )
-    if queued_by_user >= max_per_user:
-        return QueueRefusal(
-            429,
-            "user_queue_full",
-            f"user {user} has {queued_by_user} jobs waiting, the most one user may queue "
-            f"(--max-queued-per-user {max_per_user}); wait for some to start",
-        )
-    return None
