@@ -66,7 +66,7 @@ SECURITY_PARAMETERS: dict[str, tuple[Any, Any]] = {
             _opt(
                 "api-rate",
                 "Requests per user (per address without credentials): N/s, N/m; "
-                "0 for no limit. [default: 20/s]",
+                "0 for no limit. [default: 20/s; none with --no-auth]",
                 metavar="RATE",
                 show_default=False,
             ),

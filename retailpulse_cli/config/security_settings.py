@@ -22,12 +22,21 @@ class SecuritySettings:
     jwt_public_key: Path | None = None  # RS256 / ES256 PEM
     jwt_audience: str | None = None
     jwt_issuer: str | None = None
-    api_rate: str = DEFAULT_API_RATE  # per user (per address when unauthenticated)
+    # per user (per address when unauthenticated); None: DEFAULT_API_RATE, or no limit
+    # with --no-auth (today's open mode, for one trusted client: no limit unless asked)
+    api_rate: str | None = None
     api_burst: int = DEFAULT_API_BURST
-    max_queued_per_user: int | None = None  # None: a quarter of --max-queued-jobs
+    max_queued_per_user: int | None = None  # None: a quarter of --max-queued-jobs (all: --no-auth)
     callback_secret_file: Path | None = None  # None: callback_url is refused
+
+    def rate(self) -> str:
+        if self.api_rate is not None:
+            return self.api_rate
+        return "0" if self.no_auth else DEFAULT_API_RATE
 
     def queue_share(self, max_queued_jobs: int) -> int:
         if self.max_queued_per_user is not None:
             return self.max_queued_per_user
+        if self.no_auth:  # one (anonymous) user: a share of the queue would only shrink it
+            return max_queued_jobs
         return default_queue_share(max_queued_jobs)

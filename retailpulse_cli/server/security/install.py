@@ -74,7 +74,7 @@ class Security:
             sender = callbacks.CallbackSender(
                 secret, block_private=block_private, log=log, on_end=count
             )
-        limiter = ApiRateLimiter(parse_rate(settings.api_rate), settings.api_burst)
+        limiter = ApiRateLimiter(parse_rate(settings.rate()), settings.api_burst)
         return cls(
             settings, authenticator, limiter, metrics, sender, block_private, log, access_log
         )
