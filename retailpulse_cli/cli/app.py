@@ -910,6 +910,10 @@ def list_(
     limit: Annotated[
         int | None, typer.Option("--limit", "-n", min=1, help="At most this many jobs.")
     ] = None,
+    owner: Annotated[
+        str | None,
+        typer.Option("--owner", help="Only jobs this user submitted to `retailpulse serve`."),
+    ] = None,
     as_json: JsonOpt = False,
     jobs_dir: JobsDir = None,
     quiet: Quiet = False,
@@ -929,7 +933,9 @@ def list_(
     since_dt = parse_since_option(since)
     output = _output(quiet, verbose, no_color)
     store = _jobs_store(jobs_dir)
-    rows = lifecycle.list_jobs(store, status=status_filter, since=since_dt, limit=limit)
+    rows = lifecycle.list_jobs(
+        store, status=status_filter, since=since_dt, limit=limit, owner=owner
+    )
     with console.stdout_guard():
         if as_json:
             console.print_json(rows)
