@@ -4,6 +4,8 @@ queue and job logic in retailpulse_cli/jobs/."""
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -141,7 +143,11 @@ def _serve(settings: ServeSettings, flags: RunFlags, *, quiet: bool, verbose: bo
         ) from None
     with cli.engine_for(place) as engine:
         runner.run(settings, planner, store, sock, engine=engine, quiet=quiet, verbose=verbose)
-    raise typer.Exit(0)
+    # A download thread stuck in a DNS lookup or a blocking read must not hold the exit
+    # (the interpreter would join it): the jobs are on disk, and the next start resumes them.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def register(app: typer.Typer) -> None:
