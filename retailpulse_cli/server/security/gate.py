@@ -14,7 +14,7 @@ import json
 import re
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,7 +43,6 @@ class Gate:
     limiter: ApiRateLimiter
     metrics: Metrics
     log: Callable[[str], None]  # one access-log line (the server's log: time-stamped)
-    routes: Sequence[BaseRoute] = ()  # to name the route of a request refused before routing
 
 
 def principal_of(scope: Scope) -> Principal | None:
@@ -60,6 +59,10 @@ class GateMiddleware:
     def __init__(self, app: ASGIApp, gate: Gate) -> None:
         self.app = app
         self.gate = gate
+        # Routes that have answered a request: a request refused before routing is labelled
+        # with the one of them it matches (a flood repeats requests that were answered).
+        # Learnt rather than listed: FastAPI keeps included routers' routes to itself.
+        self.known_routes: dict[int, BaseRoute] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -104,7 +107,7 @@ class GateMiddleware:
         if over is None:
             return False
         self.gate.metrics.rate_limited.inc()
-        scope["route"] = _matching_route(self.gate.routes, scope)
+        scope["route"] = _matching_route(list(self.known_routes.values()), scope)
         who = f"user {principal.name}" if principal else "this address"
         body = json.dumps(
             {
@@ -133,6 +136,9 @@ class GateMiddleware:
         self, scope: Scope, principal: Principal | None, status: int, seconds: float
     ) -> None:
         route = route_of(scope)
+        matched = scope.get("route")
+        if isinstance(matched, BaseRoute):
+            self.known_routes.setdefault(id(matched), matched)
         method = str(scope["method"])
         self.gate.metrics.observe(method, route, status, seconds)
         user = user_label(principal.name) if principal else "-"
@@ -159,7 +165,7 @@ def route_of(scope: Scope) -> str:
     return path if isinstance(path, str) and path else UNMATCHED_ROUTE
 
 
-def _matching_route(routes: Sequence[BaseRoute], scope: Scope) -> BaseRoute | None:
+def _matching_route(routes: list[BaseRoute], scope: Scope) -> BaseRoute | None:
     for route in routes:
         if route.matches(scope)[0] is Match.FULL:
             return route

@@ -86,9 +86,7 @@ class Security:
         *,
         queue_counts: Callable[[], dict[str, int]],
     ) -> None:
-        gate = Gate(
-            self.authenticator, self.limiter, self.metrics, self.access_log, app.router.routes
-        )
+        gate = Gate(self.authenticator, self.limiter, self.metrics, self.access_log)
         app.add_middleware(GateMiddleware, gate=gate)
         dependencies.install(app)
         app.include_router(dashboard.router(store, self.authenticator))
