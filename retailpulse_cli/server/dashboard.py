@@ -67,7 +67,7 @@ def _html(text: str, status: int = 200) -> HTMLResponse:
             "Content-Security-Policy": dashboard_html.CONTENT_SECURITY_POLICY,
             "Cache-Control": "no-store",
             "X-Content-Type-Options": "nosniff",
-            "Referrer-Policy": "no-referrer",
+            "Referrer-Policy": "same-origin",  # no-referrer would make Origin `null`
         },
     )
 
