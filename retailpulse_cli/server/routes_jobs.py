@@ -138,6 +138,7 @@ async def get_job(
 @router.get(
     "/jobs/{job_id}/results",
     summary="A job's records, streamed (JSON Lines or CSV)",
+    response_class=StreamingResponse,  # its media types are documented below
     responses={
         200: {
             "description": "One record per image, in the order images finished.",

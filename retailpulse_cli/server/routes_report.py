@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Query
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from retailpulse_cli.errors import JobNotFound
@@ -67,9 +67,12 @@ async def report_json(
 @router.get(
     "/report",
     summary="The report as an HTML page",
-    response_class=HTMLResponse,
+    response_class=Response,  # errors stay JSON; the page is documented below
     responses={
-        200: {"description": "A self-contained page (no script, nothing loaded)."},
+        200: {
+            "description": "A self-contained page (no script, nothing loaded).",
+            "content": {"text/html": {"schema": {"type": "string"}}},
+        },
         **schemas.errors(400, 404),
     },
 )
