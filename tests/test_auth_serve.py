@@ -139,9 +139,15 @@ def test_no_credentials_is_401_with_a_bearer_challenge(
     assert "rp_not-a-token" not in r.text
 
 
-def test_probes_answer_without_credentials(site: Site) -> None:
+def test_probes_and_the_api_document_answer_without_credentials(site: Site) -> None:
     assert site.anonymous.get("/healthz").json() == {"status": "ok"}
     assert site.anonymous.get("/readyz").status_code == 200
+    doc = site.anonymous.get("/openapi.json").json()
+    assert doc["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    submit = doc["paths"]["/v1/jobs"]["post"]
+    assert submit["security"] == [{"bearer": []}]
+    assert {"401", "403", "429"} <= set(submit["responses"])
+    assert "security" not in doc["paths"]["/healthz"]["get"]
 
 
 def test_a_revoked_token_is_refused_on_the_very_next_request(site: Site) -> None:

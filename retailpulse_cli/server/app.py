@@ -22,6 +22,7 @@ from retailpulse_cli.server import (
     routes_seed,
 )
 from retailpulse_cli.server.body_limit import BodyLimit
+from retailpulse_cli.server.security import openapi as security_doc
 from retailpulse_cli.server.state import Service
 
 DESCRIPTION = """\
@@ -97,5 +98,6 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         schemas = doc.get("components", {}).get("schemas", {})
         for unused in ("HTTPValidationError", "ValidationError"):
             schemas.pop(unused, None)
+        security_doc.document(doc, open_mode=app.state.service.settings.security.no_auth)
         app.openapi_schema = doc
     return app.openapi_schema
