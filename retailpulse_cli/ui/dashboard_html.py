@@ -24,8 +24,9 @@ body{font:15px/1.4 system-ui,sans-serif;margin:2em auto;max-width:1080px;color:#
 h1{font-size:1.5em;margin-bottom:.2em}.sub{color:#666;margin-top:0}
 table{border-collapse:collapse;width:100%}th,td{padding:6px 10px;border-bottom:1px solid #eee;
 vertical-align:top}th{text-align:left;background:#f6f6f6}
-td.n{text-align:right;font-variant-numeric:tabular-nums}td.id{font-family:monospace}
-progress{width:140px;height:14px}.state{font-weight:600}
+td.id{font-family:monospace;white-space:nowrap}td.when{white-space:nowrap}
+progress{width:140px;height:14px;display:block}.count{font-size:.85em;color:#555}
+.state{font-weight:600}
 .completed{color:#1e8449}.failed,.cancelled{color:#c0392b}.interrupted{color:#b9770e}
 .ongoing,.queued{color:#2471a3}.codes{font-size:.85em;color:#555}.none{color:#888}
 form.login{display:flex;gap:8px;margin-top:1.5em}form.login input{flex:1;padding:6px}
@@ -97,20 +98,29 @@ def _row(job: dict[str, Any], links: Callable[[str], list[tuple[str, str]]]) -> 
     failed = _int(job.get("images_failed"))
     source = job.get("source")
     title = f' title="{escape(str(source))}"' if source else ""
+    counted = f"{done:,}/{total:,} images" + (f", {failed:,} failed" if failed else "")
     progress = (
-        f'<progress value="{done}" max="{max(total, 1)}">{done}/{total}</progress> '
-        f"{done:,}/{total:,}" + (f", {failed:,} failed" if failed else "")
+        f'<progress value="{done}" max="{max(total, 1)}">{done}/{total}</progress>'
+        f'<span class="count">{counted}</span>'
     )
     anchors = " ".join(
         f'<a href="{escape(href)}">{escape(label)}</a>' for label, href in links(job_id)
     )
     return (
         f'<tr data-job="{escape(job_id)}"><td class="id"{title}>{escape(job_id)}</td>'
-        f"<td>{escape(str(job.get('created_at') or '-'))}</td>"
+        f'<td class="when">{escape(_when(job.get("created_at")))}</td>'
         f'<td class="state {escape(state)}">{escape(state)}</td>'
         f"<td>{progress}</td><td class='codes'>{_codes(job.get('failures_by_code'))}</td>"
         f"<td>{anchors}</td></tr>"
     )
+
+
+def _when(text: object) -> str:
+    """`2026-12-04T00:42:31.068Z` as `2026-12-04 00:42:31Z`: to the second, one line."""
+    if not isinstance(text, str) or not text:
+        return "-"
+    head, _, _ = text.partition(".")
+    return head.replace("T", " ") + ("Z" if text.endswith("Z") and not head.endswith("Z") else "")
 
 
 def _codes(failures: object) -> str:
