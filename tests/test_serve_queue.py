@@ -50,6 +50,8 @@ def test_a_full_queue_is_503_with_retry_after_and_jobs_run_in_order(
             assert full.status_code == 503
             assert full.json()["error"]["code"] == "queue_full"
             assert int(full.headers["Retry-After"]) > 0
+        waited = run_cli("status", "--wait", "--json", queued[1], env=env)  # waits while queued
+        assert waited.returncode == 0 and json.loads(waited.stdout)["status"] == "completed"
         finals = [api.wait(j) for j in [blocker, *queued]]
         assert [f["status"] for f in finals] == ["completed"] * 3
         starts = [f["started_at"] for f in finals]

@@ -145,7 +145,8 @@ def test_an_unknown_job_is_404_in_the_error_shape(api: Served) -> None:
     for path in ("/v1/jobs/{}", "/v1/jobs/{}/results", "/v1/jobs/{}/cancel", "/v1/jobs/{}/retry"):
         url = path.format("20261130-015222-900-0000")
         r = api.get(url) if "cancel" not in url and "retry" not in url else api.post(url)
-        assert_error(r, 404, "job_not_found")
+        error = assert_error(r, 404, "job_not_found")
+        assert error["message"] == "no job '20261130-015222-900-0000'"  # no server path
 
 
 def test_results_stream_as_json_lines_and_csv_as_the_cli_prints_them(
@@ -194,6 +195,10 @@ def test_a_queued_job_that_is_cancelled_never_starts(api: Served, server: ImageS
     assert api.get(f"/v1/jobs/{waiting}").json()["status"] == "cancelled"
     assert server.hits["/img/33x33.png"] == 0
     assert cli_json(api, "status", waiting, "--json")["status"] == "cancelled"
+    listed = cli_json(api, "list", "--status", "cancelled", "--json")
+    assert waiting in [row["job_id"] for row in listed]
+    waited = run_cli("status", "--wait", waiting, env=api.env)  # type: ignore[attr-defined]
+    assert waited.returncode == 130  # not completed: `resume` can finish it
     assert api.get("/api/status", params={"jobid": waiting}).json()["status"] == "failed"
     assert_error(api.post(f"/v1/jobs/{blocker}/cancel"), 409, "job_finished")
 

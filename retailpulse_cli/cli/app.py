@@ -244,6 +244,8 @@ def outcome_code(status: dict[str, Any]) -> int:
         return int(ExitCode.OK)
     if state == "failed":
         return int(ExitCode.JOB_FAILED)
+    if state == "cancelled":  # stopped on request; `resume` finishes it, as an interrupted one
+        return int(ExitCode.INTERRUPTED)
     if state == "interrupted":
         by = str(status.get("interrupted_by") or "")
         return int(ExitCode.TERMINATED if "SIGTERM" in by else ExitCode.INTERRUPTED)
@@ -902,8 +904,11 @@ def list_(
         str | None,
         typer.Option(
             "--status",
-            help="Only jobs in this state: ongoing, completed, failed, interrupted, damaged.",
-            autocompletion=_choices("ongoing", "completed", "failed", "interrupted", "damaged"),
+            help="Only jobs in this state: queued, ongoing, completed, failed, interrupted, "
+            "cancelled, damaged.",
+            autocompletion=_choices(
+                "queued", "ongoing", "completed", "failed", "interrupted", "cancelled", "damaged"
+            ),
         ),
     ] = None,
     since: SinceOpt = None,
@@ -926,7 +931,7 @@ def list_(
     from retailpulse_cli.jobs import lifecycle
     from retailpulse_cli.ui import console
 
-    states = ("ongoing", "completed", "failed", "interrupted", "damaged")
+    states = (*lifecycle.STATES, "damaged")
     status_filter = status_filter.lower() if status_filter else None
     if status_filter is not None and status_filter not in states:
         raise typer.BadParameter(f"use one of {', '.join(states)}", param_hint="--status")
@@ -1323,7 +1328,8 @@ def prune(
         list[str] | None,
         typer.Option(
             "--status",
-            help="Only jobs in this state (repeatable): completed, failed, interrupted. "
+            help="Only jobs in this state (repeatable): completed, failed, interrupted, "
+            "cancelled. "
             "[default: completed and failed]",
             show_default=False,
         ),

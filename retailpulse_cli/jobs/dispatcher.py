@@ -127,12 +127,10 @@ class Dispatcher:
 
     # -- start and stop ----------------------------------------------------------------------
 
-    def start(self) -> int:
-        """Queue again what a stop or a crash left, index idempotency keys, start the
-        runners; return how many jobs were queued again."""
+    def start(self) -> None:
+        """Index idempotency keys, start the runners, accept work (after `recover`)."""
         from retailpulse_cli.processing.pipeline import Pools
 
-        recovered = self.recover()
         self.keys.load(self.store)
         settings = self.planner.for_new().settings
         self._pools = Pools.for_settings(settings.downloads, settings.workers)
@@ -142,7 +140,6 @@ class Dispatcher:
             self._threads.append(thread)
         with self._cond:
             self._accepting = True
-        return recovered
 
     def stop(self, reason: str, grace: float) -> bool:
         """Take no new work; bring running jobs to a safe point (they read `interrupted`
@@ -364,9 +361,10 @@ class Dispatcher:
                 run_by=SERVICE,
             )
         ok, failed = final.get("images_ok", 0), final.get("images_failed", 0)
+        total = final.get("images_total", 0)
         self.log(
-            f"job {job.id} {final.get('status')}: {ok} ok, {failed} failed of "
-            f"{final.get('images_total', 0)} images in {time.monotonic() - started:.1f}s"
+            f"job {job.id} {final.get('status')}: {ok} ok, {failed} failed of {total} "
+            f"image{'' if total == 1 else 's'} in {time.monotonic() - started:.1f}s"
         )
         if final.get("status") in ("completed", "failed", lifecycle.CANCELLED):
             self._ended(job)
@@ -385,7 +383,7 @@ class Dispatcher:
     def recover(self) -> int:
         """Queue again, oldest first, every job a service queued or was running when it
         stopped or died; return how many."""
-        found: list[tuple[str, str, lifecycle.Mode, str | None]] = []
+        found: list[tuple[bool, str, str, lifecycle.Mode, str | None]] = []
         for job_id in self.store.job_ids():
             job = Job(self.store.root / job_id)
             try:
@@ -399,11 +397,12 @@ class Dispatcher:
                 self.log(f"job {job_id}: not resumed: {exc.message}")
                 continue
             if queued is not None:
-                when = str(queued.get("queued_at") or "")
-                found.append((when, job_id, queued_mode(job), _owner(job)))
-        found.sort(key=lambda row: row[:2])
+                was_running = doc.get("status") != "queued"
+                order = job_id if was_running else str(queued.get("queued_at") or job_id)
+                found.append((not was_running, order, job_id, queued_mode(job), _owner(job)))
+        found.sort(key=lambda row: row[:3])  # the jobs that were running first, then the queue
         with self._cond:
-            self._queue.extend(_Item(job_id, mode, owner) for _, job_id, mode, owner in found)
+            self._queue.extend(_Item(job_id, mode, owner) for *_, job_id, mode, owner in found)
         return len(found)
 
     def _requeue(self, job: Job) -> dict[str, Any] | None:

@@ -411,8 +411,8 @@ def with_errors(status: dict[str, Any], errors: list[dict[str, Any]]) -> dict[st
 
 
 def read_status(job: Job) -> dict[str, Any]:
-    status = job.status()
-    meta = job.meta()
+    meta = job.meta()  # read once: the HTTP API answers this for every poll
+    status = job.status(meta)
     return with_errors({**status, **_origin(meta)}, job.errors())
 
 

@@ -20,7 +20,7 @@ from retailpulse_cli.errors import JobBusy, RetailpulseError, StorageError
 from retailpulse_cli.storage.job_dir import Job, JobStore, Lock, fsync_dir, parse_time
 
 DEFAULT_STATUSES = ("completed", "failed")
-PRUNABLE = ("completed", "failed", "interrupted")
+PRUNABLE = ("completed", "failed", "interrupted", "cancelled")
 TRASH_PREFIX = ".trash-"
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -107,11 +108,25 @@ def problems_text(exc: InvalidJobFile) -> str:
     return f"{len(exc.problems)} problems: " + "; ".join(exc.problems)
 
 
-def from_retailpulse(exc: RetailpulseError) -> JSONResponse:
+SERVER_SIDE = {
+    "storage_error": "the jobs directory cannot be written (full or read-only)",
+    "job_damaged": "the job's directory is damaged",
+    "store_master": "the store master cannot be read",
+}
+
+
+def from_retailpulse(exc: RetailpulseError, jobs_root: Path) -> JSONResponse:
+    """The answer for a RetailpulseError. Problems of the server's own disk are logged in
+    full and answered in general terms: a client learns no server path."""
     status, code = classify(exc)
     if isinstance(exc, InvalidJobFile):
         return error_response(status, code, problems_text(exc), first_path(exc))
-    return error_response(status, code, exc.message)
+    if code in SERVER_SIDE:
+        from retailpulse_cli.ui import console
+
+        console.error_line(exc.message)
+        return error_response(status, code, f"{SERVER_SIDE[code]}; the server log says more")
+    return error_response(status, code, exc.message.replace(f" in {jobs_root}", ""))
 
 
 def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
@@ -125,8 +140,8 @@ def install(app: FastAPI) -> None:
     """Every error, whatever raised it, leaves in the one shape."""
 
     @app.exception_handler(RetailpulseError)
-    async def _retailpulse(_request: Request, exc: RetailpulseError) -> Response:
-        return from_retailpulse(exc)
+    async def _retailpulse(request: Request, exc: RetailpulseError) -> Response:
+        return from_retailpulse(exc, request.app.state.service.store.root)
 
     @app.exception_handler(ApiError)
     async def _api(_request: Request, exc: ApiError) -> Response:

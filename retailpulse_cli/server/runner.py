@@ -133,9 +133,10 @@ def run(
         log=log,
         engine=engine,
     )
-    recovered = dispatcher.start()
+    recovered = dispatcher.recover()
     if recovered:
         console.info_line(f"{recovered} job(s) left queued or interrupted: queued again")
+    dispatcher.start()
     app = create_app(Service(store, dispatcher, settings, base_dir=Path.cwd(), security=security))
     handler = _LogLines(logging.INFO if verbose else logging.WARNING)
     for name in ("uvicorn.error", "uvicorn.access"):

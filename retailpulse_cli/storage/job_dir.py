@@ -200,9 +200,11 @@ class Job:
     def is_live(self) -> bool:
         return lock_is_held(self.lock_path)
 
-    def status(self) -> dict[str, Any]:
-        """status.json, with `ongoing` turned into `interrupted` when nobody holds the lock."""
-        self.meta()  # a job whose meta.json is damaged cannot be resumed: say so now
+    def status(self, meta: dict[str, Any] | None = None) -> dict[str, Any]:
+        """status.json, with `ongoing` turned into `interrupted` when nobody holds the lock.
+        `meta`: meta.json, if the caller read it already (it is checked either way)."""
+        if meta is None:
+            self.meta()  # a job whose meta.json is damaged cannot be resumed: say so now
         doc = _checked_status(self.read_json("status.json"), self.dir / "status.json")
         if doc.get("status") in LIVE_STATES and not self.is_live():
             # Re-read: the worker may have finished between our two reads.

@@ -349,6 +349,8 @@ STATUS_STYLE = {
     "failed": "red",
     "ongoing": "yellow",
     "interrupted": "magenta",
+    "queued": "cyan",
+    "cancelled": "magenta",
 }
 
 
