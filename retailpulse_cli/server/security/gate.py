@@ -109,15 +109,9 @@ class GateMiddleware:
         self.gate.metrics.rate_limited.inc()
         scope["route"] = _matching_route(list(self.known_routes.values()), scope)
         who = f"user {principal.name}" if principal else "this address"
-        body = json.dumps(
-            {
-                "error": {
-                    "code": "rate_limited",
-                    "message": f"too many requests from {who}; retry after {over.retry_after}s",
-                    "path": None,
-                }
-            }
-        ).encode()
+        message = f"too many requests from {who}; retry after {over.retry_after}s"
+        error = {"code": "rate_limited", "message": message, "path": None}
+        body = json.dumps({"error": error}, separators=(",", ":")).encode()
         await send(
             {
                 "type": "http.response.start",
