@@ -40,17 +40,35 @@ def test_burst_then_refused_with_retry_after_per_key() -> None:
     limiter = ApiRateLimiter(20, 40)
     assert all(limiter.hit("user:a") is None for _ in range(40))
     over = limiter.hit("user:a")
-    assert over is not None and 1 <= over.retry_after <= 2
+    assert over is not None and over.retry_after == 1  # a token comes back in 0.05 s
     assert limiter.hit("user:b") is None  # another caller is not affected
 
 
-def test_window_frees_up_after_retry_after() -> None:
-    limiter = ApiRateLimiter(5, 5)  # 5 per 1 s window
-    assert all(limiter.hit("k") is None for _ in range(5))
-    over = limiter.hit("k")
-    assert over is not None
-    time.sleep(over.retry_after + 0.05)
+def test_the_bucket_refills_at_the_rate() -> None:
+    limiter = ApiRateLimiter(20, 40)
+    assert all(limiter.hit("k") is None for _ in range(40))
+    time.sleep(0.26)  # ~5 tokens
+    allowed = sum(limiter.hit("k") is None for _ in range(10))
+    assert 4 <= allowed <= 6
+
+
+def test_retry_after_says_when_the_next_token_comes() -> None:
+    limiter = ApiRateLimiter(0.5, 1)  # one request every 2 s
     assert limiter.hit("k") is None
+    over = limiter.hit("k")
+    assert over is not None and over.retry_after == 2
+    time.sleep(0.05)
+    assert limiter.hit("k") is not None  # refused hits do not reset the refill
+
+
+def test_idle_callers_are_forgotten_when_the_table_is_full() -> None:
+    limiter = ApiRateLimiter(1000, 1)
+    limiter.MAX_KEYS = 100
+    for i in range(100):
+        assert limiter.hit(f"addr:{i}") is None
+    time.sleep(0.01)  # every bucket is full again
+    assert limiter.hit("addr:new") is None
+    assert len(limiter._buckets) == 1
 
 
 def test_rate_zero_turns_limits_off_and_burst_must_be_positive() -> None:

@@ -8,7 +8,9 @@ import json
 import statistics
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -79,16 +81,20 @@ def test_a_flood_gets_429_with_retry_after_while_another_client_stays_fast(
         stop.set()
         for t in threads:
             t.join()
-    assert statuses.count(200) >= 40 and statuses.count(429) > statuses.count(200)
-    assert retry_after and all(v.isdigit() and 1 <= int(v) <= 2 for v in retry_after)
+    # the burst, then about the rate (20/s); refusals answered 0.25 s late keep the four
+    # looping connections to a few requests a second each
+    assert statuses.count(200) >= 40 and statuses.count(429) >= 10
+    assert len(statuses) < 400, Counter(statuses)
+    assert retry_after == {"1"}
     # generous bound for a shared 2-core machine; bench/auth_fairness.py measures the p99
     assert max(quiet_times) < 1.0 and statistics.median(quiet_times) < 0.2, quiet_times
 
 
 def test_bad_credentials_are_limited_per_address(site: Site) -> None:
     stranger = Client(site.api, "rp_guessing")
-    codes = [stranger.get("/v1/jobs").status_code for _ in range(60)]
-    assert codes[0] == 401 and 429 in codes
+    with ThreadPoolExecutor(8) as pool:  # faster than the bucket refills
+        codes = list(pool.map(lambda _: stranger.get("/v1/jobs").status_code, range(80)))
+    assert set(codes) == {401, 429} and codes.count(401) >= 40
     over = stranger.get("/v1/jobs")
     assert over.status_code == 429 and int(over.headers["Retry-After"]) >= 1
     assert over.json()["error"]["code"] == "rate_limited"
