@@ -8,6 +8,7 @@ import select
 import socket
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -285,3 +286,17 @@ def test_a_declared_length_over_the_cap_is_refused_before_the_body(api: Served) 
     head = b"POST /api/submit/ HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000000\r\n\r\n"
     answer, sent = raw_request(api, head, iter([b""]))
     assert answer.startswith(b"HTTP/1.1 413 ") and sent == 0
+
+
+def test_jobs_from_submit_detach_are_listed_and_read_over_http(
+    api: Served, server: ImageServer, tmp_path: Path
+) -> None:
+    job_file = tmp_path / "detached.json"
+    job_file.write_text(json.dumps(small_job(server, KNOWN[4])))
+    made = run_cli("submit", "--detach", str(job_file), env=api.env)  # type: ignore[attr-defined]
+    assert made.returncode == 0, made.stderr
+    job_id = made.stdout.strip()
+    assert job_id in [row["job_id"] for row in api.get("/v1/jobs").json()["jobs"]]
+    final = api.wait(job_id)
+    assert final["status"] == "completed" and final["source"] == str(job_file)
+    assert "by" not in final["run"]  # the CLI's job: a restarted service leaves it alone

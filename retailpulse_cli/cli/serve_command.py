@@ -102,16 +102,27 @@ def serve(
         allow_private_networks=allow_private_networks,
         security=security,
     )
-    _require_extra()
-    from retailpulse_cli.server import runner
-
-    if security.no_auth and not runner.is_loopback(host):
+    if security.no_auth and not is_loopback(host):
         raise ServeUsageError(
             f"--host {host}: --no-auth serves anyone who can connect, so it listens only on "
             "loopback addresses (127.0.0.1, ::1, localhost)",
             hint="drop --no-auth and give clients tokens (`retailpulse token create`)",
         )
+    _require_extra()
     _serve(settings, run_flags, quiet=quiet, verbose=verbose)
+
+
+def is_loopback(host: str) -> bool:
+    """True when every address `host` names is a loopback one."""
+    import ipaddress
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return False
+    addresses = {str(info[4][0]) for info in infos}
+    return bool(addresses) and all(ipaddress.ip_address(a).is_loopback for a in addresses)
 
 
 def _require_extra() -> None:

@@ -27,7 +27,7 @@ from retailpulse_cli.server.state import Service
 
 DESCRIPTION = """\
 Field agents' visits in, shelf-photo measurements out: the HTTP front end of
-[retailpulse](/docs), over the same job directory as the CLI (`retailpulse status`,
+retailpulse, over the same job directory as the CLI (`retailpulse status`,
 `list`, `results` see these jobs too).
 
 * **Seed API** (`/api/submit/`, `/api/status`): the original contract, unchanged.

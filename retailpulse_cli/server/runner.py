@@ -5,7 +5,6 @@ jobs reach a safe point within --grace seconds, then stop serving and return.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import os
 import signal
@@ -29,16 +28,6 @@ from retailpulse_cli.storage.job_dir import JobStore
 from retailpulse_cli.ui import console
 
 HTTP_DRAIN_SECONDS = 2.0  # after the jobs: open connections get this long to finish
-
-
-def is_loopback(host: str) -> bool:
-    """True when every address `host` names is a loopback one."""
-    try:
-        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError):
-        return False
-    addresses = {info[4][0] for info in infos}
-    return bool(addresses) and all(ipaddress.ip_address(a).is_loopback for a in addresses)
 
 
 def bind(host: str, port: int) -> socket.socket:

@@ -39,7 +39,9 @@ class Service:
         return {"origin": "http", **owner_meta(user)}
 
 
-def get_service(request: Request) -> Service:
-    """FastAPI dependency: the Service the app was made with."""
+async def get_service(request: Request) -> Service:
+    """FastAPI dependency: the Service the app was made with. `async`, as every
+    dependency here: FastAPI runs a plain `def` one in a worker thread, a hop that cost
+    more than the whole status read."""
     service: Service = request.app.state.service
     return service
