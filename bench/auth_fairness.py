@@ -8,6 +8,11 @@ FLOOD_CONNECTIONS keep-alive connections allow from another process (most answer
 429). With --unlimited, a third run with --api-rate 0 shows the same flood unthrottled.
 
     python bench/auth_fairness.py [--samples 300] [--pace 10] [--connections 8] [--unlimited]
+    python bench/auth_fairness.py --throughput [--seconds 10]
+
+--throughput instead measures what authentication costs: GET /v1/jobs/{id} requests per
+second from 3 client processes (keep-alive http.client) with a token (--api-rate 0, so
+nothing is refused) and with --no-auth, alternately, twice each.
 """
 
 from __future__ import annotations
@@ -184,14 +189,75 @@ def run(args: argparse.Namespace, extra: tuple[str, ...], label: str) -> None:
     print(f"{'':<28} p99 with flood / alone = {ratio:.2f}x (target <= 2x: {verdict})")
 
 
+def _hammer(port: int, path: str, token: str | None, seconds: float, out: Any) -> None:
+    import http.client
+
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    done = bad = 0
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        conn.request("GET", path, headers=headers)
+        response = conn.getresponse()
+        response.read()
+        done += 1
+        bad += response.status != 200
+    out.put((done, bad))
+
+
+def requests_per_second(url: str, path: str, token: str | None, seconds: float) -> float:
+    ctx = multiprocessing.get_context("spawn")
+    port = int(url.rsplit(":", 1)[1])
+    out = ctx.Queue()
+    procs = [ctx.Process(target=_hammer, args=(port, path, token, seconds, out)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    results = [out.get(timeout=seconds + 60) for _ in procs]
+    for p in procs:
+        p.join()
+    if any(bad for _, bad in results):
+        raise SystemExit(f"non-200 answers: {results}")
+    return sum(done for done, _ in results) / seconds
+
+
+def throughput(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory(prefix="rp-throughput-") as tmp:
+        jobs = Path(tmp) / "jobs"
+        tokens = make_tokens(jobs)
+        proc, url = start_server(jobs)
+        try:
+            job_id = make_job(url, tokens["quiet"])
+        finally:
+            proc.terminate()
+            proc.wait(30)
+        path = f"/v1/jobs/{job_id}"
+        for round_no in (1, 2):
+            for label, extra, token in (
+                ("token (--api-rate 0)", ("--api-rate", "0"), tokens["quiet"]),
+                ("--no-auth", ("--no-auth",), None),
+            ):
+                proc, url = start_server(jobs, *extra)
+                try:
+                    rate = requests_per_second(url, path, token, args.seconds)
+                finally:
+                    proc.terminate()
+                    proc.wait(30)
+                print(f"round {round_no}: GET /v1/jobs/ID, {label:<22} {rate:8,.0f} req/s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--samples", type=int, default=300, help="status calls per phase")
     parser.add_argument("--pace", type=float, default=10.0, help="quiet calls per second")
     parser.add_argument("--connections", type=int, default=8, help="flooding connections")
     parser.add_argument("--unlimited", action="store_true", help="also run with --api-rate 0")
+    parser.add_argument("--throughput", action="store_true", help="cost of authentication")
+    parser.add_argument("--seconds", type=float, default=10.0, help="per throughput run")
     args = parser.parse_args()
     print(f"cpus: {os.cpu_count()}; load average: {os.getloadavg()[0]:.2f} (others' work skews)")
+    if args.throughput:
+        throughput(args)
+        return
     run(args, (), "default limits (--api-rate 20/s --api-burst 40)")
     if args.unlimited:
         run(args, ("--api-rate", "0"), "no limit (--api-rate 0)")

@@ -229,7 +229,7 @@ class TokenVerifier:
         self._seen: tuple[int, int, int] | None = None
         self._entries: list[TokenEntry] = []
         self._damage: RetailpulseError | None = None
-        self._used: dict[str, str] = {}
+        self._used: dict[str, float] = {}  # name -> time.time() of its last request
         self._last_flush = time.monotonic()
         self._flushing = False
 
@@ -268,7 +268,7 @@ class TokenVerifier:
 
     def _note_use(self, name: str) -> None:
         with self._lock:
-            self._used[name] = now_iso()
+            self._used[name] = time.time()  # formatted at the flush, not per request
             due = not self._flushing and time.monotonic() - self._last_flush >= self.flush_seconds
             self._flushing = self._flushing or due
         if due:  # the fsync happens off the request's path
@@ -291,10 +291,21 @@ class TokenVerifier:
             return
 
         def stamp(entries: list[TokenEntry]) -> list[TokenEntry]:
-            return [replace(e, last_used_at=used[e.name]) if e.name in used else e for e in entries]
+            return [
+                replace(e, last_used_at=_iso(used[e.name])) if e.name in used else e
+                for e in entries
+            ]
 
         try:
             update(self.path, stamp)
         except RetailpulseError:
             with self._lock:
                 self._used = {**used, **self._used}
+
+
+def _iso(when: float) -> str:
+    """A time.time() as now_iso() writes times."""
+    from datetime import datetime, timezone
+
+    stamp = datetime.fromtimestamp(when, timezone.utc).isoformat(timespec="milliseconds")
+    return stamp.replace("+00:00", "Z")
