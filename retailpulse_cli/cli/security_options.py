@@ -1,137 +1,76 @@
-"""`serve`'s security options, added to its signature in one decorator (like run_options):
-the command receives one `SecuritySettings` as `security`."""
+"""`serve`'s security options, an option group (cli.option_groups): the command receives
+them as one `SecuritySettings`, `security`."""
 
 from __future__ import annotations
 
-import functools
-import inspect
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
 
+from retailpulse_cli.cli.option_groups import option, with_group
+
 F = TypeVar("F", bound=Callable[..., Any])
 PANEL = "Security (see README, Service)"
 
 
-def _opt(name: str, help_text: str, **kw: Any) -> Any:
-    env = "RETAILPULSE_" + name.upper().replace("-", "_")
-    return typer.Option(f"--{name}", help=help_text, envvar=env, rich_help_panel=PANEL, **kw)
+def _flag(name: str, kind: Any, help_text: str, **kw: Any) -> Any:
+    """One option: --NAME, also from RETAILPULSE_<NAME>; None (or False) when not given."""
+    dest = name.replace("-", "_")
+    env = "RETAILPULSE_" + dest.upper()
+    flag = typer.Option(
+        f"--{name}", help=help_text, envvar=env, rich_help_panel=PANEL, show_default=False, **kw
+    )
+    return option(dest, Annotated[kind, flag], False if kind is bool else None)
 
 
-SECURITY_PARAMETERS: dict[str, tuple[Any, Any]] = {
-    "no_auth": (
-        Annotated[
-            bool,
-            _opt("no-auth", "No authentication at all (refused unless --host is loopback)."),
-        ],
-        False,
+SECURITY_OPTIONS = [
+    _flag("no-auth", bool, "No authentication at all (refused unless --host is loopback)."),
+    _flag(
+        "jwt-secret-file",
+        Path | None,
+        "Accept HS256 JWTs signed with this file's secret.",
+        metavar="FILE",
     ),
-    "jwt_secret_file": (
-        Annotated[
-            Path | None,
-            _opt(
-                "jwt-secret-file",
-                "Accept HS256 JWTs signed with this file's secret.",
-                metavar="FILE",
-                show_default=False,
-            ),
-        ],
-        None,
+    _flag(
+        "jwt-public-key",
+        Path | None,
+        "Accept RS256/ES256 JWTs verified with this PEM public key.",
+        metavar="FILE",
     ),
-    "jwt_public_key": (
-        Annotated[
-            Path | None,
-            _opt(
-                "jwt-public-key",
-                "Accept RS256/ES256 JWTs verified with this PEM public key.",
-                metavar="FILE",
-                show_default=False,
-            ),
-        ],
-        None,
+    _flag("jwt-audience", str | None, "Required JWT `aud`."),
+    _flag("jwt-issuer", str | None, "Required JWT `iss`."),
+    _flag(
+        "api-rate",
+        str | None,
+        "Requests per user (per address without credentials): N/s, N/m, N/h; 0 for no "
+        "limit. [default: 20/s; none with --no-auth]",
+        metavar="RATE",
     ),
-    "jwt_audience": (
-        Annotated[str | None, _opt("jwt-audience", "Required JWT `aud`.", show_default=False)],
-        None,
+    _flag("api-burst", int | None, "Requests one caller may send at once. [default: 40]", min=1),
+    _flag(
+        "max-queued-per-user",
+        int | None,
+        "Queued jobs one user may have. [default: max(1, max-queued-jobs / 4); all with --no-auth]",
+        min=1,
     ),
-    "jwt_issuer": (
-        Annotated[str | None, _opt("jwt-issuer", "Required JWT `iss`.", show_default=False)],
-        None,
+    _flag(
+        "callback-secret-file",
+        Path | None,
+        "Sign callbacks (callback_url) with this file's content; without it callback_url "
+        "is refused.",
+        metavar="FILE",
     ),
-    "api_rate": (
-        Annotated[
-            str | None,
-            _opt(
-                "api-rate",
-                "Requests per user (per address without credentials): N/s, N/m; "
-                "0 for no limit. [default: 20/s; none with --no-auth]",
-                metavar="RATE",
-                show_default=False,
-            ),
-        ],
-        None,
-    ),
-    "api_burst": (
-        Annotated[
-            int | None,
-            _opt(
-                "api-burst",
-                "Requests one caller may send at once. [default: 40]",
-                min=1,
-                show_default=False,
-            ),
-        ],
-        None,
-    ),
-    "max_queued_per_user": (
-        Annotated[
-            int | None,
-            _opt(
-                "max-queued-per-user",
-                "Queued jobs one user may have. [default: max(1, max-queued-jobs / 4)]",
-                min=1,
-                show_default=False,
-            ),
-        ],
-        None,
-    ),
-    "callback_secret_file": (
-        Annotated[
-            Path | None,
-            _opt(
-                "callback-secret-file",
-                "Sign callbacks (callback_url) with this file's "
-                "content; without it callback_url is refused.",
-                metavar="FILE",
-                show_default=False,
-            ),
-        ],
-        None,
-    ),
-}
+]
+
+
+def _settings(given: dict[str, Any]) -> Any:
+    from retailpulse_cli.config.security_settings import SecuritySettings
+
+    return SecuritySettings(**{k: v for k, v in given.items() if v is not None})
 
 
 def security_options(func: F) -> F:
     """Give `func` the security options; it receives them as `security`."""
-    from retailpulse_cli.config.security_settings import SecuritySettings
-
-    own = inspect.signature(func, eval_str=True)
-    kept = [p for name, p in own.parameters.items() if name != "security"]
-    extra = [
-        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=hint)
-        for name, (hint, default) in SECURITY_PARAMETERS.items()
-    ]
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        given = {k: kwargs.pop(k) for k in list(kwargs) if k in SECURITY_PARAMETERS}
-        chosen = {k: v for k, v in given.items() if v is not None}
-        return func(*args, security=SecuritySettings(**chosen), **kwargs)
-
-    params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in kept] + extra
-    wrapper.__signature__ = own.replace(parameters=params)  # type: ignore[attr-defined]
-    wrapper.__annotations__ = {p.name: p.annotation for p in params}
-    del wrapper.__wrapped__  # Typer must read our signature, not the original's
-    return wrapper  # type: ignore[return-value]
+    return with_group(func, "security", SECURITY_OPTIONS, _settings)

@@ -4,24 +4,26 @@ queue and job logic in retailpulse_cli/jobs/."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
-from typing import TYPE_CHECKING, Annotated
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
 import typer
 
-from retailpulse_cli.cli.run_options import RunFlags, run_options
+from retailpulse_cli.cli.common import CommandGroup, examples
+from retailpulse_cli.cli.option_groups import option, with_group
+from retailpulse_cli.cli.run_options import run_options
+from retailpulse_cli.cli.security_options import security_options
 from retailpulse_cli.config import serve_settings as defaults
+from retailpulse_cli.config.options import RunFlags
 from retailpulse_cli.config.security_settings import SecuritySettings
+from retailpulse_cli.config.serve_settings import ServeSettings
 from retailpulse_cli.errors import ExitCode, RetailpulseError
 
-if TYPE_CHECKING:
-    from retailpulse_cli.config.serve_settings import ServeSettings
-
-EPILOG = (
-    "**Examples**\n\n`retailpulse serve`\n\n"
-    "`retailpulse serve --port 0 --concurrent-jobs 4 --jobs-dir /data/jobs`"
-)
+F = TypeVar("F", bound=Callable[..., Any])
+group = CommandGroup()
 
 
 class ServeUsageError(RetailpulseError):
@@ -30,48 +32,83 @@ class ServeUsageError(RetailpulseError):
     exit_code = ExitCode.USAGE
 
 
-def serve(
-    host: Annotated[
+def _flag(
+    name: str,
+    kind: type,
+    default: object,
+    help: str,
+    min: float | None = None,
+    max: float | None = None,
+) -> Any:
+    """One of serve's own options, as a parameter `with_group` adds to the signature."""
+    dest = name.removeprefix("--").replace("-", "_")
+    flag = typer.Option(name, help=help, min=min, max=max)
+    return option(dest, Annotated[kind, flag], default)
+
+
+SERVE_OPTIONS = [
+    _flag(
+        "--host",
         str,
-        typer.Option(
-            "--host", help="Address to listen on; any with authentication, loopback with --no-auth."
-        ),
-    ] = defaults.DEFAULT_HOST,
-    port: Annotated[
-        int, typer.Option("--port", min=0, max=65535, help="Port; 0 picks a free one.")
-    ] = defaults.DEFAULT_PORT,
-    concurrent_jobs: Annotated[
-        int, typer.Option("--concurrent-jobs", min=1, max=64, help="Jobs run at once.")
-    ] = defaults.DEFAULT_CONCURRENT_JOBS,
-    max_queued_jobs: Annotated[
+        defaults.DEFAULT_HOST,
+        "Address to listen on; any with authentication, only loopback with --no-auth.",
+    ),
+    _flag("--port", int, defaults.DEFAULT_PORT, "Port; 0 picks a free one.", min=0, max=65535),
+    _flag(
+        "--concurrent-jobs",
         int,
-        typer.Option(
-            "--max-queued-jobs", min=1, help="Jobs accepted and not started; past it 503."
-        ),
-    ] = defaults.DEFAULT_MAX_QUEUED_JOBS,
-    grace: Annotated[
+        defaults.DEFAULT_CONCURRENT_JOBS,
+        "Jobs run at once.",
+        min=1,
+        max=64,
+    ),
+    _flag(
+        "--max-queued-jobs",
+        int,
+        defaults.DEFAULT_MAX_QUEUED_JOBS,
+        "Jobs accepted and not started; past it 503.",
+        min=1,
+    ),
+    _flag(
+        "--grace",
         float,
-        typer.Option(
-            "--grace", min=0.0, help="Seconds SIGTERM gives running jobs to reach a safe point."
-        ),
-    ] = defaults.DEFAULT_GRACE,
-    max_request_bytes: Annotated[
+        defaults.DEFAULT_GRACE,
+        "Seconds SIGTERM gives running jobs to reach a safe point.",
+        min=0.0,
+    ),
+    _flag(
+        "--max-request-bytes",
         int,
-        typer.Option("--max-request-bytes", min=1, help="Largest request body; past it 413."),
-    ] = defaults.DEFAULT_MAX_REQUEST_BYTES,
-    allow_local_files: Annotated[
+        defaults.DEFAULT_MAX_REQUEST_BYTES,
+        "Largest request body; past it 413.",
+        min=1,
+    ),
+    _flag(
+        "--allow-local-files", bool, False, "Let jobs from the network read file:// URLs and paths."
+    ),
+    _flag(
+        "--allow-private-networks",
         bool,
-        typer.Option(
-            "--allow-local-files", help="Let jobs from the network read file:// URLs and paths."
-        ),
-    ] = False,
-    allow_private_networks: Annotated[
-        bool,
-        typer.Option(
-            "--allow-private-networks",
-            help="Let jobs from the network reach loopback, private and link-local addresses.",
-        ),
-    ] = False,
+        False,
+        "Let jobs from the network reach loopback, private and link-local addresses.",
+    ),
+]
+
+
+def serve_options(func: F) -> F:
+    """serve's own options; the command receives them as one `settings` (ServeSettings)."""
+    return with_group(func, "settings", SERVE_OPTIONS, lambda given: ServeSettings(**given))
+
+
+@group.command(
+    epilog=examples(
+        "retailpulse serve", "retailpulse serve --port 0 --concurrent-jobs 4 --jobs-dir /data/jobs"
+    )
+)
+@run_options
+@serve_options
+@security_options
+def serve(
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No line per job; only errors.")
     ] = False,
@@ -80,28 +117,22 @@ def serve(
     ] = False,
     no_color: Annotated[bool, typer.Option("--no-color", help="No colour.")] = False,
     *,
-    run_flags: RunFlags,
+    settings: ServeSettings,
     security: SecuritySettings,
+    run_flags: RunFlags,
 ) -> None:
     """Serve the HTTP API (the seed's /api/submit/ and /api/status, /v1, docs at /docs)
     over the jobs directory; jobs queue on disk and survive a crash.
 
     Needs `pip install 'retailpulse[server]'`. Run options apply to every job it runs;
     jobs from the network never read local files or private addresses unless allowed.
-    Exit codes: 0 stopped by SIGTERM/Ctrl-C, 2 bad usage (a non-loopback --host, a port
-    in use, the extra missing), 4 store master problem, 7 jobs directory not writable.
+    Clients send `Authorization: Bearer <token>` (`retailpulse token create`) or a JWT.
+    Exit codes: 0 stopped by SIGTERM/Ctrl-C, 2 bad usage (--no-auth with a non-loopback
+    --host, a port in use, a bad key file, the extra missing), 4 store master problem,
+    7 jobs directory not writable.
     """
-    settings = defaults.ServeSettings(
-        host=host,
-        port=port,
-        concurrent_jobs=concurrent_jobs,
-        max_queued_jobs=max_queued_jobs,
-        grace=grace,
-        max_request_bytes=max_request_bytes,
-        allow_local_files=allow_local_files,
-        allow_private_networks=allow_private_networks,
-        security=security,
-    )
+    settings = dataclasses.replace(settings, security=security)
+    host = settings.host
     if security.no_auth and not is_loopback(host):
         raise ServeUsageError(
             f"--host {host}: --no-auth serves anyone who can connect, so it listens only on "
@@ -135,35 +166,29 @@ def _require_extra() -> None:
 
 
 def _serve(settings: ServeSettings, flags: RunFlags, *, quiet: bool, verbose: bool) -> None:
-    from retailpulse_cli.cli import app as cli
+    from retailpulse_cli.cli.common import open_jobs
+    from retailpulse_cli.cli.run_commands import open_log
+    from retailpulse_cli.jobs import batch, lifecycle, placement
     from retailpulse_cli.server import runner
     from retailpulse_cli.server.planner import OptionPlanner
 
-    cli._open_log(flags)
+    open_log(flags)
     planner = OptionPlanner(flags.values, flags.config_file, settings)
-    cli.check_store(planner.for_new().settings)
-    place = cli.where(flags)
-    store = cli._jobs_store(flags.values.get("jobs_dir"))
-    cli.raise_open_files_limit()
-    cli.limit_malloc_arenas()
+    lifecycle.check_image_store(planner.for_new().settings)
+    cluster = placement.placement(flags)
+    store = open_jobs(flags.resolve(only={"jobs_dir"}).get("jobs_dir"), flags.config_file)
+    batch.raise_open_files_limit()
+    batch.limit_malloc_arenas()
     try:
         sock = runner.bind(settings.host, settings.port)
     except OSError as exc:  # the port is taken, or not ours to bind
         raise ServeUsageError(
             f"cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}"
         ) from None
-    with cli.engine_for(place) as engine:
+    with placement.engine_for(cluster) as engine:
         runner.run(settings, planner, store, sock, engine=engine, quiet=quiet, verbose=verbose)
     # A download thread stuck in a DNS lookup or a blocking read must not hold the exit
     # (the interpreter would join it): the jobs are on disk, and the next start resumes them.
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
-
-
-def register(app: typer.Typer) -> None:
-    """Add `serve` to the CLI (the one line in cli/app.py calls this)."""
-    from retailpulse_cli.cli.app import handle_errors
-    from retailpulse_cli.cli.security_options import security_options
-
-    app.command(name="serve", epilog=EPILOG)(handle_errors(run_options(security_options(serve))))

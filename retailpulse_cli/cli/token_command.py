@@ -1,15 +1,18 @@
 """`retailpulse token create|list|revoke`: the API tokens `retailpulse serve` accepts.
 
-A group of its own; cli.app registers it in one line (`register(app)`).
+A group of subcommands; cli.app's COMMANDS lists it (`group.register`).
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
+
+from retailpulse_cli.cli.common import Command, examples
 
 ROLE_HELP = "viewer (read its own jobs), submitter (also submit, retry, cancel), admin (all)"
 
@@ -48,7 +51,7 @@ def create(
     """Make a token for NAME and print it, once: only its hash is kept."""
     from retailpulse_cli.server.security import tokens
     from retailpulse_cli.server.security.roles import ROLE_NAMES, parse_role
-    from retailpulse_cli.ui import console
+    from retailpulse_cli.ui import output as console
 
     parsed = parse_role(role)
     if parsed is None:
@@ -71,7 +74,7 @@ def list_(as_json: JsonOpt = False, jobs_dir: JobsDirOpt = None) -> None:
     """The tokens: name, role, created, last used (never a secret)."""
     from retailpulse_cli.server.security import tokens
     from retailpulse_cli.text.escape import safe
-    from retailpulse_cli.ui import console
+    from retailpulse_cli.ui import output as console
 
     path = _tokens_file(jobs_dir)
     rows = [e.public() for e in tokens.read_entries(path)]
@@ -101,28 +104,39 @@ def revoke(
 
     Exit codes: 0 revoked, 5 no token of that name."""
     from retailpulse_cli.server.security import tokens
-    from retailpulse_cli.ui import console
+    from retailpulse_cli.ui import output as console
 
     entry = tokens.revoke(_tokens_file(jobs_dir), name)
     if not quiet:
         console.info_line(f"revoked the token of {entry.name} ({entry.role.value})")
 
 
-def register(app: typer.Typer) -> None:
-    """Add the `token` group to the CLI (the one line in cli/app.py calls this)."""
-    from retailpulse_cli.cli.app import handle_errors
-
-    group = typer.Typer(
+def _token_app(wrap: Callable[[Command], Command]) -> typer.Typer:
+    token_app = typer.Typer(
         name="token",
         help="API tokens for `retailpulse serve`: create (shown once), list, revoke.",
         no_args_is_help=True,
         rich_markup_mode="markdown",
     )
-    epilogs: dict[str, Any] = {
-        "create": "**Examples**\n\n`retailpulse token create ci-bot --role submitter`",
-        "list": "**Examples**\n\n`retailpulse token list --json`",
-        "revoke": "**Examples**\n\n`retailpulse token revoke ci-bot`",
+    epilogs = {
+        "create": examples("retailpulse token create ci-bot --role submitter"),
+        "list": examples("retailpulse token list --json"),
+        "revoke": examples("retailpulse token revoke ci-bot"),
     }
     for name, func in (("create", create), ("list", list_), ("revoke", revoke)):
-        group.command(name=name, epilog=epilogs[name])(handle_errors(func))
-    app.add_typer(group)
+        token_app.command(name=name, epilog=epilogs[name])(wrap(func))
+    return token_app
+
+
+class _TokenGroup:
+    """What cli.app's COMMANDS expects of a module (`group.register`), for a group of
+    subcommands rather than commands."""
+
+    def register(
+        self, app: typer.Typer, wrap: Callable[[Command], Command], only: str | None = None
+    ) -> None:
+        if only in (None, "token"):
+            app.add_typer(_token_app(wrap))
+
+
+group = _TokenGroup()

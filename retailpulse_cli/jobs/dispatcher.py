@@ -1,7 +1,7 @@
 """A service's job queue: accepted jobs wait on disk, a few run at once.
 
     submit -> job directory with status `queued` (fsynced before the caller answers)
-           -> FIFO of job ids -> N runner threads -> lifecycle.execute
+           -> FIFO of job ids -> N runner threads -> run.execute
                                  (one set of download threads and GPU slots for all)
 
 The FIFO in memory is an index of the jobs whose status.json says `queued`: `recover`
@@ -22,8 +22,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from retailpulse_cli.errors import ExitCode, JobBusy, JobNotFound, RetailpulseError
-from retailpulse_cli.jobs import lifecycle
+from retailpulse_cli.jobs import lifecycle, run
 from retailpulse_cli.jobs.idempotency import Claim, IdempotencyIndex
+from retailpulse_cli.jobs.read import read_status
 from retailpulse_cli.jobs.transitions import (
     SERVICE,
     current_state,
@@ -32,6 +33,7 @@ from retailpulse_cli.jobs.transitions import (
     mark_queued,
     queued_mode,
 )
+from retailpulse_cli.model import JobState, JobStatus
 from retailpulse_cli.processing.download import StopFlag
 from retailpulse_cli.processing.spec import JobSpec
 from retailpulse_cli.storage.job_dir import Job, JobStore, Lock, fsync_dir
@@ -202,13 +204,13 @@ class Dispatcher:
         self._enqueue(_Item(job.id, "retry", owner))
         return job
 
-    def cancel(self, job_id: str, *, wait: float) -> dict[str, Any]:
+    def cancel(self, job_id: str, *, wait: float) -> JobStatus:
         """A queued job never starts; a running one stops at a safe point (waited for up
         to `wait` s); either then reads `cancelled`. Return the job's status."""
         job = self.store.job(job_id)
         for _ in range(2):  # a runner may take the job between our two looks
             if self._stop_running(job.id, wait):
-                return lifecycle.read_status(job)
+                return read_status(job)
             try:
                 lock = Lock.acquire(job.lock_path)
             except JobBusy:
@@ -220,7 +222,7 @@ class Dispatcher:
             finally:
                 lock.release()
             break
-        return lifecycle.read_status(job)
+        return read_status(job)
 
     # -- queue internals -----------------------------------------------------------------------
 
@@ -233,7 +235,7 @@ class Dispatcher:
                 job_spec,
                 plan.settings,
                 plan.store_master,
-                state="queued",
+                state=JobState.QUEUED,
                 extra_meta=meta,
                 run_by=SERVICE,
             )
@@ -285,7 +287,7 @@ class Dispatcher:
             stop = self._running.get(job_id)
             if stop is None:
                 return False
-            stop.request(lifecycle.CANCELLED)
+            stop.request(JobState.CANCELLED)
             self._cond.wait_for(lambda: job_id not in self._running, timeout=wait)
         return True
 
@@ -296,7 +298,7 @@ class Dispatcher:
             raise JobFinished(f"job {job.id} already {state}; nothing to cancel")
         with self._cond:
             self._queue = deque(i for i in self._queue if i.job_id != job.id)
-        if state != lifecycle.CANCELLED:
+        if state != JobState.CANCELLED:
             mark_cancelled(job)
             self.log(f"job {job.id}: cancelled before it started")
             self._ended(job)
@@ -335,7 +337,7 @@ class Dispatcher:
             if current_state(job) != "queued":
                 return  # resumed by hand, or cancelled, while it waited
             if stop.is_set():  # cancelled or stopping before it started
-                if stop.reason == lifecycle.CANCELLED:
+                if stop.reason == JobState.CANCELLED:
                     mark_cancelled(job)
                     self._ended(job)
                 return
@@ -350,7 +352,7 @@ class Dispatcher:
         started = time.monotonic()
         engine_slot = self._engine_lock if self.engine is not None else contextlib.nullcontext()
         with engine_slot:
-            final = lifecycle.execute(
+            final = run.execute(
                 job,
                 mode=mode,
                 settings=plan.settings,
@@ -366,7 +368,7 @@ class Dispatcher:
             f"job {job.id} {final.get('status')}: {ok} ok, {failed} failed of {total} "
             f"image{'' if total == 1 else 's'} in {time.monotonic() - started:.1f}s"
         )
-        if final.get("status") in ("completed", "failed", lifecycle.CANCELLED):
+        if final.get("status") in (JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED):
             self._ended(job)
 
     def _ended(self, job: Job) -> None:

@@ -11,10 +11,10 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
 
-from retailpulse_cli.jobs.lifecycle import job_row
-from retailpulse_cli.storage.job_dir import JobStore
+from retailpulse_cli.jobs.read import listing
+from retailpulse_cli.model import JobListing
+from retailpulse_cli.storage.job_dir import Job, JobStore
 
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 100
@@ -26,7 +26,7 @@ _ID_SLACK = timedelta(seconds=5)
 
 @dataclass(frozen=True)
 class Page:
-    jobs: list[dict[str, Any]]
+    jobs: list[JobListing]
     next_cursor: str | None  # None: this was the last page
 
 
@@ -53,7 +53,7 @@ def page_jobs(
     start = 0
     if cursor is not None:  # ids are sorted descending: skip every id >= cursor
         start = len(ids) - bisect.bisect_left(ids[::-1], cursor)
-    rows: list[dict[str, Any]] = []
+    rows: list[JobListing] = []
     for position in range(start, len(ids)):
         job_id = ids[position]
         made = id_time(job_id)
@@ -61,7 +61,7 @@ def page_jobs(
             return Page(rows, None)  # every later id is older still
         if position - start >= max(SCAN_BUDGET, limit) or len(rows) >= limit:
             return Page(rows, ids[position - 1])
-        row = job_row(store, job_id, since)
+        row = listing(Job(store.root / job_id), since)
         if row is None or (status is not None and row["status"] != status):
             continue
         if owner is None or row.get("owner") == owner:

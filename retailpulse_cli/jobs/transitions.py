@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from retailpulse_cli.jobs.lifecycle import CANCELLED, Mode
+from retailpulse_cli.jobs.lifecycle import Mode
+from retailpulse_cli.model import JobState
 from retailpulse_cli.storage.job_dir import Job, host_info, now_iso
 
 SERVICE = "serve"  # status.json run.by of jobs a `retailpulse serve` queued or ran
@@ -26,7 +27,7 @@ def mark_queued(job: Job, mode: Mode) -> dict[str, Any]:
     doc = job.read_json("status.json")
     doc.pop("interrupted_by", None)
     now = now_iso()
-    doc.update(status="queued", updated_at=now, queued_at=now, finished_at=None)
+    doc.update(status=JobState.QUEUED.value, updated_at=now, queued_at=now, finished_at=None)
     doc["run"] = {"mode": mode, "by": SERVICE, **host_info()}
     job.write_state(doc, job.errors())
     return doc
@@ -36,7 +37,7 @@ def mark_cancelled(job: Job) -> dict[str, Any]:
     """A job that is not running will not be run (until `resume`); call with its lock held."""
     doc = job.read_json("status.json")
     doc.pop("interrupted_by", None)
-    doc.update(status=CANCELLED, updated_at=now_iso())
+    doc.update(status=JobState.CANCELLED.value, updated_at=now_iso())
     job.write_state(doc, job.errors())
     return doc
 

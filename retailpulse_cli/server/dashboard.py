@@ -31,7 +31,7 @@ def jobs_of(
     store: JobStore, principal: Principal, limit: int = DASHBOARD_JOBS
 ) -> list[dict[str, Any]]:
     """The caller's newest jobs (an admin's: everyone's) as status objects."""
-    from retailpulse_cli.jobs import lifecycle
+    from retailpulse_cli.jobs import read
 
     out: list[dict[str, Any]] = []
     for job_id in store.job_ids()[:SCAN_BUDGET]:
@@ -40,7 +40,7 @@ def jobs_of(
             owner = job.meta().get("owner")
             if not principal.sees(owner):
                 continue
-            out.append(lifecycle.read_status(job))
+            out.append(dict(read.read_status(job)))
         except RetailpulseError:
             if principal.sees_all:
                 out.append({"job_id": job_id, "status": "damaged"})

@@ -122,7 +122,7 @@ def from_retailpulse(exc: RetailpulseError, jobs_root: Path) -> JSONResponse:
     if isinstance(exc, InvalidJobFile):
         return error_response(status, code, problems_text(exc), first_path(exc))
     if code in SERVER_SIDE:
-        from retailpulse_cli.ui import console
+        from retailpulse_cli.ui import output as console
 
         console.error_line(exc.message)
         return error_response(status, code, f"{SERVER_SIDE[code]}; the server log says more")
@@ -162,7 +162,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> Response:
-        from retailpulse_cli.ui import console
+        from retailpulse_cli.ui import output as console
 
         console.error_line(f"internal error on {request.method} {request.url.path}: {exc!r}")
         if os.environ.get("RETAILPULSE_DEBUG"):

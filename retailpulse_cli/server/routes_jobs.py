@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from retailpulse_cli.jobs import job_pages, lifecycle, results_export
+from retailpulse_cli.jobs import job_pages, read, results_export
 from retailpulse_cli.jobs.idempotency import MAX_KEY_LENGTH, claim_for
 from retailpulse_cli.server import schemas
 from retailpulse_cli.server.errors import ApiError
@@ -67,7 +67,7 @@ async def submit_job(
     job, created = await run_in_threadpool(
         service.dispatcher.submit, job_spec, meta=meta, claim=claim
     )
-    status = await run_in_threadpool(lifecycle.read_status, job)
+    status = await run_in_threadpool(read.read_status, job)
     return JSONResponse(status, status_code=202 if created else 200, headers=_location(job.id))
 
 
@@ -75,7 +75,7 @@ def _since(text: str | None) -> datetime | None:
     if text is None:
         return None
     try:
-        return lifecycle.parse_since(text)
+        return read.parse_since(text)
     except ValueError as exc:
         raise ApiError(400, "invalid_parameter", f"since: {exc}") from None
 
@@ -132,7 +132,7 @@ async def get_job(
     user: Principal = Depends(require(Action.READ)),
 ) -> JSONResponse:
     """Reads the job's own small files only, whatever the size of the jobs directory."""
-    return JSONResponse(lifecycle.read_status(visible_job(service.store, job_id, user)))
+    return JSONResponse(read.read_status(visible_job(service.store, job_id, user)))
 
 
 @router.get(
@@ -179,7 +179,7 @@ async def retry_job(
     """Queues a run of the failed (and never processed) images; unknown stores stay failed."""
     visible_job(service.store, job_id, user)
     job = await run_in_threadpool(service.dispatcher.retry, job_id)
-    status = await run_in_threadpool(lifecycle.read_status, job)
+    status = await run_in_threadpool(read.read_status, job)
     return JSONResponse(status, status_code=202, headers=_location(job.id))
 
 
@@ -200,8 +200,6 @@ async def cancel_job(
     """A queued job never starts; a running one stops at a safe point (the answer waits
     for it). It reads `cancelled`; `retailpulse resume` can still finish it."""
     visible_job(service.store, job_id, user)
-    status: dict[str, Any] = await run_in_threadpool(
-        service.dispatcher.cancel, job_id, wait=CANCEL_WAIT_SECONDS
-    )
+    status = await run_in_threadpool(service.dispatcher.cancel, job_id, wait=CANCEL_WAIT_SECONDS)
     code = 202 if status.get("status") in ("queued", "ongoing") else 200
     return JSONResponse(status, status_code=code, headers=_location(job_id))

@@ -8,7 +8,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from retailpulse_cli.errors import JobNotFound
-from retailpulse_cli.jobs import lifecycle, report_counts
+from retailpulse_cli.jobs import read, report_counts
 from retailpulse_cli.server import schemas
 from retailpulse_cli.server.errors import ApiError
 from retailpulse_cli.server.security.dependencies import current_user, require, visible_job
@@ -31,7 +31,7 @@ def _summary(
 ) -> report_counts.Summary:
     """The report an admin would get, over the caller's own jobs only."""
     try:
-        when = None if since is None else lifecycle.parse_since(since)
+        when = None if since is None else read.parse_since(since)
     except ValueError as exc:
         raise ApiError(400, "invalid_parameter", f"since: {exc}") from None
     store = service.store
@@ -39,7 +39,7 @@ def _summary(
         return report_counts.summarize(store, [visible_job(store, job, user).id])
     if user.sees_all:
         return report_counts.summarize(store, [], when)
-    mine = [r["job_id"] for r in lifecycle.list_jobs(store, since=when, owner=user.name)]
+    mine = [r["job_id"] for r in read.list_jobs(store, since=when, owner=user.name)]
     if not mine:
         raise JobNotFound(f"no jobs of {user.name}" + (f" since {since}" if since else ""))
     return report_counts.summarize(store, mine[::-1] if when else mine[:1])

@@ -25,7 +25,7 @@ from retailpulse_cli.server.security.gate import write_access_line
 from retailpulse_cli.server.security.install import Security
 from retailpulse_cli.server.state import Service
 from retailpulse_cli.storage.job_dir import JobStore
-from retailpulse_cli.ui import console
+from retailpulse_cli.ui import output as console
 
 HTTP_DRAIN_SECONDS = 2.0  # after the jobs: open connections get this long to finish
 

@@ -126,12 +126,12 @@ class Security:
         asked for one. Called on the job's runner thread: only queues the delivery."""
         if self.callbacks is None:
             return
-        from retailpulse_cli.jobs import lifecycle
+        from retailpulse_cli.jobs import read
 
         try:
             url = job.meta().get(CALLBACK_KEY)
             if isinstance(url, str) and url:
-                self.callbacks.send(url, job.id, lifecycle.read_status(job))
+                self.callbacks.send(url, job.id, dict(read.read_status(job)))
         except RetailpulseError as exc:  # the job's files went bad: no callback, say why
             self.log(f"callback for job {job.id} not sent: {exc.message}")
 
