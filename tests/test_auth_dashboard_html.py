@@ -56,3 +56,27 @@ def test_no_jobs_and_the_login_form() -> None:
     assert 'id="no-jobs"' in empty and "<table" not in empty
     form = dashboard_html.login_page(EVIL)
     assert 'name="token" type="password"' in form and "<script>" not in form
+
+
+def test_the_list_table_drops_the_owner_column_first_when_narrow() -> None:
+    from retailpulse_cli.ui.job_list import cells_of, choose_layout
+
+    rows = [
+        cells_of(
+            {
+                "job_id": "20261204-004825-768-39a1",
+                "created_at": "2026-12-04T00:48:25.768Z",
+                "status": "completed",
+                "images_total": 1,
+                "images_done": 1,
+                "images_failed": 0,
+                "owner": "dashboard-viewer",
+                "source": "<http>",
+            }
+        )
+    ]
+    assert "owner" in choose_layout(rows, 160).columns
+    narrow = choose_layout(rows, 80).columns
+    assert "owner" not in narrow and "source" in narrow
+    rows[0]["owner"] = "-"  # no job with an owner (the CLI's): no column
+    assert "owner" not in choose_layout(rows, 160).columns

@@ -166,6 +166,18 @@ def test_the_cli_shows_each_jobs_owner(site: Site, jobs: dict[str, str]) -> None
     assert json.loads(status.stdout)["owner"] == "bob"
     text = run_cli("status", jobs["bob"], env=site.env)
     assert re.search(r"^owner\s+bob\s*$", text.stdout, re.M), text.stdout
+    table = run_cli("list", env=site.env).stdout.splitlines()
+    assert table[0].split() == [
+        "job_id",
+        "created",
+        "status",
+        "images",
+        "failed",
+        "owner",
+        "source",
+    ]
+    owners = {line.split()[0]: line.split()[5] for line in table[1:]}
+    assert owners[jobs["alice"]] == "alice" and owners[jobs["bob"]] == "bob"
     listed = run_cli("list", "--owner", "alice", "--json", env=site.env)
     assert [(r["job_id"], r["owner"]) for r in json.loads(listed.stdout)] == [
         (jobs["alice"], "alice")

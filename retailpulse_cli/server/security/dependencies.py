@@ -77,8 +77,9 @@ def owner_filter(principal: Principal, asked: str | None) -> str | None:
 
 
 def owner_meta(principal: Principal) -> dict[str, Any]:
-    """What a new job records about who submitted it (in meta.json)."""
-    return {OWNER_KEY: principal.name}
+    """What a new job records about who submitted it (in meta.json): nothing in --no-auth
+    mode, where nobody said who they are (such jobs are then an admin's, as CLI jobs)."""
+    return {} if principal.via == "open" else {OWNER_KEY: principal.name}
 
 
 def auth_failure_response(failure: AuthFailure) -> Response:
