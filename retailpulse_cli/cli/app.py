@@ -41,6 +41,7 @@ COMMANDS = {
     "report": "report_commands",
     "prune": "report_commands",
     "serve": "serve_command",
+    "token": "token_command",  # a group of its own: token create|list|revoke
 }
 
 EXIT_CODES_TEXT = "| code | meaning |\n|---:|---|\n" + "\n".join(

@@ -10,7 +10,7 @@ import re
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
-from typing import cast
+from typing import Any, TypedDict, cast
 
 from retailpulse_cli.errors import RetailpulseError, WaitTimeout
 from retailpulse_cli.model import WAITING, JobListing, JobState, JobStatus, StoreProblem
@@ -29,7 +29,18 @@ def read_status(job: Job) -> JobStatus:
     meta = job.meta()  # read once: the HTTP API answers this for every poll
     status = cast(JobStatus, job.status(meta))
     errors = cast("list[StoreProblem]", job.errors())
-    return with_errors({**status, "source": meta.get("source")}, errors)
+    return with_errors({**status, **origin(meta)}, errors)
+
+
+class Origin(TypedDict):
+    source: str | None
+    owner: str | None
+
+
+def origin(meta: dict[str, Any]) -> Origin:
+    """Where a job came from, as status and list show it: its source, and its owner (the
+    user who submitted it to `serve`; jobs made by the CLI have none)."""
+    return {"source": meta.get("source"), "owner": meta.get("owner")}
 
 
 def wait_for(
@@ -96,15 +107,19 @@ def list_jobs(
     status: JobState | None = None,
     since: datetime | None = None,
     limit: int | None = None,
+    owner: str | None = None,
 ) -> list[JobListing]:
     """Jobs newest first, as small summaries; a damaged job is listed as such, not fatal
-    (but not with `since`: its date is unknown)."""
+    (but not with `since`: its date is unknown). With `owner`, only the jobs that user
+    submitted to `serve`."""
     out: list[JobListing] = []
     for job_id in store.job_ids():
         row = listing(Job(store.root / job_id), since)
         if row is None or (since is not None and row["status"] == DAMAGED):
             continue
         if status and row["status"] != status:
+            continue
+        if owner is not None and row.get("owner") != owner:
             continue
         out.append(row)
         if limit is not None and len(out) >= limit:
@@ -117,6 +132,7 @@ def listing(job: Job, since: datetime | None) -> JobListing | None:
     before `since`."""
     try:
         st = cast(JobStatus, job.status())
+        came_from = origin(job.meta())  # job.status() read meta.json already
         row: JobListing = {
             "job_id": job.id,
             "created_at": st.get("created_at"),
@@ -124,7 +140,8 @@ def listing(job: Job, since: datetime | None) -> JobListing | None:
             "images_total": st.get("images_total", 0),
             "images_done": st.get("images_done", 0),
             "images_failed": st.get("images_failed", 0),
-            "source": job.meta().get("source"),  # job.status() read meta.json already
+            "source": came_from["source"],
+            "owner": came_from["owner"],
         }
         if since is not None and parse_since(str(row["created_at"])) < since:
             return None

@@ -14,6 +14,7 @@ import re
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -341,6 +342,33 @@ class Fetcher:
         for info in infos:
             if is_blocked_address(str(info[4][0])):
                 raise blocked(hostname, str(info[4][0]))
+
+
+def guarded_session() -> requests.Session:
+    """A session whose connections go through the guard of the block they are used in
+    (`guarded_request`); for other outgoing calls than image downloads (callbacks)."""
+    session = requests.Session()
+    adapter = GuardedAdapter(max_retries=0)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.trust_env = _environment_matters()
+    return session
+
+
+@contextlib.contextmanager
+def guarded_request(watchdog: Watchdog, seconds: float, *, block_private: bool) -> Iterator[None]:
+    """Requests on a `guarded_session` in this block connect only to addresses the policy
+    allows (checked after resolving, so a name that turns private later is caught) and
+    are cut when `seconds` have passed. Raises FetchFailure("blocked_address") if not."""
+    call = Call(
+        Deadline(seconds),
+        watchdog,
+        block_private=block_private,
+        stop=threading.Event(),
+        limit=seconds,
+    )
+    with guarded(call):
+        yield
 
 
 def _environment_matters() -> bool:
