@@ -71,6 +71,9 @@ def _root(
     ] = False,
 ) -> None:
     """retailpulse: shelf-photo jobs from the command line."""
+    from retailpulse_cli.ui.console import route_core_logs
+
+    route_core_logs()
 
 
 def handle_errors(func: F) -> F:
@@ -353,6 +356,10 @@ def check_store(settings: Settings) -> None:
         from retailpulse_cli.storage.image_archive import open_store
 
         open_store(settings.save_images).check()
+    if settings.results_db:  # reached, and its schema made or migrated, before any job
+        from retailpulse_cli.storage import results_db
+
+        results_db.check(settings.results_db)
 
 
 def where(flags: RunFlags) -> Place:

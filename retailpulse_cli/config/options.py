@@ -99,6 +99,12 @@ def _text(value: Any) -> str:
     return value
 
 
+def _results_db(value: Any) -> str:
+    from retailpulse_cli.storage.results_db.url import normalized
+
+    return normalized(_text(value))
+
+
 def _path(value: Any) -> Path:
     return Path(_text(value if not isinstance(value, Path) else str(value))).expanduser()
 
@@ -247,6 +253,15 @@ def _options() -> tuple[Option, ...]:
             _text,
             "Keep each downloaded image in DEST (a folder, or an fsspec URL such as "
             "s3://bucket/prefix, which needs retailpulse[s3]), named by its sha256.",
+            None,
+            flag_type=str,
+        ),
+        Option(
+            "results-db",
+            "results_db",
+            _results_db,
+            "Also write each job's records to this database: sqlite:///FILE (built in) or "
+            "postgresql://USER@HOST:PORT/DB (needs retailpulse[postgres]).",
             None,
             flag_type=str,
         ),

@@ -37,6 +37,7 @@ if TYPE_CHECKING:  # runner and fetch pull in requests and Pillow: not for `stat
     from retailpulse_cli.processing.download import StopFlag
     from retailpulse_cli.processing.fetch import Fetcher
     from retailpulse_cli.processing.pipeline import Pools
+    from retailpulse_cli.storage.results_db.follower import Follower
 
 Mode = Literal["submit", "resume", "retry"]
 STATUS_SYNC_SECONDS = 0.5  # how stale `status` may be while a job runs
@@ -159,6 +160,10 @@ def _settings_to_json(settings: Settings) -> dict[str, Any]:
     out["gpu_delay"] = list(settings.gpu_delay)
     if settings.save_images:  # credentials come from the environment, never from a file
         out["save_images"] = redact(settings.save_images)
+    if settings.results_db:  # usable again on resume; PGPASSWORD or .pgpass for the password
+        from retailpulse_cli.storage.results_db.url import without_password
+
+        out["results_db"] = without_password(settings.results_db)
     return out
 
 
@@ -240,7 +245,7 @@ def execute(
     run = _JobRun(job, mode, plan, observer or NullObserver())
     if run.nothing_to_do():
         return read_status(job)  # nothing to do: the job's history stays as it was
-    run.open()
+    run.open(settings.results_db)
     own_fetcher = fetcher is None
     fetch = fetcher or Fetcher(settings, stop)
     try:
@@ -313,12 +318,31 @@ class _JobRun:
         self.started = now_iso()
         self.todo = plan.tally.images_total - len(plan.skip)  # a retry redoes counted ones
         self.last_status = time.monotonic()
+        self.feed: Follower | None = None
 
-    def open(self) -> None:
-        """Write status `ongoing` and open the results file this run appends to."""
-        self.job.write_state(self.doc("ongoing"), self.plan.tally.errors())
+    def open(self, results_db: str | None = None) -> None:
+        """Write status `ongoing` and open the results file this run appends to (and the
+        results database's follower of it)."""
+        previous = None if self.mode == "submit" else self.job.read_json("status.json")
+        self.save_state(self.doc("ongoing"))
         path = self.job.retry_path if self.mode == "retry" else self.job.results_path
         self.writer = ResultsWriter.open(path)
+        if results_db:
+            from retailpulse_cli.storage import results_db as db
+
+            records = len(self.plan.skip) + len(self.plan.redo)
+            self.feed = db.follow(
+                results_db, self.job, self.writer, meta=self.meta, previous=previous, records=records
+            )
+            self.feed.status(self.doc("ongoing"), self.plan.tally.errors())
+
+    def save_state(self, doc: dict[str, Any]) -> list[dict[str, Any]]:
+        """status.json and errors.json, and the same to the results database's follower."""
+        errors = self.plan.tally.errors()
+        self.job.write_state(doc, errors)
+        if self.feed is not None:
+            self.feed.status(doc, errors)
+        return errors
 
     def doc(self, state: str, **kw: Any) -> dict[str, Any]:
         return status_doc(
@@ -354,7 +378,7 @@ class _JobRun:
             writer.sync()
         if now - self.last_status >= STATUS_SYNC_SECONDS:
             writer.sync()  # status never counts a result that is not on disk yet
-            self.job.write_state(self.doc("ongoing"), self.plan.tally.errors())
+            self.save_state(self.doc("ongoing"))
             self.last_status = now
         self.observer.tick(self.plan.tally)
 
@@ -363,9 +387,13 @@ class _JobRun:
             self.writer.sync()
             reason = exc.message if isinstance(exc, RetailpulseError) else type(exc).__name__
             doc = self.doc("interrupted", interrupted_by=reason)
-            self.job.write_state(doc, self.plan.tally.errors())
+            errors = self.save_state(doc)
+            if self.feed is not None:
+                self.feed.close(doc, errors)
 
     def finish(self, complete: bool, stop_reason: str | None) -> dict[str, Any]:
+        if self.feed is not None:
+            self.feed.drain()  # a retry's rows are read from retry.jsonl, merged next
         if self.mode == "retry":
             merge_retry(self.job)
         tally = self.plan.tally
@@ -373,8 +401,9 @@ class _JobRun:
             final = self.doc("failed" if tally.failed else "completed", finished=now_iso())
         else:
             final = self.doc("interrupted", interrupted_by=stop_reason or "stopped")
-        errors = tally.errors()
-        self.job.write_state(final, errors)
+        errors = self.save_state(final)
+        if self.feed is not None:
+            self.feed.close(final, errors)
         return with_errors(final, errors)
 
 

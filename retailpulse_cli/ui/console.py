@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import sys
 import time
@@ -103,6 +104,22 @@ def hint_line(message: str) -> None:
 
 def info_line(message: str) -> None:
     _line(f"retailpulse: {safe(message)}")
+
+
+class _CoreLog(logging.Handler):
+    """The core's warnings (a results database that went away) as our own stderr lines."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        info_line(record.getMessage())
+
+
+def route_core_logs() -> None:
+    """Send the `retailpulse.*` loggers' warnings to stderr (and the --log-file) as lines
+    like every other; the core logs, it never prints."""
+    logger = logging.getLogger("retailpulse")
+    if not any(isinstance(h, _CoreLog) for h in logger.handlers):
+        logger.addHandler(_CoreLog(logging.WARNING))
+        logger.propagate = False
 
 
 def plural(n: int, word: str) -> str:
