@@ -1265,6 +1265,15 @@ def report(
         typer.Option("--html", metavar="FILE", help="Also write a self-contained HTML page."),
     ] = None,
     as_json: JsonOpt = False,
+    from_db: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            metavar="URL",
+            help="Read the jobs from this results database instead of the jobs directory "
+            "(sqlite:///FILE or postgresql://USER@HOST:PORT/DB).",
+        ),
+    ] = None,
     jobs_dir: JobsDir = None,
     quiet: Quiet = False,
     verbose: Verbose = False,
@@ -1273,6 +1282,7 @@ def report(
 ) -> None:
     """Per store: images, ok, failed, unknown; failures by code with sample URLs; duration
     and images/s per job; totals. With --html FILE and no --format/--json, only the page.
+    With --from URL, the jobs are those of a results database (one report for many machines).
 
     Exit codes: 0 shown, 2 bad usage, 5 no such job (or no jobs), 7 damaged job or
     unwritable --html FILE.
@@ -1289,7 +1299,13 @@ def report(
     if job_ids and since:
         raise typer.BadParameter("give job ids or --since, not both", param_hint="--since")
     since_dt = parse_since_option(since)
-    result = report_counts.summarize(_jobs_store(jobs_dir), job_ids or [], since_dt)
+    if from_db is not None:
+        from retailpulse_cli.cli.export_command import _checked_url
+        from retailpulse_cli.jobs import report_from_db
+
+        result = report_from_db.summarize(_checked_url(from_db), job_ids or [], since_dt)
+    else:
+        result = report_counts.summarize(_jobs_store(jobs_dir), job_ids or [], since_dt)
     if html is not None:
         report_html.write(result, html)
         if not quiet and str(html) != "-":
@@ -1372,6 +1388,11 @@ def prune(
         freed = prune.human_bytes(result.freed)
         what = f"{n} job{'s' if n != 1 else ''}"
         console.info_line(f"{'would free' if dry_run else 'freed'} {freed} ({what})")
+
+
+from retailpulse_cli.cli import export_command  # noqa: E402 (it uses the helpers above)
+
+export_command.register(app, handle_errors)
 
 
 def main() -> None:

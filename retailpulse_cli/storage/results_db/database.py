@@ -119,8 +119,15 @@ def open_db(url: str) -> Engine:
             hint="upgrade retailpulse, or give another --results-db",
         ) from None
     except Exception as exc:  # the driver's own errors: connection, auth, file, disk
+        why = failure(exc, url)
+        hint = (
+            "a job keeps its --results-db without the password: set PGPASSWORD, use "
+            "~/.pgpass, or give --results-db again"
+            if "no password supplied" in why
+            else None
+        )
         raise ResultsDbError(
-            f"cannot use results database {urls.shown(url)}: {failure(exc, url)}"
+            f"cannot use results database {urls.shown(url)}: {why}", hint=hint
         ) from None
     _ready.add(url)
     return engine
