@@ -5,6 +5,7 @@ writing it once.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Sequence
@@ -61,6 +62,8 @@ def _create(url: str) -> Engine:
         )
         _sqlite_transactions(engine)
         return engine
+    # psycopg logs a lost connection's pipeline on its own; we say it once, our way
+    logging.getLogger("psycopg").addHandler(logging.NullHandler())
     try:
         return create_engine(
             target,
