@@ -90,7 +90,8 @@ def mixed_job(server: ImageServer, n_ok: int = 6) -> dict[str, Any]:
     """ok images, a 404, a truncated image and an unknown store."""
     urls = [server.url(f"/img/{40 + i}x{30 + i}.png") for i in range(n_ok)]
     visits = [
-        {"store_id": "S00339218", "image_url": urls[: n_ok // 2], "visit_time": "2026-11-28T10:15:00+05:30"},
+        {"store_id": "S00339218", "image_url": urls[: n_ok // 2],
+         "visit_time": "2026-11-28T10:15:00+05:30"},
         {"store_id": "S01408764", "image_url": [*urls[n_ok // 2 :], server.url("/status/404")],
          "visit_time": "2026-11-29T23:40:00-03:00"},
         {"store_id": "S00339198", "image_url": [server.url("/truncated/64x48.jpg")],

@@ -53,7 +53,11 @@ def test_rows_equal_results_for_ok_failed_and_unknown_stores(
     assert assert_rows_equal_records(db_url, env, job_id) == 9
     assert_job_row_follows_status(db_url, env, job_id)
     codes = query(db_url, "SELECT error_code FROM results WHERE status = 'failed'")
-    assert sorted(c["error_code"] for c in codes) == ["http_404", "store_not_found", "truncated_image"]
+    assert sorted(c["error_code"] for c in codes) == [
+        "http_404",
+        "store_not_found",
+        "truncated_image",
+    ]
     hosts = query(db_url, "SELECT DISTINCT host FROM results")
     assert [h["host"] for h in hosts] == [f"127.0.0.1:{server.port}"]
 
@@ -163,7 +167,10 @@ def test_unreachable_database_is_refused_before_any_job_is_made(
 def test_a_newer_schema_is_refused(env: dict[str, str], tmp_path: Path) -> None:
     path = tmp_path / "pulse.db"
     url = f"sqlite:///{path}"
-    assert run_cli("submit", "examples/jobs/offline.json", "--results-db", url, env=env).returncode == 0
+    assert (
+        run_cli("submit", "examples/jobs/offline.json", "--results-db", url, env=env).returncode
+        == 0
+    )
     with sqlite3.connect(path) as conn:
         conn.execute("INSERT INTO schema_version VALUES (99, '2030-01-01 00:00:00')")
     r = run_cli("submit", "examples/jobs/offline.json", "--results-db", url, env=env)
@@ -187,7 +194,10 @@ def test_options_from_variable_and_config_file(
     r = run_cli("submit", str(Path("examples/jobs/offline.json").resolve()), "--config",
                 str(config), env=env, cwd=tmp_path)  # fmt: skip
     assert r.returncode == 0, r.stderr
-    assert query(f"sqlite:///{tmp_path / 'relative.db'}", "SELECT count(*) AS n FROM jobs")[0]["n"] == 1
+    assert (
+        query(f"sqlite:///{tmp_path / 'relative.db'}", "SELECT count(*) AS n FROM jobs")[0]["n"]
+        == 1
+    )
     shown = run_cli("config", "--results-db", pg_server.url("x"), env=env)
     row = [line.split() for line in shown.stdout.splitlines() if line.startswith("results-db")]
     assert row == [["results-db", f"postgresql://***@127.0.0.1:{pg_server.port}/x", "flag"]]

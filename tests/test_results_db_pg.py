@@ -25,7 +25,9 @@ from .results_db_helpers import (
 
 
 def long_job(server: ImageServer, tmp_path: Path, n: int) -> Path:
-    urls = [server.url(f"/img/{30 + i % 40}x{20 + i % 9}.png?k={tmp_path.name}{i}") for i in range(n)]
+    urls = [
+        server.url(f"/img/{30 + i % 40}x{20 + i % 9}.png?k={tmp_path.name}{i}") for i in range(n)
+    ]
     doc = {"count": 1, "visits": [{"store_id": "S00339218", "image_url": urls,
                                    "visit_time": "2026-11-28T10:15:00Z"}]}  # fmt: skip
     return write(tmp_path / "job.json", doc)
@@ -57,7 +59,9 @@ def test_database_stopped_mid_run_then_back(
     gone = [line for line in err.splitlines() if "is unreachable" in line]
     back = [line for line in err.splitlines() if "is back; catching up" in line]
     assert len(gone) == 1 and len(back) <= 1, err
-    assert gone[0].startswith(f"retailpulse: results database postgresql://***@127.0.0.1:{pg_server.port}/")
+    assert gone[0].startswith(
+        f"retailpulse: results database postgresql://***@127.0.0.1:{pg_server.port}/"
+    )
     assert "records keep going to the job directory" in gone[0]
     (job_id,) = jobs_in(env)
     assert assert_rows_equal_records(url, env, job_id) == 1000
@@ -97,8 +101,7 @@ def test_passwords_never_in_output_or_job_files(
         run_cli("config", "--results-db", url, "--json", env=env),
         run_cli("report", "--from", url, "--since", "1d", env=env),
         run_cli("export", "--to", url, env=env),
-        run_cli("submit", str(job), "--results-db", url.replace(PASSWORD, "wrong-" + PASSWORD),
-                env=env),  # fmt: skip
+        run_cli("submit", str(job), "--results-db", url.replace(PASSWORD, "wrong"), env=env),
         run_cli("submit", str(job), "--results-db", url + "-missing", env=env),
     ]
     assert "password authentication failed" in outputs[-2].stderr
@@ -120,8 +123,9 @@ def test_missing_postgres_extra_is_one_line(env: dict[str, str], tmp_path: Path)
     fake = tmp_path / "site" / "psycopg"
     fake.mkdir(parents=True)
     (fake / "__init__.py").write_text("raise ImportError(\"No module named 'psycopg'\")\n")
-    r = run_cli("submit", "examples/jobs/offline.json", "--results-db",
-                "postgresql://rp@127.0.0.1:5/db", env={**env, "PYTHONPATH": str(fake.parent)})  # fmt: skip
+    without = {**env, "PYTHONPATH": str(fake.parent)}
+    url = "postgresql://rp@127.0.0.1:5/db"
+    r = run_cli("submit", "examples/jobs/offline.json", "--results-db", url, env=without)
     assert r.returncode == 2
     assert unstamped(r.stderr).splitlines() == [
         "retailpulse: error: --results-db postgresql://***@127.0.0.1:5/db needs psycopg 3, "
@@ -133,7 +137,11 @@ def test_missing_postgres_extra_is_one_line(env: dict[str, str], tmp_path: Path)
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
 def test_schema_migrates_from_the_previous_version(
-    env: dict[str, str], server: ImageServer, tmp_path: Path, kind: str, request: pytest.FixtureRequest
+    env: dict[str, str],
+    server: ImageServer,
+    tmp_path: Path,
+    kind: str,
+    request: pytest.FixtureRequest,
 ) -> None:
     from sqlalchemy import create_engine, text
 
@@ -158,6 +166,12 @@ def test_schema_migrates_from_the_previous_version(
     assert_rows_equal_records(url, env, jobs_in(env)[0])
     from .results_db_helpers import query
 
-    assert [v["version"] for v in query(url, "SELECT version FROM schema_version ORDER BY 1")] == [1, 2]
+    assert [v["version"] for v in query(url, "SELECT version FROM schema_version ORDER BY 1")] == [
+        1,
+        2,
+    ]
     old = query(url, "SELECT image_index, host FROM results WHERE job_id = 'old-job' ORDER BY 1")
-    assert old == [{"image_index": 0, "host": "cdn.example.com:8443"}, {"image_index": 1, "host": "file"}]
+    assert old == [
+        {"image_index": 0, "host": "cdn.example.com:8443"},
+        {"image_index": 1, "host": "file"},
+    ]

@@ -53,7 +53,9 @@ def export(
             show_default=False,
         ),
     ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only data and errors.")] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Print only data and errors.")
+    ] = False,
     no_color: Annotated[bool, typer.Option("--no-color", help="No colour.")] = False,
 ) -> None:
     """Write existing jobs' records, status and store errors to a results database.
@@ -99,7 +101,9 @@ def _print(done: list[Any], as_json: bool) -> None:
 
     with console.stdout_guard():
         if as_json:
-            console.print_json([{"job_id": d.job_id, "rows": d.rows, "level": d.level} for d in done])
+            console.print_json(
+                [{"job_id": d.job_id, "rows": d.rows, "level": d.level} for d in done]
+            )
             return
         for d in done:
             sys.stdout.write(f"{d.job_id}\t{d.rows}\t{'level' if d.level else 'written'}\n")

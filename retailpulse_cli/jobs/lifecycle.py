@@ -332,7 +332,12 @@ class _JobRun:
 
             records = len(self.plan.skip) + len(self.plan.redo)
             self.feed = db.follow(
-                results_db, self.job, self.writer, meta=self.meta, previous=previous, records=records
+                results_db,
+                self.job,
+                self.writer,
+                meta=self.meta,
+                previous=previous,
+                records=records,
             )
             self.feed.status(self.doc("ongoing"), self.plan.tally.errors())
 

@@ -15,7 +15,8 @@ from sqlalchemy import Connection, Engine, create_engine, delete, event, func, s
 from sqlalchemy.pool import NullPool
 
 from retailpulse_cli.errors import ExitCode, RetailpulseError
-from retailpulse_cli.storage.results_db import schema, url as urls
+from retailpulse_cli.storage.results_db import schema
+from retailpulse_cli.storage.results_db import url as urls
 from retailpulse_cli.text.redaction import scrub
 
 SQLITE_BUSY_SECONDS = 30.0  # another process's write transaction: wait, do not fail
@@ -137,11 +138,10 @@ def open_db(url: str) -> Engine:
 
 
 def _insert(conn: Connection) -> Any:
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert
+    """The dialect's INSERT (both have the same on_conflict_do_update)."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
 
 
 def upsert_results(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
@@ -176,7 +176,9 @@ def save_job(
     )
     conn.execute(stmt)
     if errors is not None:
-        conn.execute(delete(schema.store_errors).where(schema.store_errors.c.job_id == row["job_id"]))
+        conn.execute(
+            delete(schema.store_errors).where(schema.store_errors.c.job_id == row["job_id"])
+        )
         if errors:
             conn.execute(schema.store_errors.insert(), errors)
 

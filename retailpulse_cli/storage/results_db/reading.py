@@ -22,9 +22,7 @@ def iso(value: Any) -> str | None:
     return text.replace("+00:00", "Z")
 
 
-def job_rows(
-    conn: Connection, job_ids: list[str], since: datetime | None
-) -> list[dict[str, Any]]:
+def job_rows(conn: Connection, job_ids: list[str], since: datetime | None) -> list[dict[str, Any]]:
     """The jobs named, else those created at or after `since`, else the latest; oldest first."""
     query = select(jobs)
     if job_ids:

@@ -74,7 +74,9 @@ def result_row(job_id: str, rec: dict[str, Any]) -> dict[str, Any] | None:
     row["store_id"] = str(row["store_id"])
     row["image_url"] = str(row["image_url"] or "")
     when = rec.get("visit_time")
-    row["visit_time"], row["visit_day"] = _visit_times(when) if isinstance(when, str) else (None,) * 2
+    row["visit_time"], row["visit_day"] = (
+        _visit_times(when) if isinstance(when, str) else (None,) * 2
+    )
     row["visit_time_text"] = when if isinstance(when, str) else None
     row["error_message"] = rec.get("error")
     row["host"] = host_of(row["image_url"])

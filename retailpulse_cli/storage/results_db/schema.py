@@ -9,6 +9,7 @@ made. A step is never edited once released: a change is a new step.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -60,7 +61,7 @@ def _jobs(md: MetaData) -> Table:
 
 
 def _results(md: MetaData, *, version: int) -> Table:
-    columns = [
+    columns: list[Column[Any]] = [
         Column("job_id", String(64), primary_key=True),
         Column("image_index", Integer, primary_key=True, autoincrement=False),
         Column("visit", Integer, nullable=False),
