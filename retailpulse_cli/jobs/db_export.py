@@ -70,6 +70,7 @@ def export(url: str, export_plan: ExportPlan, progress: Progress | None = None) 
     engine = db.open_db(url)
     done: list[JobExport] = []
     with engine.connect() as conn:
+        pg = conn.dialect.name == "postgresql"
         for job, status, meta in export_plan.jobs:
             level_at, count = db.level_of(conn, job.id)
             conn.rollback()
@@ -80,7 +81,9 @@ def export(url: str, export_plan: ExportPlan, progress: Progress | None = None) 
                 continue
             written = 0
             for batch in _batches(job):
-                rows = [r for rec in batch if (r := to_rows.result_row(job.id, rec))]
+                rows = [
+                    r for rec in batch if (r := to_rows.result_values(job.id, rec, postgres=pg))
+                ]
                 with conn.begin():
                     db.upsert_results(conn, rows)
                 written += len(rows)

@@ -9,14 +9,25 @@ import logging
 import os
 import threading
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, delete, event, func, select
+from sqlalchemy import (
+    Connection,
+    Engine,
+    bindparam,
+    create_engine,
+    delete,
+    event,
+    func,
+    select,
+)
 from sqlalchemy.pool import NullPool
 
 from retailpulse_cli.errors import ExitCode, RetailpulseError
 from retailpulse_cli.storage.results_db import schema
 from retailpulse_cli.storage.results_db import url as urls
+from retailpulse_cli.storage.results_db.rows import RESULT_COLUMNS
 from retailpulse_cli.text.redaction import scrub
 
 SQLITE_BUSY_SECONDS = 30.0  # another process's write transaction: wait, do not fail
@@ -144,18 +155,34 @@ def _insert(conn: Connection) -> Any:
     return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
 
 
-def upsert_results(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
-    """Insert or replace results rows (executemany)."""
-    if not rows:
-        return
+@lru_cache(maxsize=4)
+def _upsert_sql(dialect_name: str) -> str:
+    """The results upsert, built once with SQLAlchemy Core for the engine's dialect, with
+    positional parameters in RESULT_COLUMNS order."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
     table = schema.results
-    stmt = _insert(conn)(table)
+    insert: Any
+    dialect: Any
+    if dialect_name == "postgresql":
+        insert, dialect = postgresql.insert, postgresql.psycopg.dialect(paramstyle="format")
+    else:
+        insert, dialect = sqlite.insert, sqlite.pysqlite.dialect(paramstyle="qmark")
+    stmt = insert(table).values({c: bindparam(c) for c in RESULT_COLUMNS})
     keys = {c.name for c in table.primary_key.columns}
     stmt = stmt.on_conflict_do_update(
         index_elements=[table.c.job_id, table.c.image_index],
-        set_={c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys},
+        set_={c: stmt.excluded[c] for c in RESULT_COLUMNS if c not in keys},
     )
-    conn.execute(stmt, list(rows))
+    compiled = stmt.compile(dialect=dialect)
+    assert list(compiled.positiontup or []) == list(RESULT_COLUMNS)
+    return str(compiled)
+
+
+def upsert_results(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Insert or replace results rows (tuples from rows.result_values), executemany."""
+    if rows:
+        conn.exec_driver_sql(_upsert_sql(conn.dialect.name), list(rows))
 
 
 def save_job(

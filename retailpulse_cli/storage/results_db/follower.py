@@ -221,7 +221,8 @@ class Follower:
             self.spans.pop(0)
             return True
         records, offset = read_span(span.path, span.start, end, BATCH_RECORDS)
-        rows = [r for rec in records if (r := to_rows.result_row(self.job_id, rec))]
+        pg = conn.dialect.name == "postgresql"
+        rows = [r for rec in records if (r := to_rows.result_values(self.job_id, rec, postgres=pg))]
         with conn.begin():
             db.upsert_results(conn, rows)
         span.start = offset if offset > span.start else end  # a torn line: nothing more

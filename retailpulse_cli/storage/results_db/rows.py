@@ -2,28 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+import re
+from datetime import datetime, timezone
 from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
-# record field -> column, for the fields kept as they are
-_SAME = (
-    "visit",
-    "store_id",
-    "image_url",
-    "status",
-    "width",
-    "height",
-    "perimeter",
-    "format",
-    "error_code",
-    "attempts",
-    "elapsed_ms",
-    "sha256",
-    "bytes",
-    "stored_as",
-)
 _COUNTS = ("visits", "images_total", "images_done", "images_ok", "images_failed", "stores_unknown")
 
 
@@ -40,49 +24,71 @@ def utc(text: object) -> datetime | None:
     return when.astimezone(timezone.utc)
 
 
+# The results columns in the order `result_values` gives them (executemany with tuples:
+# SQLAlchemy's per-row parameter processing was half of `export`'s time).
+RESULT_COLUMNS = (
+    "job_id", "image_index", "visit", "store_id", "visit_time", "visit_day", "visit_time_text",
+    "image_url", "status", "width", "height", "perimeter", "format", "error_code",
+    "error_message", "attempts", "elapsed_ms", "sha256", "bytes", "stored_as", "host",
+)  # fmt: skip
+_TEXT_TIME = "%Y-%m-%d %H:%M:%S.%f"  # SQLAlchemy's SQLite DATETIME text, naive UTC
+
+
 @lru_cache(maxsize=4096)  # the images of one visit share its time
-def _visit_times(text: str) -> tuple[datetime | None, date | None]:
+def _visit_times(text: str, with_offset: bool) -> tuple[str | None, str | None]:
+    """(UTC time, the visit's own calendar date) as text both engines take: SQLite keeps
+    it as is, PostgreSQL casts it (the `+00:00` makes the server's time zone irrelevant)."""
     try:
         when = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
         return None, None
-    day = when.date()  # the visit's own day, in its own offset: what the agent called today
+    day = when.date().isoformat()  # in its own offset: the day the agent called today
     aware = when if when.tzinfo else when.replace(tzinfo=timezone.utc)
-    return aware.astimezone(timezone.utc), day
+    stamp = aware.astimezone(timezone.utc).strftime(_TEXT_TIME)
+    return (stamp + "+00:00" if with_offset else stamp), day
+
+
+_NETLOC = re.compile(r"(?i)^(https?)://(?:[^/?#@]*@)?([^/?#]*)")
 
 
 @lru_cache(maxsize=1024)
-def host_of(url: str) -> str | None:
-    """`host[:port]` of an image URL; `file` for a local path or file:// URL."""
+def _host(netloc: str) -> str | None:
     try:
-        parts = urlsplit(url)
-        if parts.scheme in ("http", "https"):
-            host = parts.hostname or ""
-            return f"{host}:{parts.port}" if parts.port else host or None
+        parts = urlsplit("//" + netloc)
+        host = parts.hostname or ""
+        return f"{host}:{parts.port}" if parts.port else host or None
     except ValueError:
         return None
-    return "file" if parts.scheme in ("", "file") else None
 
 
-def result_row(job_id: str, rec: dict[str, Any]) -> dict[str, Any] | None:
-    """A results row (every column present, for executemany); None for a line that is
-    not an image record."""
+def host_of(url: str) -> str | None:
+    """`host[:port]` of an image URL; `file` for a local path or file:// URL."""
+    m = _NETLOC.match(url)
+    if m:
+        return _host(m.group(2))
+    scheme = url.split(":", 1)[0].lower() if ":" in url.split("/", 1)[0] else ""
+    return "file" if scheme in ("", "file") else None
+
+
+def result_values(job_id: str, rec: dict[str, Any], *, postgres: bool) -> tuple[Any, ...] | None:
+    """A results row as a tuple in RESULT_COLUMNS order; None for a line that is not an
+    image record."""
     index = rec.get("index")
     if not isinstance(index, int) or isinstance(index, bool):
         return None
-    row = {name: rec.get(name) for name in _SAME}
-    row["store_id"] = str(row["store_id"])
-    row["image_url"] = str(row["image_url"] or "")
     when = rec.get("visit_time")
-    row["visit_time"], row["visit_day"] = (
-        _visit_times(when) if isinstance(when, str) else (None,) * 2
-    )
-    row["visit_time_text"] = when if isinstance(when, str) else None
-    row["error_message"] = rec.get("error")
-    row["host"] = host_of(row["image_url"])
-    row["job_id"] = job_id
-    row["image_index"] = index
-    return row
+    if isinstance(when, str):
+        visit_time, visit_day = _visit_times(when, postgres)
+    else:
+        visit_time = visit_day = when = None
+    url = str(rec.get("image_url") or "")
+    get = rec.get
+    return (
+        job_id, index, get("visit"), str(get("store_id")), visit_time, visit_day, when,
+        url, get("status"), get("width"), get("height"), get("perimeter"), get("format"),
+        get("error_code"), get("error"), get("attempts"), get("elapsed_ms"), get("sha256"),
+        get("bytes"), get("stored_as"), host_of(url),
+    )  # fmt: skip
 
 
 def job_row(status: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
