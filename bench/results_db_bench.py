@@ -23,6 +23,7 @@ import os
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -44,7 +45,9 @@ def load() -> str:
 
 def retailpulse(*args: str, jobs: Path, sample_rss: bool = False) -> Measured:
     env = {**os.environ, "NO_COLOR": "1", "RETAILPULSE_JOBS_DIR": str(jobs)}
-    m = run_measured([sys.executable, "-m", "retailpulse_cli", *args], env=env, sample_rss=sample_rss)
+    m = run_measured(
+        [sys.executable, "-m", "retailpulse_cli", *args], env=env, sample_rss=sample_rss
+    )
     if m.rc not in (0, 1):
         raise SystemExit(f"retailpulse {args[0]} failed ({m.rc}): {m.stderr[-800:]}")
     return m
@@ -53,8 +56,11 @@ def retailpulse(*args: str, jobs: Path, sample_rss: bool = False) -> Measured:
 def cost(a: argparse.Namespace, tmp: Path, pg: PgServer) -> None:
     images = make_images(40)
     with ImageServer(images.all(), 2) as server:
-        job = make_job(tmp / "job.json", a.images, lambda rng: pick_photo(images, rng), server.url(""))
+        job = make_job(
+            tmp / "job.json", a.images, lambda rng: pick_photo(images, rng), server.url("")
+        )
         walls: dict[str, list[float]] = {"none": [], "sqlite": [], "postgresql": []}
+        cpus: dict[str, list[float]] = {"none": [], "sqlite": [], "postgresql": []}
         for k in range(a.rounds):
             targets = {
                 "none": [],
@@ -65,19 +71,24 @@ def cost(a: argparse.Namespace, tmp: Path, pg: PgServer) -> None:
                 m = retailpulse("submit", str(job.path), "--gpu-delay", a.gpu_delay, "--seed", "11",
                                 *extra, jobs=tmp / f"jobs-{mode}-{k}")  # fmt: skip
                 walls[mode].append(m.wall)
-                say(f"  round {k + 1} {mode:<10} {m.wall:7.2f}s  ({load()})")
-    base = statistics.median(walls["none"])
+                cpus[mode].append(m.cpu_user + m.cpu_sys)
+                say(f"  round {k + 1} {mode:<10} {m.wall:7.2f}s, CPU {cpus[mode][-1]:5.2f}s "
+                    f"({load()})")  # fmt: skip
+    base, base_cpu = statistics.median(walls["none"]), statistics.median(cpus["none"])
     say(f"{a.images:,} images, --gpu-delay {a.gpu_delay}: median wall without a database "
-        f"{base:.2f}s")  # fmt: skip
+        f"{base:.2f}s, CPU {base_cpu:.2f}s")  # fmt: skip
     for mode in ("sqlite", "postgresql"):
-        med = statistics.median(walls[mode])
-        say(f"  --results-db {mode:<10} {med:7.2f}s  cost {100 * (med - base) / base:+.1f} %")
+        med, cpu = statistics.median(walls[mode]), statistics.median(cpus[mode])
+        say(f"  --results-db {mode:<10} {med:7.2f}s  cost {100 * (med - base) / base:+.1f} % "
+            f"of wall; CPU {cpu:.2f}s ({cpu - base_cpu:+.2f}s)")  # fmt: skip
 
 
 def memory(a: argparse.Namespace, tmp: Path) -> Path:
     images = make_images(4)
     with ImageServer(images.all(), 2) as server:
-        job = make_job(tmp / "tiny.json", a.images, lambda rng: rng.choice(images.tiny), server.url(""))
+        job = make_job(
+            tmp / "tiny.json", a.images, lambda rng: rng.choice(images.tiny), server.url("")
+        )
         modes = {"sqlite": ["--results-db", f"sqlite:///{tmp}/memory.db"]}
         if not a.no_baseline:
             modes = {"none": [], **modes}
@@ -87,7 +98,8 @@ def memory(a: argparse.Namespace, tmp: Path) -> Path:
             quarters = [m.rss_at(q) for q in (0.25, 0.5, 0.75, 1.0)]
             shown = ", ".join(fmt_mb(q) if q else "-" for q in quarters)
             say(f"{a.images:,} tiny images, {mode:<6}: {m.wall:6.1f}s, peak RSS "
-                f"{fmt_mb(m.maxrss_kib)}; RSS at 1/4, 1/2, 3/4, end: {shown} ({load()})")  # fmt: skip
+                f"{fmt_mb(m.maxrss_kib)}; RSS at 1/4, 1/2, 3/4, end: {shown}")  # fmt: skip
+            say(f"  ({load()})")
     return tmp / "jobs-memory-sqlite"
 
 
@@ -95,7 +107,10 @@ def export(a: argparse.Namespace, tmp: Path, pg: PgServer, jobs: Path | None) ->
     if jobs is None:
         a.no_baseline = True
         jobs = memory(a, tmp)
-    for name, url in (("sqlite", f"sqlite:///{tmp}/export.db"), ("postgresql", pg.create_db("export"))):
+    for name, url in (
+        ("sqlite", f"sqlite:///{tmp}/export.db"),
+        ("postgresql", pg.create_db("export")),
+    ):
         m = retailpulse("export", "--to", url, jobs=jobs)
         rows = sum(int(line.split("\t")[1]) for line in m.stdout.splitlines())
         say(f"export of {rows:,} records into {name:<10}: {m.wall:6.2f}s = {rows / m.wall:,.0f} "

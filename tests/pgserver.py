@@ -77,6 +77,13 @@ class PgServer:
     def stop(self) -> None:
         self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
 
+    def cpu_seconds(self) -> float:
+        """CPU time of the server so far: the postmaster and the backends it reaped."""
+        pid = int((self.data / "postmaster.pid").read_text().split()[0])
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks = sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
+        return ticks / os.sysconf("SC_CLK_TCK")
+
     def remove(self) -> None:
         shutil.rmtree(self.base, ignore_errors=True)
 

@@ -165,7 +165,7 @@ def _upsert_sql(dialect_name: str) -> str:
     insert: Any
     dialect: Any
     if dialect_name == "postgresql":
-        insert, dialect = postgresql.insert, postgresql.psycopg.dialect(paramstyle="format")
+        insert, dialect = postgresql.insert, postgresql.psycopg.dialect(paramstyle="format")  # type: ignore[no-untyped-call]
     else:
         insert, dialect = sqlite.insert, sqlite.pysqlite.dialect(paramstyle="qmark")
     stmt = insert(table).values({c: bindparam(c) for c in RESULT_COLUMNS})
