@@ -115,11 +115,14 @@ def _summary(done: list[Any], url: str, seconds: float) -> str:
 
     rows = sum(d.rows for d in done)
     written = sum(1 for d in done if not d.level)
+    level = len(done) - written
+    already = f"{plural(level, 'job')} already level" if level else ""
+    if not written:
+        return f"nothing to write to {shown(url)}" + (f": {already}" if already else "")
     rate = f" ({rows / seconds:,.0f} rows/s)" if rows and seconds > 0 else ""
     line = f"exported {plural(rows, 'row')} of {plural(written, 'job')} to {shown(url)} "
     line += f"in {seconds:.1f}s{rate}"
-    level = len(done) - written
-    return line + (f"; {plural(level, 'job')} already level" if level else "")
+    return line + (f"; {already}" if already else "")
 
 
 def register(app: typer.Typer, wrap: Callable[[Any], Any]) -> None:
