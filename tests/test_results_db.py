@@ -202,3 +202,18 @@ def test_options_from_variable_and_config_file(
     row = [line.split() for line in shown.stdout.splitlines() if line.startswith("results-db")]
     assert row == [["results-db", f"postgresql://***@127.0.0.1:{pg_server.port}/x", "flag"]]
     assert PASSWORD not in shown.stdout
+
+
+def test_inbox_writes_every_job_of_the_night(
+    env: dict[str, str], server: ImageServer, tmp_path: Path, db_url: str
+) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    for name in ("a", "b", "c"):
+        write(inbox / f"{name}.json", mixed_job(server))
+    r = run_cli("inbox", str(inbox), "--results-db", db_url, "--gpu-delay", "0", env=env)
+    assert r.returncode == 1, r.stderr  # the jobs ran side by side, each with its own writer
+    assert len(jobs_in(env)) == 3
+    for job_id in jobs_in(env):
+        assert assert_rows_equal_records(db_url, env, job_id) == 9
+        assert_job_row_follows_status(db_url, env, job_id)

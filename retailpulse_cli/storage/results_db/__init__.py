@@ -41,11 +41,10 @@ def follow(
     """Start writing `job`'s rows behind `writer` (just opened). `previous` is the job's
     status before this run (None for a new job): when the database was level with it,
     only this run's records are written; otherwise every record is (a kill -9, a run
-    without the database, an outage that outlived the run)."""
-    from retailpulse_cli.storage.results_db.database import open_db
+    without the database, an outage that outlived the run). Never raises: a database
+    that cannot be reached now is one warning, and is caught up when it is back."""
     from retailpulse_cli.storage.results_db.follower import Follower, Level, Span
 
-    open_db(url)  # checked by the front end already: the schema check is not repeated
     start = writer.fh.tell()
     spans = [Span(writer.path, start)]
     level = None

@@ -39,6 +39,7 @@ class ResultsDbError(RetailpulseError):
 
     exit_code = ExitCode.STORAGE
     hint = "check --results-db (the server is up, the folder exists, the user may write)"
+    reason = ""  # the driver's words, for the follower's warning
 
 
 class ResultsDbUnavailable(RetailpulseError):
@@ -108,6 +109,8 @@ def _sqlite_transactions(engine: Engine) -> None:
 
 def failure(exc: BaseException, url: str) -> str:
     """A driver's exception as one line without the URL's or PGPASSWORD's secrets."""
+    if isinstance(exc, ResultsDbError):
+        return exc.reason or exc.message
     inner = getattr(exc, "orig", None) or exc
     text = " ".join(str(inner).split()) or type(inner).__name__
     text = text.split(" (Background on this error")[0]
@@ -141,9 +144,9 @@ def open_db(url: str) -> Engine:
             if "no password supplied" in why
             else None
         )
-        raise ResultsDbError(
-            f"cannot use results database {urls.shown(url)}: {why}", hint=hint
-        ) from None
+        error = ResultsDbError(f"cannot use results database {urls.shown(url)}: {why}", hint=hint)
+        error.reason = why
+        raise error from None
     _ready.add(url)
     return engine
 

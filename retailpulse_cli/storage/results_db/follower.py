@@ -192,7 +192,7 @@ class Follower:
 
     def _step(self) -> None:
         if self.conn is None:
-            self.conn = db.engine_for(self.url).connect()
+            self.conn = db.open_db(self.url).connect()  # the schema checked once a process
             if self.level is not None:
                 self._skip_if_level(self.conn, self.level)
         while self._write_batch(self.conn):
