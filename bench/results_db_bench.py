@@ -3,9 +3,10 @@ SQLite files and a PostgreSQL server started here (tests/pgserver.py, fsync on).
 
     python bench/results_db_bench.py cost --images 2000 --rounds 3      # default GPU delay
     python bench/results_db_bench.py cost --images 2000 --gpu-delay 0
-    python bench/results_db_bench.py memory --images 200000             # peak RSS, SQLite
-    python bench/results_db_bench.py export --images 200000             # rows/s, both
+    python bench/results_db_bench.py fixed --rounds 15                  # start-up and end
+    python bench/results_db_bench.py memory export --images 200000      # RSS; rows/s
 
+`fixed`: a one-image job, `--rounds` times in turns: the start-up and end cost, best of each.
 `cost`: the same job (same --seed, so the same GPU delays) without a database, into SQLite
 and into PostgreSQL, in turns, `--rounds` times; wall time of the whole command (start-up
 included); the median of each mode is compared. Target at the default delay: ≤ 3 %.
@@ -82,6 +83,35 @@ def cost(a: argparse.Namespace, tmp: Path, pg: PgServer) -> None:
             f"of wall; CPU {cpu:.2f}s ({cpu - base_cpu:+.2f}s)")  # fmt: skip
 
 
+def fixed(a: argparse.Namespace, tmp: Path, pg: PgServer) -> None:
+    """The database's fixed cost on the critical path (import, connect, schema check at
+    the start; the last batch and the job's final row at the end): a one-image job, many
+    times in turns; the minimum of each mode, which load from other processes only raises."""
+    images = make_images(1)
+    with ImageServer(images.all(), 1) as server:
+        job = make_job(tmp / "one.json", 1, lambda rng: images.tiny[0], server.url(""))
+        targets = {
+            "none": [],
+            "sqlite": ["--results-db", f"sqlite:///{tmp}/fixed.db"],
+            "postgresql": ["--results-db", pg.create_db("fixed")],
+        }
+        walls: dict[str, list[float]] = {mode: [] for mode in targets}
+        cpus: dict[str, list[float]] = {mode: [] for mode in targets}
+        for _ in range(a.rounds):
+            for mode, extra in targets.items():
+                m = retailpulse("submit", str(job.path), "--gpu-delay", "0", *extra,
+                                jobs=tmp / f"jobs-fixed-{mode}")  # fmt: skip
+                walls[mode].append(m.wall)
+                cpus[mode].append(m.cpu_user + m.cpu_sys)
+    base, base_cpu = min(walls["none"]), min(cpus["none"])
+    say(f"one-image job, best of {a.rounds}: without a database {base:.3f}s, CPU "
+        f"{base_cpu:.3f}s ({load()})")  # fmt: skip
+    for mode in ("sqlite", "postgresql"):
+        wall, cpu = min(walls[mode]), min(cpus[mode])
+        say(f"  --results-db {mode:<10} {wall:.3f}s (+{wall - base:.3f}s), CPU {cpu:.3f}s "
+            f"(+{cpu - base_cpu:.3f}s)")  # fmt: skip
+
+
 def memory(a: argparse.Namespace, tmp: Path) -> Path:
     images = make_images(4)
     with ImageServer(images.all(), 2) as server:
@@ -118,7 +148,7 @@ def export(a: argparse.Namespace, tmp: Path, pg: PgServer, jobs: Path | None) ->
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("section", choices=("cost", "memory", "export", "all"))
+    p.add_argument("sections", nargs="+", choices=("cost", "fixed", "memory", "export"))
     p.add_argument("--images", type=int, default=2000)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--gpu-delay", default="0.1:0.4")
@@ -128,10 +158,12 @@ def main() -> None:
         tmp = Path(name)
         pg = PgServer(durable=True).init().start()
         try:
-            if a.section in ("cost", "all"):
+            if "cost" in a.sections:
                 cost(a, tmp, pg)
-            jobs = memory(a, tmp) if a.section in ("memory", "all") else None
-            if a.section in ("export", "all"):
+            if "fixed" in a.sections:
+                fixed(a, tmp, pg)
+            jobs = memory(a, tmp) if "memory" in a.sections else None
+            if "export" in a.sections:
                 export(a, tmp, pg, jobs)
         finally:
             pg.stop()

@@ -106,7 +106,8 @@ class Follower:
         self.pending: tuple[int, dict[str, Any], list[dict[str, Any]]] | None = None
         self.final: dict[str, Any] | None = None
         self.errors_written: list[dict[str, Any]] | None = None
-        self.wake = threading.Event()
+        self.wake = threading.Event()  # new records or status, or the end
+        self.ending = threading.Event()  # close() or given up: no more waiting to retry
         self.closing = False
         self.abandoned = False
         self.progress_at = time.monotonic()
@@ -135,7 +136,7 @@ class Follower:
         merge), so only `resume` or `export` may level the job from here."""
         if not self._wait(lambda: self._caught_up() or not self.thread.is_alive()):
             self.abandoned = True
-            self.wake.set()
+            self.ending.set()
         return not self.abandoned
 
     def close(self, final: dict[str, Any], errors: list[dict[str, Any]]) -> bool:
@@ -145,10 +146,10 @@ class Follower:
         self.final = final
         self.closing = True
         self.wake.set()
+        self.ending.set()
         done = not self.abandoned and self._wait(lambda: not self.thread.is_alive())
         if not done:
             self.abandoned = True
-            self.wake.set()
             log.warning(
                 f"job {self.job_id}: results database {shown(self.url)} is not level with the "
                 f"job directory; `retailpulse export --to URL {self.job_id}` writes the rest"
@@ -173,6 +174,7 @@ class Follower:
     def _run(self) -> None:
         attempt = 0
         while not self.abandoned:
+            self.wake.clear()  # before the work: a wake-up during it is not lost
             try:
                 self._step()
                 attempt = 0
@@ -180,14 +182,15 @@ class Follower:
             except Exception as exc:  # any database failure: wait, reconnect, carry on
                 self._disconnect()
                 health.failed(self.url, db.failure(exc, self.url))
-                self.wake.wait(RETRY_SECONDS[min(attempt, len(RETRY_SECONDS) - 1)])
-                self.wake.clear()
+                if self.ending.is_set():  # the job is ending: a last few tries, not a spin
+                    time.sleep(0.5)
+                else:
+                    self.ending.wait(RETRY_SECONDS[min(attempt, len(RETRY_SECONDS) - 1)])
                 attempt += 1
                 continue
             if self.closing and self.final is None:
                 break
             self.wake.wait(BATCH_SECONDS)
-            self.wake.clear()
         self._disconnect()
 
     def _step(self) -> None:
