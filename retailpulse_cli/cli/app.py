@@ -1300,10 +1300,10 @@ def report(
         raise typer.BadParameter("give job ids or --since, not both", param_hint="--since")
     since_dt = parse_since_option(since)
     if from_db is not None:
-        from retailpulse_cli.cli.export_command import _checked_url
+        from retailpulse_cli.cli.export_command import checked_url
         from retailpulse_cli.jobs import report_from_db
 
-        result = report_from_db.summarize(_checked_url(from_db), job_ids or [], since_dt)
+        result = report_from_db.summarize(checked_url(from_db), job_ids or [], since_dt)
     else:
         result = report_counts.summarize(_jobs_store(jobs_dir), job_ids or [], since_dt)
     if html is not None:

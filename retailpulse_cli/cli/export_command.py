@@ -72,7 +72,7 @@ def export(
 
     if job_ids and since:
         raise typer.BadParameter("give job ids or --since, not both", param_hint="--since")
-    url = _checked_url(to)
+    url = checked_url(to)
     since_dt = cli.parse_since_option(since)
     output = cli._output(quiet, False, no_color)
     work = db_export.plan(cli._jobs_store(jobs_dir), job_ids or [], since_dt)
@@ -86,7 +86,8 @@ def export(
         console.info_line(_summary(done, url, time.monotonic() - started))
 
 
-def _checked_url(text: str) -> str:
+def checked_url(text: str) -> str:
+    """--to or --from URL, checked and normalized like --results-db; exit 2 when unusable."""
     from retailpulse_cli.errors import ConfigError
     from retailpulse_cli.storage.results_db.url import normalized, shown
 
