@@ -11,6 +11,8 @@ from typing import Annotated, Any
 
 import typer
 
+from retailpulse_cli.cli.run_options import ConfigOpt
+
 EPILOG = (
     "**Examples**\n\n`retailpulse export --to sqlite:////data/pulse.db`\n\n"
     "`retailpulse export --to postgresql://analyst@db:5432/pulse --since 7d`"
@@ -56,7 +58,9 @@ def export(
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="Print only data and errors.")
     ] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Nothing more yet.")] = False,
     no_color: Annotated[bool, typer.Option("--no-color", help="No colour.")] = False,
+    config_file: ConfigOpt = None,
 ) -> None:
     """Write existing jobs' records, status and store errors to a results database.
 
@@ -70,11 +74,12 @@ def export(
     from retailpulse_cli.ui import console
     from retailpulse_cli.ui.export_progress import RowsProgress
 
+    cli._use_config(config_file)  # its jobs-dir
     if job_ids and since:
         raise typer.BadParameter("give job ids or --since, not both", param_hint="--since")
     url = checked_url(to)
     since_dt = cli.parse_since_option(since)
-    output = cli._output(quiet, False, no_color)
+    output = cli._output(quiet, verbose, no_color)
     work = db_export.plan(cli._jobs_store(jobs_dir), job_ids or [], since_dt)
     for why in work.skipped:
         console.info_line(f"skipped: {why}")
