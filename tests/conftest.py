@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from retailpulse_cli.cli.app import app
 
@@ -53,13 +53,18 @@ def visit(store_id: str, *urls: str, when: str = "2026-11-28T10:15:00+05:30") ->
     return {"store_id": store_id, "image_url": list(urls), "visit_time": when}
 
 
+def one_image_job(tmp_path: Path, server: ImageServer, w: int = 700) -> Path:
+    """tmp_path/j.json: one visit of a known store with one PNG, `w` pixels wide."""
+    return write_job(tmp_path / "j.json", [visit("S00339218", server.url(f"/img/{w}x30.png"))])
+
+
 class Cli:
     """Runs the real CLI in-process (Typer's CliRunner) with stdout and stderr apart."""
 
     def __init__(self) -> None:
         self.runner = CliRunner()
 
-    def __call__(self, *args: str, input: str | None = None) -> Any:
+    def __call__(self, *args: str, input: str | None = None) -> Result:
         return self.runner.invoke(app, list(args), input=input, catch_exceptions=False)
 
 

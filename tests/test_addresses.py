@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import KNOWN, jobs_in, results_of, visit, write_job
+from .conftest import KNOWN, Cli, jobs_in, results_of, visit, write_job
 from .rawserver import RawServer
 
 PUBLIC = "93.184.215.14"  # any public address: it is never connected to
@@ -26,7 +26,7 @@ def raw() -> Iterator[RawServer]:
     srv.stop()
 
 
-def submit_one(cli: Any, env: dict[str, str], tmp_path: Path, url: str, *flags: str) -> dict:
+def submit_one(cli: Cli, env: dict[str, str], tmp_path: Path, url: str, *flags: str) -> dict:
     job = write_job(tmp_path / f"job-{len(jobs_in(env))}.json", [visit(KNOWN[0], url)])
     before = set(jobs_in(env))
     res = cli("submit", str(job), "--gpu-delay", "0", *flags)

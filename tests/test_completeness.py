@@ -22,7 +22,8 @@ from PIL import Image, ImageFile, ImageSequence, TiffImagePlugin, features
 
 from retailpulse_cli.processing.imaging import ImageFailure, measure
 
-from .conftest import KNOWN, results_of, visit, write_job
+from .conftest import KNOWN, Cli, results_of, visit, write_job
+from .imageserver import ImageServer
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # Pillow on cut TIFF/EXIF data
 
@@ -344,7 +345,7 @@ def test_tiff_data_past_the_end() -> None:
 
 
 def test_a_motion_photo_is_measured_through_the_cli(
-    cli: Any, env: dict[str, str], server: Any, tmp_path: Path
+    cli: Cli, env: dict[str, str], server: ImageServer, tmp_path: Path
 ) -> None:
     url = server.url("/motion/640x480.jpg")  # a JPEG followed by 2 MB of video
     job = write_job(tmp_path / "job.json", [visit(KNOWN[0], url)])

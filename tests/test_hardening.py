@@ -355,3 +355,17 @@ def test_resume_of_a_finished_job_changes_nothing(
     r = cli("resume", job_id, "--json")
     assert r.exit_code == 1 and json.loads(r.stdout)["status"] == "failed"
     assert path.read_bytes() == before
+
+
+def test_inbox_does_not_take_symbolic_links(
+    cli: Cli, server: ImageServer, env: dict[str, str], tmp_path: Path
+) -> None:
+    box = tmp_path / "box"
+    box.mkdir()
+    real = write_job(box / "z.json", [visit("S00339218", server.url("/img/701x30.png"))])
+    (box / "a.json").symlink_to(real)
+    r = cli("inbox", str(box), "--gpu-delay", "0")
+    assert r.exit_code == 0, r.stderr
+    assert len(jobs_in(env)) == 1  # z.json once, not again through a.json
+    assert "skipped" in r.stderr and "a.json" in r.stderr
+    assert (box / "a.json").is_symlink()  # left where it was

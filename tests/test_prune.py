@@ -10,6 +10,8 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import pytest
+
 from .conftest import KNOWN, Cli, jobs_in, visit, write_job
 from .imageserver import ImageServer
 
@@ -141,3 +143,13 @@ def test_prune_takes_little_time_on_many_young_jobs(
     assert r.exit_code == 0 and json.loads(r.stdout) == []
     assert time.monotonic() - t0 < 5
     assert len(jobs_in(env)) == 3
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["list", "--since", "1000000d"], ["prune", "--older-than", "99999999999d"]],
+)
+def test_huge_ages_are_a_usage_error_not_a_crash(cli: Cli, args: list[str]) -> None:
+    r = cli(*args)
+    assert r.exit_code == 2
+    assert "more than 100 years" in r.stderr

@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 
-from retailpulse_cli.jobs.lifecycle import parse_since
+from retailpulse_cli.jobs.read import parse_since
 from retailpulse_cli.jobs.report_counts import JobSummary, Summary, summarize
 from retailpulse_cli.storage.job_dir import JobStore
 
-from .conftest import KNOWN, Cli, jobs_in, run_cli, unstamped, visit, write_job
+from .conftest import KNOWN, Cli, jobs_in, one_image_job, run_cli, unstamped, visit, write_job
 from .imageserver import ImageServer
 
 BAD_STORE = 'S9<script>alert("x")</script>'
@@ -290,3 +290,41 @@ def test_total_duration_counts_overlapping_jobs_once() -> None:
     ]
     assert Summary(jobs).totals()["duration_s"] == 50
     assert [j.duration_s for j in jobs] == [10, 15, 30]
+
+
+@pytest.mark.parametrize("kind", ["symlink", "device"])
+def test_report_html_never_replaces_what_is_not_a_regular_file(
+    cli: Cli, server: ImageServer, env: dict[str, str], tmp_path: Path, kind: str
+) -> None:
+    cli("submit", str(one_image_job(tmp_path, server)), "--gpu-delay", "0")
+    if kind == "symlink":
+        target = tmp_path / "keep.txt"
+        target.write_text("mine")
+        path = tmp_path / "link.html"
+        path.symlink_to(target)
+    else:
+        path = Path("/dev/null")
+    r = cli("report", "--html", str(path))
+    assert r.exit_code == 7
+    assert f"--html {path}: exists and is not a regular file; not replaced" in r.stderr
+    if kind == "symlink":
+        assert path.is_symlink() and target.read_text() == "mine"
+    else:
+        assert Path("/dev/null").is_char_device()
+    page = cli("report", "--html", "-")
+    assert page.exit_code == 0 and page.stdout.startswith("<!DOCTYPE html>")
+
+
+def test_report_of_the_latest_job_skips_a_stray_folder(
+    cli: Cli, server: ImageServer, env: dict[str, str], tmp_path: Path
+) -> None:
+    job_id = cli("submit", str(one_image_job(tmp_path, server)), "--gpu-delay", "0").stdout.strip()
+    (Path(env["RETAILPULSE_JOBS_DIR"]) / "zz-lost+found").mkdir()
+    r = cli("report", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert [j["job_id"] for j in json.loads(r.stdout)["jobs"]] == [job_id]
+
+
+def test_report_since_on_an_empty_jobs_dir_is_not_found(cli: Cli, env: dict[str, str]) -> None:
+    r = cli("report", "--since", "7d")
+    assert r.exit_code == 5 and "no jobs in" in r.stderr

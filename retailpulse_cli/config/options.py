@@ -12,12 +12,10 @@ import math
 import os
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from retailpulse_cli.errors import ConfigError
-from retailpulse_cli.text.redaction import redact
 
 if TYPE_CHECKING:
     from retailpulse_cli.config.settings import Settings
@@ -30,7 +28,7 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
 
-def _bool(value: Any) -> bool:
+def _bool(value: object) -> bool:
     if isinstance(value, bool):
         return value
     text = str(value).strip().lower()
@@ -41,7 +39,7 @@ def _bool(value: Any) -> bool:
     raise ValueError("expected true or false (1/0, yes/no)")
 
 
-def _int(value: Any) -> int:
+def _int(value: object) -> int:
     if isinstance(value, bool):
         raise ValueError("expected a whole number")
     if isinstance(value, float):
@@ -54,7 +52,7 @@ def _int(value: Any) -> int:
         raise ValueError("expected a whole number") from None
 
 
-def _float(value: Any) -> float:
+def _float(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError("expected a number")
     try:
@@ -66,14 +64,14 @@ def _float(value: Any) -> float:
     return float(number)
 
 
-def _rate(value: Any) -> float:
+def _rate(value: object) -> float:
     rate = _float(value)
     if 0 < rate < 0.001:  # one request per 17 minutes: beyond it a typo, and timers overflow
         raise ValueError("use 0 (no limit) or at least 0.001 requests per second")
     return rate
 
 
-def gpu_delay(value: Any) -> tuple[float, float]:
+def gpu_delay(value: object) -> tuple[float, float]:
     """'0' -> off, '0.25' -> fixed, '0.1:0.4' (or [0.1, 0.4] in TOML) -> uniform range."""
     if isinstance(value, list | tuple):
         parts = [_float(v) for v in value]
@@ -93,41 +91,62 @@ def gpu_delay(value: Any) -> tuple[float, float]:
     return parts[0], parts[1]
 
 
-def _text(value: Any) -> str:
+def _text(value: object) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValueError("expected a non-empty string")
     return value
 
 
-def _results_db(value: Any) -> str:
+def _results_db(value: object) -> str:
     from retailpulse_cli.storage.results_db.url import normalized
 
     return normalized(_text(value))
 
 
-def _path(value: Any) -> Path:
+def _path(value: object) -> Path:
     return Path(_text(value if not isinstance(value, Path) else str(value))).expanduser()
 
 
-@dataclass(frozen=True)
-class Option:
-    """One run option: its flag `--<name>`, its variable and config key, how to read it."""
+class Option(NamedTuple):
+    """One run option: its flag `--<name>`, its variable and config key, how to read it.
+
+    A NamedTuple, not a dataclass: the table is read on every command, `status` included,
+    and a dataclass costs a code generation at import (start-up, bench/startup.py)."""
 
     name: str  # long flag without dashes; also the config file key
-    dest: str  # Settings field, or a run-level key (store_master, jobs_dir, ...)
-    parse: Callable[[Any], Any]
+    parse: Callable[[object], Any]
     help: str
-    default: Any = None  # shown by `retailpulse config`; None = decided elsewhere
     minimum: float | None = None
     maximum: float | None = None
     flag_type: type = str  # what Typer parses the flag as
-    switch: bool = False  # a flag without a value (--no-local-files)
+    switch: bool = False  # a flag without a value (--no-local-files); default off
+    setting: str | None = None  # where the default is written: a Settings field, or a
+    #                             DEFAULT_* constant of config.settings; None: no default
+
+    @property
+    def dest(self) -> str:
+        """The Settings field, or the run-level key (store_master, jobs_dir, ...)."""
+        return self.name.replace("-", "_")
 
     @property
     def env(self) -> str:
         return ENV_PREFIX + self.name.upper().replace("-", "_")
 
-    def convert(self, raw: Any) -> Any:
+    @property
+    def default(self) -> Any:
+        """Shown by `retailpulse config`; None = decided elsewhere. Read from
+        config.settings (imported only when a default is asked for: `status` never does)."""
+        if self.switch:
+            return False
+        if self.setting is None:
+            return None
+        from retailpulse_cli.config import settings
+
+        if self.setting in settings.Settings.__dataclass_fields__:
+            return getattr(settings.Settings, self.setting)
+        return getattr(settings, self.setting)
+
+    def convert(self, raw: object) -> Any:
         value = self.parse(raw)
         if self.minimum is not None and value < self.minimum:
             raise ValueError(f"must be at least {self.minimum:g}")
@@ -136,188 +155,122 @@ class Option:
         return value
 
 
-def _options() -> tuple[Option, ...]:
-    from retailpulse_cli.config import settings as s
+WEEK = 604800.0  # the longest --timeout and --read-timeout: beyond it a typo
 
-    return (
-        Option(
-            "workers",
-            "workers",
-            _int,
-            "Images in the GPU stage at once.",
-            s.DEFAULT_WORKERS,
-            1,
-            1024,
-            int,
-        ),
-        Option(
-            "downloads",
-            "downloads",
-            _int,
-            "Images downloaded at once, ahead of the GPU stage.",
-            s.DEFAULT_DOWNLOADS,
-            1,
-            4096,
-            int,
-        ),
-        Option(
-            "gpu-delay",
-            "gpu_delay",
-            gpu_delay,
-            "Simulated GPU seconds per image, MIN:MAX; 0 turns it off.",
-            s.DEFAULT_GPU_DELAY,
-        ),
-        Option("seed", "seed", _int, "Make the GPU delays reproducible.", None, None, None, int),
-        Option("retries", "retries", _int, "Extra attempts for transient failures.", 3, 0, 20, int),
-        Option(
-            "timeout",
-            "timeout",
-            _float,
-            "Seconds of network time per image, all attempts and phases included.",
-            60.0,
-            0.1,
-            604800.0,
-            float,
-        ),
-        Option(
-            "read-timeout",
-            "read_timeout",
-            _float,
-            "Longest silence from a server.",
-            20.0,
-            0.1,
-            604800.0,
-            float,
-        ),
-        Option(
-            "max-bytes",
-            "max_bytes",
-            _int,
-            "Largest image body accepted.",
-            s.DEFAULT_MAX_BYTES,
-            1,
-            None,
-            int,
-        ),
-        Option(
-            "max-pixels",
-            "max_pixels",
-            _int,
-            "Largest width x height accepted.",
-            s.DEFAULT_MAX_PIXELS,
-            1,
-            None,
-            int,
-        ),
-        Option(
-            "per-host",
-            "per_host",
-            _int,
-            "Connections at once to one host (default: as --downloads).",
-            None,
-            1,
-            None,
-            int,
-        ),
-        Option(
-            "rate",
-            "rate",
-            _rate,
-            "Requests per second per host; 0 = no limit.",
-            0.0,
-            0.0,
-            None,
-            float,
-        ),
-        Option(
-            "no-local-files",
-            "no_local_files",
-            _bool,
-            "Refuse file:// URLs and paths (untrusted jobs).",
-            False,
-            switch=True,
-            flag_type=bool,
-        ),
-        Option(
-            "block-private-networks",
-            "block_private_networks",
-            _bool,
-            "Refuse hosts on loopback, private, link-local or metadata addresses.",
-            False,
-            switch=True,
-            flag_type=bool,
-        ),
-        Option(
-            "save-images",
-            "save_images",
-            _text,
-            "Keep each downloaded image in DEST (a folder, or an fsspec URL such as "
-            "s3://bucket/prefix, which needs retailpulse[s3]), named by its sha256.",
-            None,
-            flag_type=str,
-        ),
-        Option(
-            "results-db",
-            "results_db",
-            _results_db,
-            "Also write each job's records to this database: sqlite:///FILE (built in) or "
-            "postgresql://USER@HOST:PORT/DB (needs retailpulse[postgres]).",
-            None,
-            flag_type=str,
-        ),
-        Option(
-            "cluster",
-            "cluster",
-            _text,
-            "Where images run: local (this process), local:N (N Dask worker processes "
-            "here) or tcp://HOST:PORT (a Dask scheduler; needs retailpulse[dask]).",
-            "local",
-            flag_type=str,
-        ),
-        Option(
-            "shard-size",
-            "shard_size",
-            _int,
-            "Images per Dask task with --cluster.",
-            s.DEFAULT_SHARD_SIZE,
-            1,
-            None,
-            int,
-        ),
-        Option(
-            "store-master",
-            "store_master",
-            _path,
-            "Store master CSV (default: the shipped one).",
-            None,
-            flag_type=Path,
-        ),
-        Option(
-            "jobs-dir",
-            "jobs_dir",
-            _path,
-            "Where jobs live (default: per-user data dir).",
-            None,
-            flag_type=Path,
-        ),
-        Option(
-            "log-file",
-            "log_file",
-            _path,
-            "Also append the stderr lines, timestamped, to this file.",
-            None,
-            flag_type=Path,
-        ),
-    )
-
-
-OPTIONS: tuple[Option, ...] = _options()
+# Every option that changes how jobs run: the CLI builds the run commands' flags from this
+# table, `retailpulse config` prints it, resolve() reads it. Defaults live in settings.py.
+OPTIONS: tuple[Option, ...] = (
+    Option("workers", _int, "Images in the GPU stage at once.", 1, 1024, int, setting="workers"),
+    Option(
+        "downloads",
+        _int,
+        "Images downloaded at once, ahead of the GPU stage.",
+        1,
+        4096,
+        int,
+        setting="downloads",
+    ),
+    Option(
+        "gpu-delay",
+        gpu_delay,
+        "Simulated GPU seconds per image, MIN:MAX; 0 turns it off.",
+        setting="gpu_delay",
+    ),
+    Option("seed", _int, "Make the GPU delays reproducible.", flag_type=int),
+    Option(
+        "retries", _int, "Extra attempts for transient failures.", 0, 20, int, setting="retries"
+    ),
+    Option(
+        "timeout",
+        _float,
+        "Seconds of network time per image, all attempts and phases included.",
+        0.1,
+        WEEK,
+        float,
+        setting="timeout",
+    ),
+    Option(
+        "read-timeout",
+        _float,
+        "Longest silence from a server.",
+        0.1,
+        WEEK,
+        float,
+        setting="read_timeout",
+    ),
+    Option("max-bytes", _int, "Largest image body accepted.", 1, None, int, setting="max_bytes"),
+    Option(
+        "max-pixels", _int, "Largest width x height accepted.", 1, None, int, setting="max_pixels"
+    ),
+    # no default shown: a host gets as many connections as --downloads unless set (settings_from)
+    Option(
+        "per-host", _int, "Connections at once to one host (default: as --downloads).", 1, None, int
+    ),
+    Option(
+        "rate",
+        _rate,
+        "Requests per second per host; 0 = no limit.",
+        0.0,
+        None,
+        float,
+        setting="rate",
+    ),
+    Option(
+        "no-local-files",
+        _bool,
+        "Refuse file:// URLs and paths (untrusted jobs).",
+        flag_type=bool,
+        switch=True,
+    ),
+    Option(
+        "block-private-networks",
+        _bool,
+        "Refuse hosts on loopback, private, link-local or metadata addresses.",
+        flag_type=bool,
+        switch=True,
+    ),
+    Option(
+        "save-images",
+        _text,
+        "Keep each downloaded image in DEST (a folder, or an fsspec URL such as "
+        "s3://bucket/prefix, which needs retailpulse[s3]), named by its sha256.",
+    ),
+    Option(
+        "results-db",
+        _results_db,
+        "Also write each job's records to this database: sqlite:///FILE (built in) or "
+        "postgresql://USER@HOST:PORT/DB (needs retailpulse[postgres]).",
+    ),
+    Option(
+        "cluster",
+        _text,
+        "Where images run: local (this process), local:N (N Dask worker processes "
+        "here) or tcp://HOST:PORT (a Dask scheduler; needs retailpulse[dask]).",
+        setting="DEFAULT_CLUSTER",
+    ),
+    Option(
+        "shard-size",
+        _int,
+        "Images per Dask task with --cluster.",
+        1,
+        None,
+        int,
+        setting="DEFAULT_SHARD_SIZE",
+    ),
+    Option("store-master", _path, "Store master CSV (default: the shipped one).", flag_type=Path),
+    Option("jobs-dir", _path, "Where jobs live (default: per-user data dir).", flag_type=Path),
+    Option(
+        "log-file",
+        _path,
+        "Also append the stderr lines, timestamped, to this file.",
+        flag_type=Path,
+    ),
+)
 BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
 BY_DEST: dict[str, Option] = {o.dest: o for o in OPTIONS}
 
 
-@dataclass(frozen=True)
-class Resolved:
+class Resolved(NamedTuple):
     """Every option's value and where it came from ('flag', 'env RETAILPULSE_RATE',
     'config /path/config.toml', 'job', 'default')."""
 
@@ -327,6 +280,19 @@ class Resolved:
 
     def get(self, dest: str, default: Any = None) -> Any:
         return self.values.get(dest, default)
+
+
+class RunFlags(NamedTuple):
+    """The run options given on the command line (dest -> value; None = not given) and
+    the --config file, if one was named: what `resolve` starts from."""
+
+    values: dict[str, Any]
+    config_file: Path | None
+
+    def resolve(
+        self, *, stored: Mapping[str, Any] | None = None, only: set[str] | None = None
+    ) -> Resolved:
+        return resolve(self.values, config_file=self.config_file, stored=stored, only=only)
 
 
 def config_path(given: Path | None, env: Mapping[str, str]) -> tuple[Path | None, bool]:
@@ -407,14 +373,18 @@ def resolve(
     return Resolved(values, sources, path if from_file else None)
 
 
-def _checked(opt: Option, raw: Any, where: str) -> Any:
+def _checked(opt: Option, raw: object, where: str) -> Any:
     try:
         return opt.convert(raw)
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"{where}: {_show(raw)} is not valid for --{opt.name}: {exc}") from None
 
 
-def _show(raw: Any) -> str:
+def _show(raw: object) -> str:
+    if isinstance(raw, str):  # a URL's password is not repeated back (--results-db)
+        from retailpulse_cli.text.redaction import redact
+
+        raw = redact(raw)
     text = repr(raw)
     return text if len(text) <= 60 else text[:57] + "..."
 
@@ -454,6 +424,8 @@ def describe(resolved: Resolved) -> list[dict[str, Any]]:
         if isinstance(value, Path):
             value = str(value)
         if isinstance(value, str):  # e.g. --save-images s3://KEY:SECRET@bucket
+            from retailpulse_cli.text.redaction import redact
+
             value = redact(value)
         elif isinstance(value, tuple):
             value = list(value)

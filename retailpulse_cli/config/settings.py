@@ -13,6 +13,7 @@ DEFAULT_WORKERS = 32
 # Retry-After hold of their host, at twice the threads and connections to that host.
 DEFAULT_DOWNLOADS = 128
 DEFAULT_GPU_DELAY = (0.1, 0.4)
+DEFAULT_CLUSTER = "local"  # --cluster: images run in this process
 DEFAULT_SHARD_SIZE = 1000  # images per Dask task (--cluster): one task per image was 2.5x slower
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024
 DEFAULT_MAX_PIXELS = 100_000_000  # ~ a 12,000 x 8,000 photo; bombs declare far more

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
-from typing import Any, TextIO
+from typing import TextIO
 
 from retailpulse_cli.storage.job_dir import Job
 
@@ -34,7 +34,7 @@ CSV_COLUMNS = (
 def write(job: Job, *, fmt: str, only_failed: bool, out: TextIO) -> int:
     """Write records to `out`; return how many were written."""
     n = 0
-    writer: Any = None
+    writer: csv.DictWriter[str] | None = None
     if fmt == "csv":
         writer = csv.DictWriter(
             out, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n"

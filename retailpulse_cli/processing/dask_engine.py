@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from retailpulse_cli.config.settings import DEFAULT_SHARD_SIZE, Settings
 from retailpulse_cli.errors import ExitCode, RetailpulseError
+from retailpulse_cli.model import Record
 from retailpulse_cli.processing.spec import ImageTask
 from retailpulse_cli.text.redaction import redact
 
@@ -30,7 +31,6 @@ if TYPE_CHECKING:
     from retailpulse_cli.processing.fetch import Fetcher
     from retailpulse_cli.storage.image_archive import ImageStore
 
-Record = dict[str, Any]
 WORKER_CRASHED = "worker_crashed"
 INSTALL_HINT = "pip install 'retailpulse[dask]'"
 GRACE = 3.0  # the runner's own 2 s grace inside a shard, plus the trip back to the driver

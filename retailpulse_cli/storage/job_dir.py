@@ -17,21 +17,18 @@ import errno
 import fcntl
 import json
 import os
-import secrets
-import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
 from retailpulse_cli.errors import JobBusy, JobDamaged, JobNotFound, StorageError
+from retailpulse_cli.model import JobState
 
 SCHEMA_VERSION = 1
 ENV_VAR = "RETAILPULSE_JOBS_DIR"
-LIVE_STATES = ("ongoing",)
-FINAL_STATES = ("completed", "failed", "interrupted")
 RESULTS_HEADER = {"retailpulse": "results", "schema_version": SCHEMA_VERSION}
 
 
@@ -76,6 +73,8 @@ def _storage_error(action: str, path: Path, exc: OSError) -> StorageError:
 
 def write_atomic(path: Path, data: bytes) -> None:
     """Write to a temp file in the same folder, fsync, then os.replace: never half a file."""
+    import secrets  # here, not at the top: `status` and `list` never write (start-up)
+
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(3)}.tmp")
     try:
         with tmp.open("wb") as fh:
@@ -107,6 +106,8 @@ def fsync_dir(path: Path) -> None:
 def new_job_id() -> str:
     """YYYYMMDD-HHMMSS-mmm-xxxx (UTC, milliseconds, 4 random hex digits): ids sort by
     creation time, and two submits in the same millisecond still differ."""
+    import secrets
+
     now = datetime.now(timezone.utc)
     return f"{now:%Y%m%d-%H%M%S}-{now.microsecond // 1000:03d}-{secrets.token_hex(2)}"
 
@@ -204,12 +205,12 @@ class Job:
         """status.json, with `ongoing` turned into `interrupted` when nobody holds the lock."""
         self.meta()  # a job whose meta.json is damaged cannot be resumed: say so now
         doc = _checked_status(self.read_json("status.json"), self.dir / "status.json")
-        if doc.get("status") in LIVE_STATES and not self.is_live():
+        if doc.get("status") == JobState.ONGOING and not self.is_live():
             # Re-read: the worker may have finished between our two reads.
             doc = self.read_json("status.json")
             doc = _checked_status(doc, self.dir / "status.json")
-            if doc.get("status") in LIVE_STATES and not self.is_live():
-                doc["status"] = "interrupted"
+            if doc.get("status") == JobState.ONGOING and not self.is_live():
+                doc["status"] = JobState.INTERRUPTED.value
                 doc["interrupted_by"] = doc.get("interrupted_by") or "worker died"
         return doc
 
@@ -219,7 +220,7 @@ class Job:
             raise JobDamaged(f"job {self.id}: {self.dir / 'errors.json'} has no list of errors")
         return errors
 
-    def write_state(self, status: dict[str, Any], errors: list[dict[str, Any]]) -> None:
+    def write_state(self, status: Mapping[str, Any], errors: Sequence[Mapping[str, Any]]) -> None:
         # errors first: a reader that sees the new status also sees errors at least as new
         write_json(self.dir / "errors.json", {"schema_version": SCHEMA_VERSION, "error": errors})
         write_json(self.dir / "status.json", status)
@@ -437,7 +438,7 @@ class JobStore:
         return sorted(names, reverse=True)
 
     def create(
-        self, job_file: bytes, meta: dict[str, Any], status: dict[str, Any]
+        self, job_file: bytes, meta: dict[str, Any], status: Mapping[str, Any]
     ) -> tuple[Job, Lock]:
         """Create a job directory atomically (built under a temp name, then renamed) and
         return it locked, so no reader ever sees a half-made job and nobody can steal it."""
@@ -500,4 +501,6 @@ def _remove_tree(path: Path) -> None:
 
 
 def host_info() -> dict[str, Any]:
+    import socket
+
     return {"pid": os.getpid(), "host": socket.gethostname()}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from types import TracebackType
 from typing import Any
 
-from retailpulse_cli.ui.console import Output
+from retailpulse_cli.ui.output import Output
 
 
 class RowsProgress:

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 
 from retailpulse_cli.errors import ExitCode, RetailpulseError, StorageError
 from retailpulse_cli.storage.job_dir import now_iso, write_atomic
-from retailpulse_cli.ui.report_text import fmt_duration, fmt_rate
+from retailpulse_cli.text.figures import rate_text
+from retailpulse_cli.ui.report_text import fmt_duration
 
 if TYPE_CHECKING:
     from retailpulse_cli.jobs.report_counts import Summary
@@ -125,7 +126,7 @@ def jobs_table(summary: Summary) -> str:
         f"<tr><td>{escape(j.job_id)}</td><td>{escape(j.status)}</td>"
         f'<td>{escape(j.started_at or "-")}</td><td class="n">{j.images:,}</td>'
         f'<td class="n">{j.failed:,}</td><td class="n">{fmt_duration(j.duration_s)}</td>'
-        f'<td class="n">{fmt_rate(j.images_per_s)}</td></tr>'
+        f'<td class="n">{rate_text(j.images_per_s)}</td></tr>'
         for j in summary.jobs
     )
     return f'<table id="jobs">{head}{rows}</table>'

@@ -15,7 +15,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -103,8 +103,8 @@ class Follower:
         self.spans = spans
         self.level = level
         self.synced_to = spans[-1].start  # the live file, as far as fsynced
-        self.pending: tuple[int, dict[str, Any], list[dict[str, Any]]] | None = None
-        self.final: dict[str, Any] | None = None
+        self.pending: tuple[int, Mapping[str, Any], Sequence[Mapping[str, Any]]] | None = None
+        self.final: Mapping[str, Any] | None = None
         self.errors_written: list[dict[str, Any]] | None = None
         self.wake = threading.Event()  # new records or status, or the end
         self.ending = threading.Event()  # close() or given up: no more waiting to retry
@@ -125,7 +125,7 @@ class Follower:
         self.synced_to = offset
         self.wake.set()
 
-    def status(self, doc: dict[str, Any], errors: list[dict[str, Any]]) -> None:
+    def status(self, doc: Mapping[str, Any], errors: Sequence[Mapping[str, Any]]) -> None:
         """The job's status as just written; its row is written once the rows it counts are."""
         self.pending = (self.synced_to, doc, errors)
         self.wake.set()
@@ -139,7 +139,7 @@ class Follower:
             self.ending.set()
         return not self.abandoned
 
-    def close(self, final: dict[str, Any], errors: list[dict[str, Any]]) -> bool:
+    def close(self, final: Mapping[str, Any], errors: Sequence[Mapping[str, Any]]) -> bool:
         """Write the final status (marking the job level when every record is in) and stop;
         False when the database could not be brought level (resume or export will)."""
         self.pending = (self.synced_to, final, errors)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from functools import lru_cache
 from typing import Any
@@ -91,7 +92,7 @@ def result_values(job_id: str, rec: dict[str, Any], *, postgres: bool) -> tuple[
     )  # fmt: skip
 
 
-def job_row(status: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
+def job_row(status: Mapping[str, Any], meta: Mapping[str, Any]) -> dict[str, Any]:
     """A jobs row from status.json and meta.json (source, owner)."""
     run = status.get("run")
     row: dict[str, Any] = {
@@ -110,7 +111,7 @@ def job_row(status: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def error_rows(job_id: str, errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def error_rows(job_id: str, errors: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """store_errors rows: one per store with a problem."""
     rows = {}
     for err in errors:
