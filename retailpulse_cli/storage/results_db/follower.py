@@ -142,8 +142,8 @@ class Follower:
     def close(self, final: Mapping[str, Any], errors: Sequence[Mapping[str, Any]]) -> bool:
         """Write the final status (marking the job level when every record is in) and stop;
         False when the database could not be brought level (resume or export will)."""
+        self.final = final  # first: the thread must know the pending status is the last
         self.pending = (self.synced_to, final, errors)
-        self.final = final
         self.closing = True
         self.wake.set()
         self.ending.set()
