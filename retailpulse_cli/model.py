@@ -61,6 +61,15 @@ class JobCounts(TypedDict):
     failures_by_code: dict[str, int]
 
 
+class RunSpan(TypedDict):
+    """One run of a job (the submit, a resume, a retry): when it started and when it ended,
+    or last wrote its status if it was killed. status.json keeps them all in `runs`."""
+
+    mode: str
+    started_at: str
+    ended_at: str
+
+
 class JobStatus(JobCounts, total=False):
     """The status object: status.json, plus `source` and `error` when read back
     (`status --json` prints it; README "status" shows an example)."""
@@ -72,7 +81,8 @@ class JobStatus(JobCounts, total=False):
     started_at: str | None
     updated_at: str
     finished_at: str | None
-    run: dict[str, Any]  # mode (submit, resume, retry), pid, host
+    run: dict[str, Any]  # the latest run: mode (submit, resume, retry), pid, host
+    runs: list[RunSpan]  # every run, oldest first
     interrupted_by: str  # SIGINT, SIGTERM, worker died, or the error that stopped it
     source: str | None  # the job file as given (a path or <stdin>)
     error: list[StoreProblem]

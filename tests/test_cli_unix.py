@@ -297,7 +297,7 @@ def test_under_cron_minimal_environment(server: ImageServer, tmp_path: Path) -> 
     assert r.returncode == 0, r.stderr
     job_id = r.stdout.strip()
     try:
-        assert f"job {job_id} completed: 1 ok, 0 failed of 1 image " in r.stderr
+        assert f"job {job_id} (a.json) completed: 1 ok, 0 failed of 1 image " in r.stderr
         assert not ANSI.search(r.stderr)
         st = subprocess.run(
             [sys.executable, "-m", "retailpulse_cli", "status", job_id, "--json"],

@@ -105,6 +105,11 @@ def test_kill_9_then_resume_levels_the_database(
     dupes = query(db_url, "SELECT image_index FROM results GROUP BY job_id, image_index "
                           "HAVING count(*) > 1")  # fmt: skip
     assert dupes == []
+    # two runs (the killed submit, the resume): the report's runs and duration agree
+    from_dir = run_cli("report", "--json", job_id, env=env)
+    from_db = run_cli("report", "--json", "--from", db_url, job_id, env=env)
+    assert json.loads(from_db.stdout) == json.loads(from_dir.stdout)
+    assert json.loads(from_db.stdout)["jobs"][0]["runs"] == 2
 
 
 def test_export_writes_existing_jobs_and_twice_changes_nothing(

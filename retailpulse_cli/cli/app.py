@@ -155,10 +155,45 @@ def main() -> None:
     reopen_closed_std_fds()  # `2>&-` in a crontab: /dev/null, not a dead job
     protect_stderr()  # losing the reader of progress and logs never stops a job
     try:
-        build_app(command_named(sys.argv[1:]))()
+        # not standalone: usage errors come back here, to be shown as our own lines
+        code = build_app(command_named(sys.argv[1:]))(standalone_mode=False)
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(1)
+    except typer.Abort:
+        sys.stderr.write("Aborted!\n")
+        sys.exit(1)
+    except click_error() as exc:
+        sys.exit(usage_error(exc))
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def click_error() -> type[Exception]:
+    """Click's ClickException (usage errors derive from it), as this Typer has it: its own
+    copy of Click since 0.2x, Click itself before, so found by name, not imported."""
+    return next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+
+def usage_error(error: Exception) -> int:
+    """A bad flag or a missing argument: Typer's box on a terminal; elsewhere (cron, a
+    pipe, a log) one error line and one hint line like every other error, not a box
+    drawn around a message with a timestamp on each of its lines. Returns the exit code."""
+    exc: Any = error  # a ClickException: exit_code, format_message(), maybe ctx
+    if type(exc).__name__ == "NoArgsIsHelpError":
+        return int(exc.exit_code)  # the help is printed already
+    if sys.stderr.isatty():
+        from typer import rich_utils
+
+        rich_utils.rich_format_error(exc)
+        return int(exc.exit_code)
+    from retailpulse_cli.ui.output import error_line, hint_line
+
+    error_line(exc.format_message())
+    ctx = getattr(exc, "ctx", None)
+    if ctx is not None:
+        usage = ctx.get_usage().removeprefix("Usage: ")
+        hint_line(f"usage: {usage}; `{ctx.command_path} --help` lists the options")
+    return int(exc.exit_code)
 
 
 if __name__ == "__main__":

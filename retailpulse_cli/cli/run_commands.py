@@ -90,7 +90,7 @@ def submit(
     with placement.engine_for(None if detach else cluster) as engine:  # the worker opens it
         planned = lifecycle.create_jobs(store, specs, settings, master)
         if detach:
-            hand_over(planned, run_flags, as_json=as_json, many=many)
+            hand_over(planned, run_flags, as_json=as_json, many=many, rejected=rejected)
             raise typer.Exit(int(ExitCode.INVALID_INPUT) if rejected else 0)
         statuses = run_planned(planned, output=output, engine=engine)
     finish(statuses, output, as_json=as_json, rejected=rejected, many=many)
@@ -266,13 +266,20 @@ def run_planned(
     return statuses
 
 
-def hand_over(planned: Sequence[Planned], flags: RunFlags, *, as_json: bool, many: bool) -> None:
+def hand_over(
+    planned: Sequence[Planned],
+    flags: RunFlags,
+    *,
+    as_json: bool,
+    many: bool,
+    rejected: Sequence[tuple[int, Rejected]] = (),
+) -> None:
     """--detach: a background worker takes the jobs (and their locks); print their ids."""
     from retailpulse_cli.jobs.detach import spawn_worker
 
     jobs, locks = [p.job for p in planned], [p.lock for p in planned]
     spawn_worker(jobs, locks, mode=planned[0].mode, given=handed_over(flags))
-    print_ids(jobs, as_json=as_json, many=many)
+    print_ids(jobs, as_json=as_json, many=many, rejected=rejected)
 
 
 def handed_over(flags: RunFlags) -> dict[str, Any]:
@@ -283,15 +290,19 @@ def handed_over(flags: RunFlags) -> dict[str, Any]:
     return given
 
 
-def print_ids(jobs: list[Job], *, as_json: bool, many: bool) -> None:
-    """What --detach prints: the ids, or the status objects with --json."""
+def print_ids(
+    jobs: list[Job], *, as_json: bool, many: bool, rejected: Sequence[tuple[int, Rejected]] = ()
+) -> None:
+    """What --detach prints: the ids, or the status objects with --json, rejected job
+    files in their place among them (as a run without --detach prints them)."""
     from retailpulse_cli.jobs.read import read_status
+    from retailpulse_cli.jobs.validate import in_input_order
     from retailpulse_cli.ui.output import print_json, print_lines, stdout_guard
 
     with stdout_guard():
         if as_json:
             docs = [read_status(job) for job in jobs]
-            print_json(docs if many else docs[0])
+            print_json(in_input_order(docs, rejected) if many else docs[0])
         else:
             print_lines([job.id for job in jobs])
 

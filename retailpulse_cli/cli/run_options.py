@@ -22,11 +22,11 @@ def _parameter(opt: Option) -> inspect.Parameter:
     default_text = f" [default: {_default_text(opt)}]" if opt.default is not None else ""
     help_text = f"{opt.help}{default_text} [env: {opt.env}]"
     if opt.switch:
-        switch = typer.Option(f"--{opt.name}", help=help_text, rich_help_panel=PANEL)
+        switch = typer.Option(*opt.flags, help=help_text, rich_help_panel=PANEL)
         return option(opt.dest, Annotated[bool, switch], False)
     metavar = "MIN:MAX" if opt.name == "gpu-delay" else None
     flag = typer.Option(
-        f"--{opt.name}", help=help_text, show_default=False, metavar=metavar, rich_help_panel=PANEL
+        *opt.flags, help=help_text, show_default=False, metavar=metavar, rich_help_panel=PANEL
     )
     return option(opt.dest, Annotated[opt.flag_type | None, flag])
 

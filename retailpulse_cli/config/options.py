@@ -122,6 +122,12 @@ class Option(NamedTuple):
     switch: bool = False  # a flag without a value (--no-local-files); default off
     setting: str | None = None  # where the default is written: a Settings field, or a
     #                             DEFAULT_* constant of config.settings; None: no default
+    short: str | None = None  # a one-letter flag besides --<name> (-w)
+
+    @property
+    def flags(self) -> tuple[str, ...]:
+        """The command-line spellings: `--workers`, `-w`."""
+        return (f"--{self.name}", self.short) if self.short else (f"--{self.name}",)
 
     @property
     def dest(self) -> str:
@@ -160,7 +166,16 @@ WEEK = 604800.0  # the longest --timeout and --read-timeout: beyond it a typo
 # Every option that changes how jobs run: the CLI builds the run commands' flags from this
 # table, `retailpulse config` prints it, resolve() reads it. Defaults live in settings.py.
 OPTIONS: tuple[Option, ...] = (
-    Option("workers", _int, "Images in the GPU stage at once.", 1, 1024, int, setting="workers"),
+    Option(
+        "workers",
+        _int,
+        "Images in the GPU stage at once.",
+        1,
+        1024,
+        int,
+        setting="workers",
+        short="-w",
+    ),
     Option(
         "downloads",
         _int,
@@ -394,10 +409,21 @@ def _stored_value(opt: Option, stored: Mapping[str, Any]) -> Any:
     if opt.dest == "no_local_files":
         allow = stored.get("allow_local_files")
         return None if allow is None else not allow
+    if opt.dest == "per_host" and not _per_host_was_given(stored):
+        return None  # it followed the job's --downloads: let it follow this run's
     value = stored.get(opt.dest)
     if opt.dest == "gpu_delay" and isinstance(value, list):
         return tuple(value)
     return value
+
+
+def _per_host_was_given(stored: Mapping[str, Any]) -> bool:
+    given = stored.get("per_host_given")
+    if isinstance(given, bool):
+        return given
+    # a job from before `per_host_given` was kept: a per-host equal to its downloads is
+    # what it got by default (one set to the same number meant no more than that either)
+    return stored.get("per_host") != stored.get("downloads")
 
 
 def settings_from(resolved: Resolved) -> Settings:
@@ -409,6 +435,7 @@ def settings_from(resolved: Resolved) -> Settings:
     if "no_local_files" in resolved.values:
         values["allow_local_files"] = not resolved.values["no_local_files"]
     # a host may take as many connections as we open downloads, unless --per-host says less
+    values["per_host_given"] = "per_host" in values
     values.setdefault("per_host", values["downloads"])
     try:
         return Settings(**values)
@@ -416,11 +443,22 @@ def settings_from(resolved: Resolved) -> Settings:
         raise ConfigError(f"invalid settings: {exc}") from None
 
 
-def describe(resolved: Resolved) -> list[dict[str, Any]]:
-    """Rows for `retailpulse config`: every option, its value and where it came from."""
+FOLLOWS_DOWNLOADS = "as --downloads"  # the source `config` names for an unset --per-host
+
+
+def describe(
+    resolved: Resolved, decided: Mapping[str, object] | None = None
+) -> list[dict[str, Any]]:
+    """Rows for `retailpulse config`: every option, the value in force and where it came
+    from. `decided`: the values of options whose default is decided elsewhere (the jobs
+    dir, the shipped store master), shown instead of nothing."""
     rows = []
+    in_force = {**(decided or {}), **resolved.values}
+    sources = dict(resolved.sources)
+    if "per_host" not in resolved.values and "downloads" in resolved.values:
+        in_force["per_host"], sources["per_host"] = resolved.values["downloads"], FOLLOWS_DOWNLOADS
     for opt in OPTIONS:
-        value = resolved.values.get(opt.dest)
+        value = in_force.get(opt.dest)
         if isinstance(value, Path):
             value = str(value)
         if isinstance(value, str):  # e.g. --save-images s3://KEY:SECRET@bucket
@@ -433,7 +471,7 @@ def describe(resolved: Resolved) -> list[dict[str, Any]]:
             {
                 "option": opt.name,
                 "value": value,
-                "source": resolved.sources.get(opt.dest, "default"),
+                "source": sources.get(opt.dest, "default"),
                 "env": opt.env,
             }
         )

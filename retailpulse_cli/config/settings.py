@@ -37,6 +37,9 @@ class Settings:
     max_pixels: int = DEFAULT_MAX_PIXELS
     max_redirects: int = 5
     per_host: int = DEFAULT_DOWNLOADS  # concurrent connections to one host
+    # --per-host was set (flag, variable, config file, or the job's own setting); if not, it
+    # follows --downloads, also when a resume or retry changes --downloads (meta.json says)
+    per_host_given: bool = False
     rate: float = 0.0  # requests per second per host; 0 = unlimited
     allow_local_files: bool = True
     block_private_networks: bool = False

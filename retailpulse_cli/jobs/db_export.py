@@ -91,8 +91,9 @@ def export(url: str, export_plan: ExportPlan, progress: Progress | None = None) 
                     progress(len(rows))
             row = to_rows.job_row({**status, "job_id": job.id}, meta)
             errors = to_rows.error_rows(job.id, job.errors())
+            runs = to_rows.run_rows(job.id, status)
             with conn.begin():
-                db.save_job(conn, row, errors, level_at=None if live else updated)
+                db.save_job(conn, row, errors, runs, level_at=None if live else updated)
             done.append(JobExport(job.id, written, False))
     return done
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -16,7 +17,7 @@ from retailpulse_cli.config import options
 from retailpulse_cli.config.options import RunFlags
 from retailpulse_cli.config.settings import Settings
 from retailpulse_cli.jobs.notes import Notes
-from retailpulse_cli.model import JobState, JobStatus
+from retailpulse_cli.model import JobState, JobStatus, RunSpan
 from retailpulse_cli.processing import spec
 from retailpulse_cli.processing.tally import Tally
 from retailpulse_cli.storage import store_master as store_masters
@@ -76,8 +77,11 @@ def status_doc(
     started: str | None = None,
     finished: str | None = None,
     interrupted_by: str | None = None,
+    runs: list[RunSpan] | None = None,
+    now: str | None = None,
 ) -> JobStatus:
-    """A status.json document: the state, the times, the counts, who runs it."""
+    """A status.json document: the state, the times, the counts, who runs it, and every
+    run the job had (`runs`, so a report's duration covers them all)."""
     # a plain dict literal: the key order is status.json's (mypy cannot check ** of counts)
     doc = cast(
         JobStatus,
@@ -87,10 +91,11 @@ def status_doc(
             "status": state.value,
             "created_at": created,
             "started_at": started,
-            "updated_at": now_iso(),
+            "updated_at": now or now_iso(),
             "finished_at": finished,
             **tally.counts(),
             "run": {"mode": mode, **host_info()},
+            "runs": runs or [],
         },
     )
     if interrupted_by:
@@ -115,6 +120,21 @@ def continuing_mode(job: Job, asked: Mode) -> Mode:
     was_retry = isinstance(run, dict) and run.get("mode") == "retry"
     unfinished = status.get("status") in (JobState.ONGOING, JobState.INTERRUPTED)
     return "retry" if was_retry and unfinished else asked
+
+
+def earlier_runs(status: Mapping[str, object]) -> list[RunSpan]:
+    """The runs a job had before this one, each {mode, started_at, ended_at}, so that a
+    report's duration and speed cover them all. A job written before `runs` existed had
+    one run we know of: its last, from `started_at` to its last status update."""
+    runs = status.get("runs")
+    if isinstance(runs, list):
+        return [cast(RunSpan, r) for r in runs if isinstance(r, dict)]
+    started, ended = status.get("started_at"), status.get("updated_at")
+    if not isinstance(started, str) or not isinstance(ended, str):
+        return []  # never started
+    run = status.get("run")
+    mode = run.get("mode") if isinstance(run, dict) else None
+    return [{"mode": str(mode or "submit"), "started_at": started, "ended_at": ended}]
 
 
 def stored_settings(job: Job) -> dict[str, object]:

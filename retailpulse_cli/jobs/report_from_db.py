@@ -9,6 +9,7 @@ from typing import Any
 
 from retailpulse_cli.errors import JobNotFound
 from retailpulse_cli.jobs.report_counts import SAMPLES_PER_CODE, JobSummary, StoreCounts, Summary
+from retailpulse_cli.storage.job_dir import parse_time
 
 
 def summarize(url: str, job_ids: list[str], since: datetime | None = None) -> Summary:
@@ -49,6 +50,14 @@ def _job(row: dict[str, Any]) -> JobSummary:
 
 
 def _fill(summaries: dict[str, JobSummary], reading: Any, conn: Any, ids: list[str]) -> None:
+    for row in reading.runs(conn, ids):  # as the directory report reads status.json's `runs`
+        summary = summaries[row["job_id"]]
+        start, end = reading.iso(row["started_at"]), reading.iso(row["ended_at"])
+        if summary.runs is None:
+            summary.runs, summary.started_at = [], start
+        span = (parse_time(start), parse_time(end))
+        if span[0] is not None and span[1] is not None and span[1] >= span[0]:
+            summary.runs.append((span[0], span[1]))
     for row in reading.store_counts(conn, ids):
         images, ok = int(row["images"]), int(row["ok"] or 0)
         counts = StoreCounts(images, ok, images - ok, bool(row["unknown"]))

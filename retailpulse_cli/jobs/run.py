@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Protocol
 
 from retailpulse_cli.config.settings import Settings
 from retailpulse_cli.errors import InvalidJobFile, JobDamaged, RetailpulseError
-from retailpulse_cli.jobs.lifecycle import Mode, new_tally, status_doc
+from retailpulse_cli.jobs.lifecycle import Mode, earlier_runs, new_tally, status_doc
 from retailpulse_cli.jobs.read import read_status, with_errors
-from retailpulse_cli.model import FINISHED, JobState, JobStatus, Record, StoreProblem
+from retailpulse_cli.model import FINISHED, JobState, JobStatus, Record, RunSpan, StoreProblem
 from retailpulse_cli.processing import spec
 from retailpulse_cli.processing.tally import STORE_NOT_FOUND, Tally
 from retailpulse_cli.storage.job_dir import Job, ResultsWriter, fsync_dir, now_iso
@@ -214,6 +214,7 @@ class _JobRun:
         self.meta = job.meta()
         self.created = str(self.meta.get("created_at"))
         self.started = now_iso()
+        self.earlier_runs = earlier_runs(job.read_json("status.json"))
         self.todo = plan.tally.images_total - len(plan.skip)  # a retry redoes counted ones
         self.last_status = time.monotonic()
         self.feed: Follower | None = None  # the results database's follower (--results-db)
@@ -248,6 +249,9 @@ class _JobRun:
         return errors
 
     def doc(self, state: JobState, **kw: str | None) -> JobStatus:
+        """The status now; this run's entry in `runs` ends now (or at `finished`)."""
+        now = kw.get("finished") or now_iso()
+        this_run: RunSpan = {"mode": self.mode, "started_at": self.started, "ended_at": now}
         return status_doc(
             self.job.id,
             state,
@@ -255,6 +259,8 @@ class _JobRun:
             created=self.created,
             mode=self.mode,
             started=self.started,
+            runs=[*self.earlier_runs, this_run],
+            now=now,
             **kw,
         )
 

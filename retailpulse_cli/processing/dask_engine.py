@@ -32,7 +32,8 @@ if TYPE_CHECKING:
     from retailpulse_cli.storage.image_archive import ImageStore
 
 WORKER_CRASHED = "worker_crashed"
-INSTALL_HINT = "pip install 'retailpulse[dask]'"
+# `retailpulse[dask]` names the published package; in a checkout pip needs the folder
+INSTALL_HINT = "pip install 'retailpulse[dask]' (in a checkout: pip install -e '.[dask]')"
 GRACE = 3.0  # the runner's own 2 s grace inside a shard, plus the trip back to the driver
 
 

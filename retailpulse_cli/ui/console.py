@@ -114,29 +114,12 @@ def show_jobs(output: Output, rows: list[JobListing], where: Path | None = None)
         if not output.quiet:
             info_line(f"no jobs in {where}" if where is not None else "no jobs")
         return
-    table = Table(box=None, pad_edge=False)
-    # ids and dates are never cut: a narrow terminal shortens the source column instead
-    widths = {"job_id": 24, "created": 20, "status": 11}
-    for col in ("job_id", "created", "status", "images", "failed"):
-        right = col in ("images", "failed")
-        table.add_column(col, justify="right" if right else "left", min_width=widths.get(col))
-    table.add_column("source", overflow="ellipsis")
-    for r in rows:
-        state = str(r.get("status"))
-        done, total = r.get("images_done", 0), r.get("images_total", 0)
-        images = f"{total:,}" if done == total else f"{done:,}/{total:,}"
-        table.add_row(
-            cell(r["job_id"]),
-            cell(r.get("created_at") or "-"),
-            Text(state, style=STATUS_STYLE.get(state, "")),
-            images,
-            f"{r.get('images_failed', 0):,}",
-            Text(source_label(str(r.get("source") or ""), "-")),
-        )
+    from retailpulse_cli.ui.job_list import jobs_table
+
     out = output.out
     if not out.is_terminal:  # a pipe or a file gets whole lines, not 80 columns
         out.width = 250
-    out.print(table)
+    out.print(jobs_table(rows, out.width))
 
 
 def show_validation(output: Output, rows: list[ValidationRow]) -> None:

@@ -99,6 +99,7 @@ class JobProgress:
         self.name = ""
         self.task = task
         self.t0 = time.monotonic()
+        self.t_last = self.t0  # when this job recorded its last image (its own end)
         self.base = 0  # images settled before this run and not redone by it
         self.total = 0  # images this display counts towards
         self.retrying = False
@@ -108,17 +109,15 @@ class JobProgress:
         self.last_decile = -1
 
     def started(self, job: Job, tally: Tally, todo: int, source: str = "") -> None:
-        self.t0 = time.monotonic()
+        self.t0 = self.t_last = time.monotonic()
         # images to do that the tally counted already are being retried
         self.retrying = tally.done > tally.images_total - todo
         self.base = 0 if self.retrying else tally.images_total - todo
         self.total = todo if self.retrying else tally.images_total
         self.label = job.id
         self.name = source_label(source, job.id)
-        if self.output.quiet:
-            return
         progress = self.board.progress
-        if progress is not None:
+        if progress is not None and not self.output.quiet:
             if self.task is None:
                 self.task = progress.add_task("", rate="-", failed=0)
             progress.update(
@@ -138,8 +137,9 @@ class JobProgress:
             self._say(f"job {self.label}: nothing left to do")
 
     def _say(self, message: str) -> None:
-        """A plain line; under the live bar (a terminal) it goes to the --log-file only."""
-        if self.board.live:
+        """A job's first or last line. Under the live bar (a terminal) or with --quiet it
+        goes to the --log-file only: quiet is for the terminal, a log keeps what ran."""
+        if self.board.live or self.output.quiet:
             log_line(f"retailpulse: {safe(message)}")
         else:
             info_line(message)
@@ -149,6 +149,7 @@ class JobProgress:
 
     def record(self, record: Record, tally: Tally) -> None:
         self.processed += 1
+        self.t_last = time.monotonic()
         if record.get("status") != "ok":
             self.failed_now += 1
         if self.output.verbose and not self.output.quiet:
@@ -156,7 +157,9 @@ class JobProgress:
                 what = f"ok {record['width']}x{record['height']} perimeter={record['perimeter']}"
             else:
                 what = f"FAILED {record.get('error_code')}: {record.get('error')}"
-            where = f"job {self.label} [{record['index'] + 1}/{tally.images_total}]"
+            # [done/total] is progress, as on the bar; `image N` is its place in the job file
+            settled = f"[{self.base + self.processed:,}/{self.total:,}]"
+            where = f"job {self.label} {settled} image {record['index'] + 1}:"
             info_line(f"{where} {record['store_id']} {record['image_url']} {what}")
 
     def rate(self) -> float:
@@ -192,17 +195,25 @@ class JobProgress:
             self.last_plain = now
 
     def finished(self, status: JobStatus) -> None:
-        """A plain closing line: what happened, how many, how fast."""
-        if self.output.quiet:
+        """A plain closing line: which job and file, what happened, how many, how fast.
+        Several jobs end together (their lines come once all are done): each line gives
+        its own job's time, up to its last image."""
+        counts = (
+            f"{status.get('images_ok', 0):,} ok, {status.get('images_failed', 0):,} failed of "
+            f"{plural(status.get('images_total', 0), 'image')}"
+        )
+        if not self.label:  # never started: a finished job's retry had nothing to run
+            job_id = safe(str(status.get("job_id")))
+            name = source_label(str(status.get("source") or ""), job_id)
+            self._say(f"job {job_id} ({name}) {status.get('status')}, nothing to do: {counts}")
             return
-        elapsed = time.monotonic() - self.t0
+        elapsed = self.t_last - self.t0
         speed = f"{rate_text(self.processed / max(elapsed, 1e-6))} img/s"
         if self.retrying:
             speed = f"{self.processed:,} retried, {speed}"
         self._say(
-            f"job {self.label} {status.get('status')}: {status.get('images_ok', 0):,} ok, "
-            f"{status.get('images_failed', 0):,} failed of "
-            f"{plural(status.get('images_total', 0), 'image')} in {elapsed:.1f}s ({speed})"
+            f"job {self.label} ({self.name}) {status.get('status')}: {counts} "
+            f"in {elapsed:.1f}s ({speed})"
         )
 
 

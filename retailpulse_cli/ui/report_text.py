@@ -44,7 +44,8 @@ def totals_line(summary: Summary) -> str:
 
 def jobs_table(summary: Summary) -> Table:
     table = Table(title="jobs", title_justify="left", box=None, pad_edge=False)
-    for col in ("job_id", "status", "images", "ok", "failed", "duration", "img/s"):
+    # duration and img/s cover all of a job's runs (submit, resumes, retries): `runs`
+    for col in ("job_id", "status", "images", "ok", "failed", "runs", "duration", "img/s"):
         table.add_column(col, justify="left" if col in ("job_id", "status") else "right")
     for j in summary.jobs:
         table.add_row(
@@ -53,6 +54,7 @@ def jobs_table(summary: Summary) -> Table:
             f"{j.images:,}",
             f"{j.ok:,}",
             f"{j.failed:,}",
+            f"{len(j.spans):,}",
             fmt_duration(j.duration_s),
             rate_text(j.images_per_s),
         )

@@ -192,11 +192,12 @@ def save_job(
     conn: Connection,
     row: dict[str, Any],
     errors: list[dict[str, Any]] | None,
+    runs: list[dict[str, Any]] | None = None,
     *,
     level_at: str | None = None,
 ) -> None:
-    """Insert or update the job's row (and replace its store errors when given); a
-    `level_at` marks every record of that status as written."""
+    """Insert or update the job's row, and replace its store errors and runs when given;
+    a `level_at` marks every record of that status as written."""
     table = schema.jobs
     values = {**row, "level_at": level_at} if level_at else dict(row)
     stmt = _insert(conn)(table).values(values)
@@ -205,12 +206,11 @@ def save_job(
         set_={k: stmt.excluded[k] for k in values if k != "job_id"},
     )
     conn.execute(stmt)
-    if errors is not None:
-        conn.execute(
-            delete(schema.store_errors).where(schema.store_errors.c.job_id == row["job_id"])
-        )
-        if errors:
-            conn.execute(schema.store_errors.insert(), errors)
+    for child, rows in ((schema.store_errors, errors), (schema.job_runs, runs)):
+        if rows is not None:
+            conn.execute(delete(child).where(child.c.job_id == row["job_id"]))
+            if rows:
+                conn.execute(child.insert(), rows)
 
 
 def level_of(conn: Connection, job_id: str) -> tuple[str | None, int]:

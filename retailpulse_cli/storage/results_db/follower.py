@@ -240,11 +240,17 @@ class Follower:
             return
         final = doc is self.final
         error_rows = to_rows.error_rows(self.job_id, errors)
-        changed = error_rows != self.errors_written
+        run_rows = to_rows.run_rows(self.job_id, doc)
         level_at = str(doc.get("updated_at")) if final else None
         with conn.begin():
             row = to_rows.job_row({**doc, "job_id": self.job_id}, self.meta)
-            db.save_job(conn, row, error_rows if changed else None, level_at=level_at)
+            db.save_job(
+                conn,
+                row,
+                error_rows if error_rows != self.errors_written else None,
+                run_rows,  # a few rows, whose last one moves with every status
+                level_at=level_at,
+            )
         self.errors_written = error_rows
         if self.pending is pending:
             self.pending = None

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Integer, and_, case, cast, func, literal, select
 
-from retailpulse_cli.storage.results_db.schema import jobs, results
+from retailpulse_cli.storage.results_db.schema import job_runs, jobs, results
 
 STORE_NOT_FOUND = "store_not_found"
 
@@ -99,5 +99,15 @@ def failure_samples(conn: Connection, job_ids: list[str], per_code: int) -> list
         select(ranked.c.job_id, ranked.c.code, ranked.c.image_url)
         .where(ranked.c.rank <= per_code)
         .order_by(ranked.c.job_id, ranked.c.code, ranked.c.rank)
+    )
+    return [dict(r._mapping) for r in conn.execute(query)]
+
+
+def runs(conn: Connection, job_ids: list[str]) -> list[dict[str, Any]]:
+    """Each job's runs (submit, resumes, retries), in order."""
+    query = (
+        select(job_runs)
+        .where(job_runs.c.job_id.in_(job_ids))
+        .order_by(job_runs.c.job_id, job_runs.c.run)
     )
     return [dict(r._mapping) for r in conn.execute(query)]

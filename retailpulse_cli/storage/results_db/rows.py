@@ -125,3 +125,20 @@ def error_rows(job_id: str, errors: Sequence[Mapping[str, Any]]) -> list[dict[st
             "images": images if isinstance(images, int) else None,
         }
     return list(rows.values())
+
+
+def run_rows(job_id: str, status: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """job_runs rows from status.json's `runs` (none for a job written before them)."""
+    runs = status.get("runs")
+    if not isinstance(runs, list):
+        return []
+    return [
+        {
+            "job_id": job_id,
+            "run": number,
+            "mode": run.get("mode"),
+            "started_at": utc(run.get("started_at")),
+            "ended_at": utc(run.get("ended_at")),
+        }
+        for number, run in enumerate(r for r in runs if isinstance(r, dict))
+    ]

@@ -107,6 +107,18 @@ def _store_errors(md: MetaData) -> Table:
     )
 
 
+def _job_runs(md: MetaData) -> Table:
+    return Table(
+        "job_runs",
+        md,
+        Column("job_id", String(64), primary_key=True),
+        Column("run", Integer, primary_key=True, autoincrement=False),  # 0: the submit
+        Column("mode", String(16)),  # submit, resume or retry
+        Column("started_at", DateTime(timezone=True)),
+        Column("ended_at", DateTime(timezone=True)),  # or its last status, if it was killed
+    )
+
+
 def _schema_version(md: MetaData) -> Table:
     return Table(
         "schema_version",
@@ -120,13 +132,14 @@ metadata = MetaData()
 jobs = _jobs(metadata)
 results = _results(metadata, version=SCHEMA_VERSION)
 store_errors = _store_errors(metadata)
+job_runs = _job_runs(metadata)
 schema_version = _schema_version(metadata)
 
 
 def _step_1(conn: Connection) -> None:
-    """jobs, results, store_errors and the indexes of the README's queries."""
+    """jobs, job_runs, results, store_errors and the indexes of the README's queries."""
     md = MetaData()
-    for table in (_jobs(md), _results(md, version=1), _store_errors(md)):
+    for table in (_jobs(md), _job_runs(md), _results(md, version=1), _store_errors(md)):
         table.create(conn)
 
 
