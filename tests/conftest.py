@@ -16,6 +16,7 @@ from typer.testing import CliRunner, Result
 from retailpulse_cli.cli.app import app
 
 from .imageserver import ImageServer
+from .pgserver import pg_server  # noqa: F401 (a real PostgreSQL, for tests that ask)
 from .s3server import s3, s3_server  # noqa: F401 (fixtures for every test module)
 
 KNOWN = ["S00339218", "S01408764", "S00339198", "S00339204", "S00339215"]

@@ -177,7 +177,7 @@ def _serve(settings: ServeSettings, flags: RunFlags, *, quiet: bool, verbose: bo
 
     open_log(flags)
     planner = OptionPlanner(flags.values, flags.config_file, settings)
-    lifecycle.check_image_store(planner.for_new().settings)
+    lifecycle.check_sinks(planner.for_new().settings)
     cluster = placement.placement(flags)
     store = open_jobs(flags.resolve(only={"jobs_dir"}).get("jobs_dir"), flags.config_file)
     batch.raise_open_files_limit()

@@ -98,6 +98,12 @@ def _text(value: object) -> str:
     return value
 
 
+def _results_db(value: object) -> str:
+    from retailpulse_cli.storage.results_db.url import normalized
+
+    return normalized(_text(value))
+
+
 def _path(value: object) -> Path:
     return Path(_text(value if not isinstance(value, Path) else str(value))).expanduser()
 
@@ -244,6 +250,12 @@ OPTIONS: tuple[Option, ...] = (
         _text,
         "Keep each downloaded image in DEST (a folder, or an fsspec URL such as "
         "s3://bucket/prefix, which needs retailpulse[s3]), named by its sha256.",
+    ),
+    Option(
+        "results-db",
+        _results_db,
+        "Also write each job's records to this database: sqlite:///FILE (built in) or "
+        "postgresql://USER@HOST:PORT/DB (needs retailpulse[postgres]).",
     ),
     Option(
         "cluster",
@@ -408,6 +420,10 @@ def _checked(opt: Option, raw: object, where: str) -> Any:
 
 
 def _show(raw: object) -> str:
+    if isinstance(raw, str):  # a URL's password is not repeated back (--results-db)
+        from retailpulse_cli.text.redaction import redact
+
+        raw = redact(raw)
     text = repr(raw)
     return text if len(text) <= 60 else text[:57] + "..."
 

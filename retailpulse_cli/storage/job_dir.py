@@ -340,6 +340,9 @@ class ResultsWriter:
         # Run first by every sync: e.g. make stored images durable before the records
         # that name them are (--save-images).
         self.before_sync: Callable[[], None] | None = None
+        # Run after every sync with the bytes now durable: the results database follows
+        # the file that far (storage/results_db/follower.py).
+        self.after_sync: Callable[[int], None] | None = None
 
     @classmethod
     def open(cls, path: Path) -> ResultsWriter:
@@ -369,6 +372,8 @@ class ResultsWriter:
             raise _storage_error("write", self.path, exc) from None
         self.unsynced = 0
         self.last_sync = time.monotonic()
+        if self.after_sync is not None:
+            self.after_sync(self.fh.tell())
 
     def close(self) -> None:
         if self.fh.closed:
