@@ -115,6 +115,7 @@ def test_missing_extra_and_bad_value_are_one_line_usage_errors(
     r = run_cli("submit", str(job), env=no_dask)
     assert r.returncode == 2
     assert "pip install 'retailpulse[dask]'" in r.stderr and "Traceback" not in r.stderr
+    assert "pip install -e '.[dask]'" in r.stderr  # the form that works in a checkout
     assert jobs_in(env) == []  # refused before any job was made
     r = run_cli("submit", str(job), "--cluster", "lokal:2", env=env)
     assert r.returncode == 2 and "local, local:N or tcp://HOST:PORT" in r.stderr

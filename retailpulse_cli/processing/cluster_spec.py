@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from retailpulse_cli.errors import ExitCode, RetailpulseError
 from retailpulse_cli.text.redaction import redact
 
-INSTALL_HINT = "pip install 'retailpulse[dask]'"
+# `retailpulse[dask]` names the published package; in a checkout pip needs the folder
+INSTALL_HINT = "pip install 'retailpulse[dask]' (in a checkout: pip install -e '.[dask]')"
 
 
 class ClusterError(RetailpulseError):

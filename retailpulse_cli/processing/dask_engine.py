@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from retailpulse_cli.config.settings import DEFAULT_SHARD_SIZE, Settings
+from retailpulse_cli.model import Record
 from retailpulse_cli.processing.cluster_spec import INSTALL_HINT as INSTALL_HINT
 from retailpulse_cli.processing.cluster_spec import ClusterError as ClusterError
 from retailpulse_cli.processing.cluster_spec import ClusterSpec as ClusterSpec
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
     from retailpulse_cli.processing.dask_worker import ShardResult
     from retailpulse_cli.processing.download import StopFlag
 
-Record = dict[str, Any]
 WORKER_CRASHED = "worker_crashed"
 GRACE = 3.0  # the runner's own 2 s grace inside a shard, plus the trip back to the driver
 SCHEDULER_TIMEOUT = 10.0  # seconds to reach a tcp:// scheduler and hear it answer

@@ -14,16 +14,15 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from retailpulse_cli.config.settings import Settings
+from retailpulse_cli.model import Record
 from retailpulse_cli.processing.download import StopFlag, store_keep
 from retailpulse_cli.processing.fetch import Fetcher
 from retailpulse_cli.processing.pipeline import Pipeline, Pools
 from retailpulse_cli.processing.spec import ImageTask
 from retailpulse_cli.storage.image_archive import ImageStore
 
-Record = dict[str, Any]
 JOBS_KEPT = 4  # jobs whose pools a worker process keeps for their next shards
 
 

@@ -25,12 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from retailpulse_cli.config.settings import Settings
+from retailpulse_cli.model import Record
 from retailpulse_cli.processing.download import (
     Download,
     Keep,
     Later,
     Measured,
-    Record,
     failed,
     unknown_store_record,
 )
