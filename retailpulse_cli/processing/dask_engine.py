@@ -218,12 +218,14 @@ class DaskEngine:
     def open(self) -> None:
         """Start or reach the cluster, then check every worker runs our version. Whatever
         Dask raises on the way is one ClusterError (exit 2), never an internal error."""
-        self.quiet.enter()  # from here on, the CLI's stderr stays ours
         quiet_helpers()
         try:
             if self.spec.kind == "local-cluster":
                 _start_forkserver()  # it imports Dask for the workers while we import it here
             require_dask(load=True)
+            # From here on, the CLI's stderr stays ours. Not before the import: importing
+            # Dask sets its loggers' levels from its config.
+            self.quiet.enter()
             self._connect()
         except BaseException as exc:  # Ctrl-C while starting, too: nothing left running
             self.close()
