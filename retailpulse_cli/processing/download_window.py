@@ -2,12 +2,13 @@
 
 By Little's law the downloads in flight are the rate images leave the stage times the time
 one takes. The window starts at one download per GPU slot (the GPU stage takes that many at
-once) and widens (doubling) only while all three hold: the GPU stage waits for images, the
-window is what holds downloads back (not the buffer or the end of the job), and the last
-widening paid (completions per second rose by PAYS). It never widens past twice what the
-GPU stage can take (its measured rate x the download time). When widening does not pay
-(the stage is bound by the CPU, as on a fast network, where 128 downloads at once measured
-slower than 32: bench/README.md), it goes back and tries again later, less often each time.
+once). While the GPU stage waits for images and the window is what holds downloads back
+(not the buffer or the end of the job), it widens: at once to what the GPU stage needs
+(twice its measured rate x the typical download time), never past it; while the need is
+unknown (a GPU stage without model time, or before its first batch), by doubling, kept
+only while completions per second rise by PAYS. When doubling does not pay (the stage is bound by the CPU, as on a
+fast network, where 128 downloads at once measured slower than 32: bench/README.md), it
+goes back and tries again later, less often each time.
 
 Downloads that wait on a slow or hanging host (running far longer than the typical one:
 a URL that never answers, a host holding requests back after a 429) do not count against
