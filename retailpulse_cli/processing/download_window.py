@@ -6,9 +6,9 @@ once). While the GPU stage waits for images and the window is what holds downloa
 (not the buffer or the end of the job), it widens: at once to what the GPU stage needs
 (twice its measured rate x the typical download time), never past it; while the need is
 unknown (a GPU stage without model time, or before its first batch), by doubling, kept
-only while completions per second rise by PAYS. When doubling does not pay (the stage is bound by the CPU, as on a
-fast network, where 128 downloads at once measured slower than 32: bench/README.md), it
-goes back and tries again later, less often each time.
+only while completions per second rise by PAYS. When doubling does not pay (the stage is
+bound by the CPU, as on a fast network, where more downloads at once only share the
+cores), it goes back and tries again later, less often each time.
 
 Downloads that wait on a slow or hanging host (running far longer than the typical one:
 a URL that never answers, a host holding requests back after a 429) do not count against
@@ -124,8 +124,10 @@ class DownloadWindow:
     def _needed(self) -> int | None:
         """Twice what the GPU stage can take: its rate x the download time (None: not known
         yet, or no model time)."""
+        if self.gpu_seconds is None or self.gpu_seconds <= 0:
+            return None  # checked first: `typical` sorts, and this runs on every call
         typical = self.typical()
-        if self.gpu_seconds is None or typical is None or self.gpu_seconds <= 0:
+        if typical is None:
             return None
         rate = self.slots / self.gpu_seconds
         return max(1, math.ceil(GPU_HEADROOM * rate * typical))
