@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -224,3 +226,40 @@ def test_a_job_in_a_folder_whose_name_is_not_utf8_runs_to_its_end(
     (record,) = [json.loads(line) for line in shown.stdout.splitlines()]
     assert record["error_code"] == "file_not_found"
     assert "visits-\\udcff" in record["error"]
+
+
+# -- finding 16: a job file of long strings is held about twice, not four times ----------------
+
+MEMORY_CHILD = """
+import resource, sys
+from typer.testing import CliRunner
+from retailpulse_cli.cli.app import app
+result = CliRunner().invoke(app, ["submit", sys.argv[1], "--gpu-delay", "0", "--retries", "0"])
+print(result.exit_code, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+"""
+
+
+def test_a_job_file_of_long_urls_is_held_about_twice_not_four_times(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """A 200 MB job file of 1 MB URLs peaked at 812-821 MB (4x): each image in the
+    pipeline held several copies of its URL (requests makes some), beside the file's
+    text. No server takes a URL that long: it fails at once (`invalid_url`)."""
+    mb = 30
+    urls = [f"http://127.0.0.1:9/{i}/" + "a" * (1 << 20) + ".png" for i in range(mb)]
+    job = write_job(tmp_path / "long.json", [visit(KNOWN[0], url) for url in urls])
+    out = subprocess.run(
+        [sys.executable, "-c", MEMORY_CHILD, str(job)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    code, peak = (int(v) for v in out.stdout.split())
+    assert code == 1, out.stderr
+    baseline = 60  # the interpreter and its imports
+    assert peak < baseline + 2.5 * mb, f"peak {peak} MB for a {mb} MB job file"
+    (job_id,) = jobs_in(env)
+    records = [json.loads(line) for line in run_cli("results", job_id, env=env).stdout.splitlines()]
+    assert {r["error_code"] for r in records} == {"invalid_url"}
+    assert "longer than" in records[0]["error"]
