@@ -24,6 +24,7 @@ from retailpulse_cli.errors import ExitCode, RetailpulseError
 
 F = TypeVar("F", bound=Callable[..., Any])
 group = CommandGroup()
+PANEL = "Service options"
 
 
 class ServeUsageError(RetailpulseError):
@@ -40,9 +41,11 @@ def _flag(
     min: float | None = None,
     max: float | None = None,
 ) -> Any:
-    """One of serve's own options, as a parameter `with_group` adds to the signature."""
+    """One of serve's own options, as a parameter `with_group` adds to the signature. A
+    short metavar (N, S, HOST) leaves room for whole option names in an 80-column help."""
     dest = name.removeprefix("--").replace("-", "_")
-    flag = typer.Option(name, help=help, min=min, max=max)
+    metavar = None if kind is bool else {str: "HOST", float: "S"}.get(kind, "N")
+    flag = typer.Option(name, help=help, min=min, max=max, metavar=metavar, rich_help_panel=PANEL)
     return option(dest, Annotated[kind, flag], default)
 
 
@@ -174,7 +177,7 @@ def _serve(settings: ServeSettings, flags: RunFlags, *, quiet: bool, verbose: bo
 
     open_log(flags)
     planner = OptionPlanner(flags.values, flags.config_file, settings)
-    lifecycle.check_image_store(planner.for_new().settings)
+    lifecycle.check_sinks(planner.for_new().settings)
     cluster = placement.placement(flags)
     store = open_jobs(flags.resolve(only={"jobs_dir"}).get("jobs_dir"), flags.config_file)
     batch.raise_open_files_limit()

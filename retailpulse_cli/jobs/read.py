@@ -63,15 +63,16 @@ def wait_for(
         time.sleep(poll)
 
 
-_UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_DURATION = re.compile(r"(\d+)\s*([mhdw])")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_DURATION = re.compile(r"(\d+)\s*([smhdw])")
 
 
 def parse_duration(text: str) -> timedelta:
-    """`30m`, `24h`, `7d`, `2w` -> a timedelta; ValueError (one clear sentence) otherwise."""
+    """`30s`, `30m`, `24h`, `7d`, `2w` -> a timedelta; ValueError (one clear sentence)
+    otherwise."""
     m = _DURATION.fullmatch(text.strip().lower())
     if not m:
-        raise ValueError(f"{text!r} is not a duration such as 30m, 24h, 7d or 2w")
+        raise ValueError(f"{text!r} is not a duration such as 30s, 30m, 24h, 7d or 2w")
     seconds = int(m.group(1)) * _UNITS[m.group(2)]
     if seconds > 100 * 365 * 86400:  # past datetime's range once taken from now
         raise ValueError(f"{text!r} is more than 100 years")
@@ -80,7 +81,7 @@ def parse_duration(text: str) -> timedelta:
 
 def parse_since(text: str, now: datetime | None = None) -> datetime:
     """An ISO 8601 date or date-time (UTC without an offset), `today` or `yesterday`
-    (midnight UTC), or an age such as `30m`, `24h`, `7d`, `2w` before now."""
+    (midnight UTC), or an age such as `30s`, `30m`, `24h`, `7d`, `2w` before now."""
     value = text.strip()
     now = now or datetime.now(timezone.utc)
     midnight = now.astimezone(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -95,7 +96,7 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
     except ValueError:
         raise ValueError(
             f"{text!r} is not a date or an age: use an ISO 8601 date or date-time "
-            "(2026-11-30), today, yesterday, or an age such as 30m, 24h, 7d"
+            "(2026-11-30), today, yesterday, or an age such as 30s, 30m, 24h, 7d"
         ) from None
     return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
 

@@ -65,7 +65,7 @@ def read_secret(path: Path) -> bytes:
 
 def check_url(url: object, *, block_private: bool) -> str | None:
     """Why `url` cannot be a callback URL (a message for a 400), or None when it can."""
-    from retailpulse_cli.processing.fetch import is_blocked_address
+    from retailpulse_cli.processing.lookup import is_blocked_address
 
     if not isinstance(url, str) or not url or len(url) > MAX_URL_CHARS:
         return f"must be an http(s) URL of at most {MAX_URL_CHARS} characters"
@@ -118,7 +118,8 @@ class CallbackSender:
         tries: int = TRIES,
         on_end: Callable[[bool], None] | None = None,
     ) -> None:
-        from retailpulse_cli.processing.fetch import Watchdog, guarded_session
+        from retailpulse_cli.processing.connections import Watchdog
+        from retailpulse_cli.processing.fetch import guarded_session
 
         self.secret = secret
         self.block_private = block_private
