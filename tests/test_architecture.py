@@ -38,9 +38,10 @@ def test_every_command_is_listed_once_with_the_module_that_declares_it() -> None
             assert name not in declared, f"{name} declared twice"
             declared[name] = module_name
     assert declared == app_module.COMMANDS
-    commands = app_module.build_app().registered_commands
-    registered = [c.name or getattr(c.callback, "__name__", "") for c in commands]
-    assert registered == list(app_module.COMMANDS)  # --help lists them in this order
+    app = app_module.build_app()
+    registered = [c.name or getattr(c.callback, "__name__", "") for c in app.registered_commands]
+    groups = [g.name for g in app.registered_groups]  # commands of subcommands (`token`)
+    assert registered + groups == list(app_module.COMMANDS)  # --help lists them in this order
 
 
 def imported_packages(args: list[str], env: dict[str, str]) -> set[str]:
