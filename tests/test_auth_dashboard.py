@@ -42,7 +42,7 @@ def site(
         env=clean_env(tmp, tmp / "jobs"), auth=True,
     )  # fmt: skip
     alice, bob = Client(api, tokens["alice"]), Client(api, tokens["bob"])
-    ok, missing = server.url("/img/40x30.png?d"), server.url("/status/404?d")
+    ok, missing = server.url("/img/48x36.png?d"), server.url("/status/404?d")
     made: dict[str, list[str]] = {"alice": [], "bob": []}
     made["alice"].append(alice.submit(job_doc(visit(KNOWN[0], ok, missing, ok + "2"))))
     weird = {**visit(EVIL, ok), "store_id": EVIL}  # an unknown store whose id is markup
@@ -188,7 +188,7 @@ def test_the_page_refreshes_itself_while_a_job_runs(tmp_path: Any, server: Image
     )  # fmt: skip
     try:
         carol = Client(api, tokens["carol"])
-        job_id = carol.submit(job_doc(visit(KNOWN[0], server.url("/img/40x30.png?r"))))
+        job_id = carol.submit(job_doc(visit(KNOWN[0], server.url("/img/48x36.png?r"))))
         page = carol.get("/", cookies={"retailpulse_token": tokens["carol"]}).text
         assert '<meta http-equiv="refresh" content="5">' in page and job_id in page
         carol.wait(job_id)

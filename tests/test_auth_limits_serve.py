@@ -149,7 +149,7 @@ def test_a_bad_callback_url_is_400_and_no_job(site: Site, url: object, message: 
 def test_metrics_in_prometheus_text_format(site: Site, server: ImageServer) -> None:
     quiet = site.users["quiet"]
     job_id = quiet.submit(
-        job_doc(visit(KNOWN[1], server.url("/img/30x20.png?m"), server.url("/status/404?m")))
+        job_doc(visit(KNOWN[1], server.url("/img/32x24.png?m"), server.url("/status/404?m")))
     )
     assert quiet.wait(job_id)["status"] == "failed"
     r = site.users["flood"].get("/metrics")  # a viewer token is enough to scrape
