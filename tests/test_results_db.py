@@ -222,3 +222,17 @@ def test_inbox_writes_every_job_of_the_night(
     for job_id in jobs_in(env):
         assert assert_rows_equal_records(db_url, env, job_id) == 9
         assert_job_row_follows_status(db_url, env, job_id)
+
+
+def test_export_of_a_results_file_with_a_record_twice(
+    env: dict[str, str], server: ImageServer, tmp_path: Path, db_url: str
+) -> None:
+    job = write(tmp_path / "job.json", mixed_job(server))
+    assert run_cli("submit", str(job), "--gpu-delay", "0", env=env).returncode == 1
+    (job_id,) = jobs_in(env)
+    results = job_dir(env, job_id) / "results.jsonl"
+    lines = results.read_text().splitlines(keepends=True)
+    results.write_text("".join([*lines, lines[1]]))  # a record written twice (a hand edit)
+    r = run_cli("export", "--to", db_url, env=env)
+    assert r.returncode == 0, r.stderr
+    assert query(db_url, "SELECT count(*) AS n FROM results")[0]["n"] == 9
