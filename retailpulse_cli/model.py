@@ -18,12 +18,16 @@ written as they are."""
 
 class JobState(str, Enum):
     """The `status` of a job. `damaged` is never written: `list` shows it for a job whose
-    files cannot be read."""
+    files cannot be read. `queued` and `cancelled` are written by `retailpulse serve`'s
+    queue (a job accepted and not started; a job stopped on request, which `resume` can
+    still finish)."""
 
+    QUEUED = "queued"
     ONGOING = "ongoing"
     COMPLETED = "completed"
     FAILED = "failed"
     INTERRUPTED = "interrupted"
+    CANCELLED = "cancelled"
     DAMAGED = "damaged"
 
     def __str__(self) -> str:  # "failed", not "JobState.FAILED", in f-strings on any Python
@@ -34,6 +38,7 @@ class JobState(str, Enum):
 
 
 FINISHED = (JobState.COMPLETED, JobState.FAILED)  # ran to the end: nothing left to resume
+WAITING = (JobState.QUEUED, JobState.ONGOING)  # not ended yet: `status --wait` waits
 REJECTED = "rejected"  # the status of a job file refused before any job was made (--json rows)
 
 
@@ -81,10 +86,12 @@ class JobStatus(JobCounts, total=False):
     started_at: str | None
     updated_at: str
     finished_at: str | None
-    run: dict[str, Any]  # the latest run: mode (submit, resume, retry), pid, host
+    run: dict[str, Any]  # the latest run: mode (submit, resume, retry), by (serve), pid, host
     runs: list[RunSpan]  # every run, oldest first
     interrupted_by: str  # SIGINT, SIGTERM, worker died, or the error that stopped it
+    queued_at: str  # when `retailpulse serve` queued it
     source: str | None  # the job file as given (a path or <stdin>)
+    owner: str | None  # the user who submitted it to `serve` (none: the CLI)
     error: list[StoreProblem]
 
 
@@ -108,4 +115,5 @@ class JobListing(TypedDict, total=False):
     images_done: int
     images_failed: int
     source: str | None
+    owner: str | None  # the user who submitted it to `serve`
     error: str

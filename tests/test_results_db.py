@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import jobs_in, run_cli, start_cli, unstamped
+from .conftest import dropped_earlier, jobs_in, run_cli, start_cli, unstamped
 from .imageserver import ImageServer
 from .pgserver import PASSWORD, PgServer
 from .results_db_helpers import (
@@ -216,6 +216,7 @@ def test_inbox_writes_every_job_of_the_night(
     inbox.mkdir()
     for name in ("a", "b", "c"):
         write(inbox / f"{name}.json", mixed_job(server))
+    dropped_earlier(inbox)
     r = run_cli("inbox", str(inbox), "--results-db", db_url, "--gpu-delay", "0", env=env)
     assert r.returncode == 1, r.stderr  # the jobs ran side by side, each with its own writer
     assert len(jobs_in(env)) == 3

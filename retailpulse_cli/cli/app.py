@@ -40,6 +40,8 @@ COMMANDS = {
     "config": "config_command",
     "report": "report_commands",
     "prune": "report_commands",
+    "serve": "serve_command",
+    "token": "token_command",  # a group of its own: token create|list|revoke
     "export": "export_command",
 }
 

@@ -57,7 +57,7 @@ OlderThan = Annotated[
     typer.Option(
         "--older-than",
         metavar="AGE",
-        help="Remove jobs finished (else created) longer ago than AGE: 30d, 12h, 2w.",
+        help="Remove jobs finished (else created) longer ago than AGE: 30d, 12h, 2w, 30s.",
     ),
 ]
 PruneStates = Annotated[

@@ -40,9 +40,18 @@ class Planned:
 
 
 def create_job(
-    store: JobStore, job_spec: spec.JobSpec, settings: Settings, store_master: StoreMaster
+    store: JobStore,
+    job_spec: spec.JobSpec,
+    settings: Settings,
+    store_master: StoreMaster,
+    *,
+    state: JobState = JobState.ONGOING,
+    extra_meta: dict[str, Any] | None = None,
+    run_by: str | None = None,
 ) -> tuple[Job, Lock]:
-    """Create the job directory (status `ongoing`, no results yet), returned locked."""
+    """Create the job directory (status `ongoing`, or `queued` for a service's queue; no
+    results yet), returned locked. `extra_meta` (origin, idempotency key) is written with
+    the job in one rename, so the job never exists without it."""
     created = now_iso()
     meta = {
         "schema_version": SCHEMA_VERSION,
@@ -53,9 +62,12 @@ def create_job(
         "images_total": job_spec.image_count,
         "store_master": str(store_master.path.resolve()),
         "settings": _settings_to_json(settings),
+        **(extra_meta or {}),
     }
     tally = new_tally(job_spec)
-    status = status_doc("", JobState.ONGOING, tally, created=created, mode="submit")
+    status = status_doc("", state, tally, created=created, mode="submit", run_by=run_by)
+    if state == JobState.QUEUED:
+        status["queued_at"] = created
     return store.create(job_spec.raw, meta, status)
 
 
@@ -79,9 +91,11 @@ def status_doc(
     interrupted_by: str | None = None,
     runs: list[RunSpan] | None = None,
     now: str | None = None,
+    run_by: str | None = None,
 ) -> JobStatus:
-    """A status.json document: the state, the times, the counts, who runs it, and every
-    run the job had (`runs`, so a report's duration covers them all)."""
+    """A status.json document: the state, the times, the counts, who runs it (`run_by`:
+    "serve" for a service, which resumes its own jobs after a crash), and every run the
+    job had (`runs`, so a report's duration covers them all)."""
     # a plain dict literal: the key order is status.json's (mypy cannot check ** of counts)
     doc = cast(
         JobStatus,
@@ -94,7 +108,7 @@ def status_doc(
             "updated_at": now or now_iso(),
             "finished_at": finished,
             **tally.counts(),
-            "run": {"mode": mode, **host_info()},
+            "run": {"mode": mode, **({"by": run_by} if run_by else {}), **host_info()},
             "runs": runs or [],
         },
     )
@@ -118,7 +132,12 @@ def continuing_mode(job: Job, asked: Mode) -> Mode:
     status = job.read_json("status.json")
     run = status.get("run")
     was_retry = isinstance(run, dict) and run.get("mode") == "retry"
-    unfinished = status.get("status") in (JobState.ONGOING, JobState.INTERRUPTED)
+    unfinished = status.get("status") in (
+        JobState.QUEUED,
+        JobState.ONGOING,
+        JobState.INTERRUPTED,
+        JobState.CANCELLED,
+    )
     return "retry" if was_retry and unfinished else asked
 
 

@@ -9,12 +9,17 @@ from retailpulse_cli.model import JobState, JobStatus
 
 
 def outcome_code(status: JobStatus) -> int:
-    """0 completed (or still ongoing), 1 failed, 130 interrupted, 143 stopped by SIGTERM."""
+    """0 completed (or still ongoing), 1 failed, 130 interrupted or cancelled, 143 stopped
+    by SIGTERM."""
     state = status.get("status")
     if state == JobState.COMPLETED:
         return int(ExitCode.OK)
     if state == JobState.FAILED:
         return int(ExitCode.JOB_FAILED)
+    if (
+        state == JobState.CANCELLED
+    ):  # stopped on request; `resume` finishes it, as an interrupted one
+        return int(ExitCode.INTERRUPTED)
     if state == JobState.INTERRUPTED:
         by = str(status.get("interrupted_by") or "")
         return int(ExitCode.TERMINATED if "SIGTERM" in by else ExitCode.INTERRUPTED)

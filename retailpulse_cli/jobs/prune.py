@@ -21,7 +21,7 @@ from retailpulse_cli.model import JobState
 from retailpulse_cli.storage.job_dir import Job, JobStore, Lock, fsync_dir, parse_time
 
 DEFAULT_STATUSES = (JobState.COMPLETED, JobState.FAILED)
-PRUNABLE = (JobState.COMPLETED, JobState.FAILED, JobState.INTERRUPTED)
+PRUNABLE = (JobState.COMPLETED, JobState.FAILED, JobState.INTERRUPTED, JobState.CANCELLED)
 TRASH_PREFIX = ".trash-"
 
 

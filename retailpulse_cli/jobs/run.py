@@ -128,11 +128,15 @@ def execute(
     fetcher: Fetcher | None = None,
     job_spec: spec.JobSpec | None = None,
     engine: DaskEngine | None = None,
+    run_by: str | None = None,
 ) -> JobStatus:
     """Run (or finish, or retry) a job while holding its lock; return its final status.
 
     Several jobs may run at once in threads sharing `pools` and one `fetcher` (one set of
     stage threads, one connection pool); each job still has its own single writer.
+    `run_by` ("serve") is kept in status.json `run.by`: a service resumes after a crash
+    the jobs it was running, and only those. A stop whose reason is `cancelled` ends the
+    job `cancelled` rather than `interrupted`.
     """
     from retailpulse_cli.processing.fetch import (
         Fetcher,  # heavy (requests): only commands that download import it
@@ -140,7 +144,7 @@ def execute(
 
     job_spec = job_spec or load_spec(job)
     plan = _plan(job, job_spec, mode)
-    run = _JobRun(job, mode, plan, observer or NullObserver())
+    run = _JobRun(job, mode, plan, observer or NullObserver(), run_by)
     if run.nothing_to_do():
         return read_status(job)  # nothing to do: the job's history stays as it was
     run.open(settings.results_db)
@@ -206,8 +210,11 @@ def _run_pipeline(
 class _JobRun:
     """The one writer of a running job: records to disk, tally, status, observer."""
 
-    def __init__(self, job: Job, mode: Mode, plan: _Plan, observer: Observer) -> None:
+    def __init__(
+        self, job: Job, mode: Mode, plan: _Plan, observer: Observer, run_by: str | None
+    ) -> None:
         self.job = job
+        self.run_by = run_by
         self.mode = mode
         self.plan = plan
         self.observer = observer
@@ -261,6 +268,7 @@ class _JobRun:
             started=self.started,
             runs=[*self.earlier_runs, this_run],
             now=now,
+            run_by=self.run_by,
             **kw,
         )
 
@@ -309,9 +317,13 @@ class _JobRun:
         if complete:
             state = JobState.FAILED if tally.failed else JobState.COMPLETED
             final = self.doc(state, finished=now_iso())
+        elif stop_reason == JobState.CANCELLED:  # asked for; `resume` still finishes it
+            final = self.doc(JobState.CANCELLED)
         else:
             final = self.doc(JobState.INTERRUPTED, interrupted_by=stop_reason or "stopped")
         errors = self.save_state(final)
         if self.feed is not None:
             self.feed.close(final, errors)
-        return with_errors(final, errors)
+        # the object `status --json` prints (it adds `source` from meta.json), so that
+        # `submit --json` and `status --json` give a job the same shape
+        return with_errors({**final, "source": self.meta.get("source")}, errors)

@@ -201,9 +201,11 @@ class Job:
     def is_live(self) -> bool:
         return lock_is_held(self.lock_path)
 
-    def status(self) -> dict[str, Any]:
-        """status.json, with `ongoing` turned into `interrupted` when nobody holds the lock."""
-        self.meta()  # a job whose meta.json is damaged cannot be resumed: say so now
+    def status(self, meta: dict[str, Any] | None = None) -> dict[str, Any]:
+        """status.json, with `ongoing` turned into `interrupted` when nobody holds the lock.
+        `meta`: meta.json, if the caller read it already (it is checked either way)."""
+        if meta is None:
+            self.meta()  # a job whose meta.json is damaged cannot be resumed: say so now
         doc = _checked_status(self.read_json("status.json"), self.dir / "status.json")
         if doc.get("status") == JobState.ONGOING and not self.is_live():
             # Re-read: the worker may have finished between our two reads.
@@ -421,20 +423,35 @@ class JobStore:
             raise JobNotFound(f"no job {shown!r} in {self.root}")
         path = self.root / job_id
         if not (path / "status.json").exists() and not (path / "meta.json").exists():
-            if path.is_dir():
+            if _is_job_dir(path):
                 raise JobDamaged(f"job {job_id}: {path} has no status.json or meta.json")
+            self._check_root()
             raise JobNotFound(f"no job {job_id!r} in {self.root}")
         return Job(path)
 
+    def _check_root(self) -> None:
+        """A jobs dir that is a file fails as `list` fails (exit 7), not as 'no job'."""
+        try:
+            os.scandir(self.root).close()
+        except FileNotFoundError:
+            return  # no jobs dir yet: simply no such job
+        except OSError as exc:
+            raise _storage_error("read", self.root, exc) from None
+
     def job_ids(self) -> list[str]:
-        """Job ids, newest first (ids sort by creation time); stray files are not jobs."""
+        """Job ids, newest first (ids sort by creation time). Stray files, and folders
+        holding none of a job's files (notes/, lost+found/), are not jobs."""
         try:
             entries = list(os.scandir(self.root))
         except FileNotFoundError:
             return []
         except OSError as exc:
             raise _storage_error("read", self.root, exc) from None
-        names = (e.name for e in entries if not e.name.startswith(".") and e.is_dir())
+        names = (
+            e.name
+            for e in entries
+            if not e.name.startswith(".") and e.is_dir() and _is_job_dir(Path(e.path))
+        )
         return sorted(names, reverse=True)
 
     def create(
@@ -480,6 +497,13 @@ class JobStore:
 
 
 NAME_MAX = 255  # bytes in one file name on Linux and macOS file systems
+# What `create` writes, and what runs add: a folder with any of them is a job (maybe a
+# damaged one); a folder with none of them was never a job.
+JOB_FILES = ("status.json", "meta.json", "job.json", "errors.json", "results.jsonl")
+
+
+def _is_job_dir(path: Path) -> bool:
+    return any(os.path.lexists(path / name) for name in JOB_FILES)
 
 
 def _could_be_job_id(job_id: str) -> bool:
