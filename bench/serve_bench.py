@@ -73,7 +73,19 @@ class Served:
     def __init__(self, jobs: Path, *args: str) -> None:
         started = time.monotonic()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "retailpulse_cli", "serve", "--port", "0", "--quiet", *args],
+            # --no-auth: this measures the open service of issue 18 (as its tests do);
+            # bench/auth_fairness.py --throughput measures what authentication adds
+            [
+                sys.executable,
+                "-m",
+                "retailpulse_cli",
+                "serve",
+                "--port",
+                "0",
+                "--quiet",
+                "--no-auth",
+                *args,
+            ],
             env=clean_env(jobs),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,

@@ -91,6 +91,7 @@ class JobStatus(JobCounts, total=False):
     interrupted_by: str  # SIGINT, SIGTERM, worker died, or the error that stopped it
     queued_at: str  # when `retailpulse serve` queued it
     source: str | None  # the job file as given (a path or <stdin>)
+    owner: str | None  # the user who submitted it to `serve` (none: the CLI)
     error: list[StoreProblem]
 
 
@@ -114,4 +115,5 @@ class JobListing(TypedDict, total=False):
     images_done: int
     images_failed: int
     source: str | None
+    owner: str | None  # the user who submitted it to `serve`
     error: str

@@ -5,6 +5,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from typer.testing import CliRunner, Result
 from retailpulse_cli.cli.app import app
 
 from .imageserver import ImageServer
+from .pgserver import pg_server  # noqa: F401 (a real PostgreSQL, for tests that ask)
 from .s3server import s3, s3_server  # noqa: F401 (fixtures for every test module)
 
 KNOWN = ["S00339218", "S01408764", "S00339198", "S00339204", "S00339215"]
@@ -46,6 +48,15 @@ def write_job(path: Path, visits: list[dict[str, Any]], count: int | None = None
         json.dumps({"count": len(visits) if count is None else count, "visits": visits})
     )
     return path
+
+
+def dropped_earlier(folder: Path, seconds: float = 60) -> None:
+    """Date every file in an inbox folder `seconds` back, as if dropped before the cron
+    run: `inbox` leaves files modified in the last few seconds for the next run."""
+    when = time.time() - seconds
+    for path in folder.iterdir():
+        if path.is_file() and not path.is_symlink():
+            os.utime(path, (when, when))
 
 
 def visit(store_id: str, *urls: str, when: str = "2026-11-28T10:15:00+05:30") -> dict[str, Any]:

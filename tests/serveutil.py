@@ -31,10 +31,15 @@ def clean_env(tmp: Path, jobs: Path) -> dict[str, str]:
 class Served:
     """One server process; `url` once it listens; stderr kept line by line."""
 
-    def __init__(self, *args: str, env: dict[str, str], timeout: float = 60) -> None:
+    def __init__(
+        self, *args: str, env: dict[str, str], timeout: float = 60, auth: bool = False
+    ) -> None:
+        """`auth=False` serves in open mode (--no-auth: anyone is an admin), as the
+        tests of the API itself want; the tests of authentication pass True."""
         self.jobs = Path(env["RETAILPULSE_JOBS_DIR"])
+        open_mode = () if auth else ("--no-auth",)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "retailpulse_cli", "serve", "--port", "0", *args],
+            [sys.executable, "-m", "retailpulse_cli", "serve", "--port", "0", *open_mode, *args],
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,

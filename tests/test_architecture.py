@@ -23,7 +23,7 @@ from retailpulse_cli.model import JobState, JobStatus
 from retailpulse_cli.storage import store_master
 from retailpulse_cli.storage.job_dir import JobStore
 
-from .conftest import Cli, one_image_job, visit, write_job
+from .conftest import Cli, dropped_earlier, one_image_job, visit, write_job
 from .imageserver import ImageServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -155,6 +155,7 @@ def test_an_inbox_run_without_the_cli(
     box.mkdir()
     one_image_job(box, server)  # box/j.json
     (box / "broken.json").write_text("{")
+    dropped_earlier(box)
     notes = Collected()
     store = JobStore(Path(env["RETAILPULSE_JOBS_DIR"]))
     master = store_master.load(store_master.default_path())

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from PIL import Image, ImageFile, ImageSequence, TiffImagePlugin, features
+from PIL import Image, ImageFile, TiffImagePlugin, features
 
 from retailpulse_cli.processing.imaging import ImageFailure, measure
 
@@ -251,14 +251,25 @@ VARIANTS: dict[str, Callable[[bytes], bytes]] = {
 }
 
 
+NO_DATA = "No data found for frame"  # Pillow's MPO reader: the index points past the end
+
+
 def pillow_decodes(data: bytes) -> bool:
-    """The oracle: Pillow opens the file and loads every frame, refusing truncated data."""
+    """The oracle: Pillow opens the file and loads every frame, refusing truncated data. A
+    frame Pillow finds no data for at all (an MPO index entry past the end of the file) is
+    not there to decode: Pillow shows the others."""
     assert ImageFile.LOAD_TRUNCATED_IMAGES is False
     try:
         with Image.open(io.BytesIO(data)) as im:
-            for frame in ImageSequence.Iterator(im):
-                frame.load()
-    except (OSError, SyntaxError, ValueError, struct.error, EOFError):
+            for number in range(getattr(im, "n_frames", 1)):
+                try:
+                    im.seek(number)
+                except ValueError as exc:
+                    if str(exc) == NO_DATA:
+                        continue
+                    raise
+                im.load()
+    except (OSError, SyntaxError, ValueError, IndexError, struct.error, EOFError):
         return False
     return True
 
@@ -330,6 +341,41 @@ def test_a_cut_rle_bmp_is_measured() -> None:
     data = source("bmp-rle8")[:-50]
     assert not pillow_decodes(data)
     assert verdict(data) == "ok"
+
+
+def mpo_second_image_at() -> tuple[bytes, int, int]:
+    """A two-image MPO as Pillow writes it, where its second image starts, and where the
+    MP index keeps that image's offset (4 bytes, relative to the MPF header)."""
+    data = source("mpo")
+    with Image.open(io.BytesIO(data)) as im:
+        entries = im.mpinfo[0xB002]
+    base = data.find(b"MPF\x00") + 4
+    start = base + entries[1]["DataOffset"]
+    little = data[base : base + 2] == b"II"
+    field = data.find(entries[1]["DataOffset"].to_bytes(4, "little" if little else "big"), base)
+    assert data[start : start + 2] == b"\xff\xd8" and field > base
+    return data, start, field
+
+
+def test_an_mpo_whose_second_image_has_no_data_is_measured() -> None:
+    """Issue 17, finding 9: sugarshack_no_data.mpo (Pillow's test file, its index hex-edited
+    to put image 2 past the end) was `truncated_image` though Pillow decodes what is there.
+    Both shapes: the index pointing past the end, and the file ending where image 1 ends."""
+    data, start, field = mpo_second_image_at()
+    past_the_end = bytearray(data)
+    past_the_end[field + 2] = 0xFF  # as in sugarshack_no_data.mpo: one byte of the offset
+    for shape in (bytes(past_the_end), data[:start]):
+        with Image.open(io.BytesIO(shape)) as im:
+            im.load()  # the first image, fully
+            assert im.n_frames == 2
+            with pytest.raises(ValueError, match=NO_DATA):
+                im.seek(1)
+        assert pillow_decodes(shape)
+        assert verdict(shape) == "ok"
+    # Any byte of image 2 there, and it must be whole: Pillow fails these.
+    for cut in (data[: start + 3], data[: start + 40], data[:-1]):
+        assert not pillow_decodes(cut)
+        assert verdict(cut) == "truncated_image"
 
 
 def test_tiff_data_past_the_end() -> None:

@@ -11,7 +11,17 @@ from typing import Any
 
 import pytest
 
-from .conftest import Cli, jobs_in, one_image_job, results_of, run_cli, start_cli, visit, write_job
+from .conftest import (
+    Cli,
+    dropped_earlier,
+    jobs_in,
+    one_image_job,
+    results_of,
+    run_cli,
+    start_cli,
+    visit,
+    write_job,
+)
 from .imageserver import ImageServer
 
 
@@ -119,6 +129,7 @@ def test_inbox_takes_the_politeness_and_limit_options_of_submit(
     box = tmp_path / "inbox"
     box.mkdir()
     write_job(box / "a.json", [visit("S00339218", server.url("/img/301x20.png"))])
+    dropped_earlier(box)
     r = cli(
         "inbox", str(box), "--gpu-delay", "0", "--rate", "7", "--per-host", "3",
         "--read-timeout", "4", "--max-bytes", "900000", "--max-pixels", "5000000",

@@ -152,6 +152,31 @@ def test_unsupported_scheme_is_a_per_image_error(
     assert got[good]["perimeter"] == 252
 
 
+@pytest.mark.parametrize(
+    ("url", "flags"),
+    [
+        ("shelf\u0000.png", ()),  # a path: open() raised ValueError('embedded null byte')
+        ("file:///tmp/shelf%00.png", ()),  # a file URL, the NUL percent-encoded
+        ("http://exa\u0000mple.test/x.png", ("--block-private-networks",)),
+        ("http://" + "a" * 64 + ".test/x.png", ("--block-private-networks",)),  # label > 63
+        ("http://bad..name.test/x.png", ("--block-private-networks",)),  # an empty label
+    ],
+    ids=["nul-in-path", "nul-in-file-url", "nul-in-host", "label-too-long", "empty-label"],
+)
+def test_a_url_no_file_or_resolver_can_take_is_invalid_url_not_a_bug(
+    cli: Any, env: dict[str, str], tmp_path: Path, url: str, flags: tuple[str, ...]
+) -> None:
+    """Issue 17, finding 12: these were `internal_error` ("a bug", says the README)."""
+    Image.new("RGB", (54, 73)).save(tmp_path / "good.png")  # local: not a private address
+    job = write_job(tmp_path / "job.json", [visit(KNOWN[0], url, "good.png")])
+    result = submit(cli, job, *flags)
+    assert result.exit_code == JOB_FAILED_EXIT, result.stdout + result.stderr
+    got = by_url(results_of(env, result.stdout.strip()))
+    assert got[url]["error_code"] == "invalid_url", got[url]
+    assert got[url]["attempts"] <= 1 and "Error" not in got[url]["error"]
+    assert got["good.png"]["perimeter"] == 254
+
+
 # -- local files --------------------------------------------------------------------------------
 
 

@@ -114,7 +114,8 @@ def test_several_files_on_a_terminal_rows_are_file_names_in_input_order(
     assert all(STAMPED.match(line) for line in logged) and len(logged) == 4, logged
     assert sum("completed: 8 ok, 0 failed of 8 images" in line for line in logged) == 1
     clean = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", shown)
-    rows = [line for line in re.split(r"[\r\n]+", clean) if ".json" in line]
+    lines = re.split(r"[\r\n]+", clean)  # the bars' rows, not the status tables' `source`
+    rows = [line for line in lines if ".json" in line and not line.startswith("source ")]
     last = max(i for i, line in enumerate(rows) if "alpha-small.json" in line)
     assert last > 0 and "zeta-big.json" in rows[last - 1], rows  # the final frame
     assert "8/8" in rows[last - 1] and "2/2" in rows[last]

@@ -126,7 +126,8 @@ def test_bad_arguments_are_usage_errors_in_one_line(cli: Cli) -> None:
     r = cli("prune", "--older-than", "a month")
     assert r.exit_code == 2
     assert r.stderr == (
-        "retailpulse: error: --older-than: 'a month' is not a duration such as 30m, 24h, 7d or 2w\n"
+        "retailpulse: error: --older-than: 'a month' is not a duration such as "
+        "30s, 30m, 24h, 7d or 2w\n"
     )
     r = cli("prune", "--older-than", "30d", "--status", "ongoing")
     assert r.exit_code == 2

@@ -75,7 +75,7 @@ DetachOpt = Annotated[
     typer.Option("--detach", "-d", help="Return at once; a background worker does the work."),
 ]
 StoreMasterOpt = Annotated[
-    Path | None,
+    str | None,  # a path, checked as the run option is (an empty one is refused)
     typer.Option(
         "--store-master",
         help="Store master CSV. [env: RETAILPULSE_STORE_MASTER; default: the shipped one]",
@@ -88,7 +88,7 @@ SinceOpt = Annotated[
         "--since",
         metavar="WHEN",
         help="Only jobs created at or after WHEN: an ISO 8601 date or date-time (UTC unless "
-        "an offset is given), today, yesterday, or an age: 30m, 24h, 7d.",
+        "an offset is given), today, yesterday, or an age: 30s, 30m, 24h, 7d.",
     ),
 ]
 JobIdArg = Annotated[
@@ -96,27 +96,26 @@ JobIdArg = Annotated[
 ]
 
 
-def open_jobs(jobs_dir: Path | None, config_file: Path | None) -> JobStore:
-    """--jobs-dir, else RETAILPULSE_JOBS_DIR, else the config file, else the default."""
+def open_jobs(jobs_dir: str | Path | None, config_file: Path | None) -> JobStore:
+    """--jobs-dir, else RETAILPULSE_JOBS_DIR, else the config file, else the default:
+    each checked as the run option is (an empty value is refused, from any of them)."""
     from retailpulse_cli.config import options
     from retailpulse_cli.storage.job_dir import JobStore, default_jobs_dir
 
-    if jobs_dir is None:
-        resolved = options.resolve({}, config_file=config_file, only={"jobs_dir"})
-        jobs_dir = resolved.get("jobs_dir")
-    return JobStore(jobs_dir.expanduser() if jobs_dir else default_jobs_dir())
+    given = {"jobs_dir": jobs_dir}
+    resolved = options.resolve(given, config_file=config_file, only={"jobs_dir"})
+    return JobStore(resolved.get("jobs_dir") or default_jobs_dir())
 
 
-def load_master(path: Path | None, config_file: Path | None) -> StoreMaster:
+def load_master(path: str | Path | None, config_file: Path | None) -> StoreMaster:
     """--store-master, else RETAILPULSE_STORE_MASTER, else the config file, else the
-    shipped one."""
+    shipped one (checked as `open_jobs` checks the jobs dir)."""
     from retailpulse_cli.config import options
     from retailpulse_cli.storage import store_master
 
-    if path is None:
-        resolved = options.resolve({}, config_file=config_file, only={"store_master"})
-        path = resolved.get("store_master")
-    return store_master.load(store_master.resolve_path(path))
+    given = {"store_master": path}
+    resolved = options.resolve(given, config_file=config_file, only={"store_master"})
+    return store_master.load(store_master.resolve_path(resolved.get("store_master")))
 
 
 def stdin_once(job_files: list[str]) -> None:

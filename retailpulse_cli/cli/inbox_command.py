@@ -51,7 +51,7 @@ def inbox(
     resolved = run_flags.resolve()
     settings = options.settings_from(resolved)
     cluster = placement.placement(run_flags)
-    lifecycle.check_image_store(settings)
+    lifecycle.check_sinks(settings)
     if not folder.is_dir():
         raise typer.BadParameter(f"{folder} is not a folder", param_hint="DIR")
     # before claiming: a bad master must not strand files

@@ -58,7 +58,7 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print only data and 
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="A line per image on stderr.")]
 NoColor = Annotated[bool, typer.Option("--no-color", help="No colour (also: NO_COLOR env var).")]
 JobsDir = Annotated[
-    Path | None,
+    str | None,  # a path, checked as the run option is (an empty one is refused)
     typer.Option(
         "--jobs-dir",
         help="Where jobs live. [env: RETAILPULSE_JOBS_DIR; default: per-user data dir]",

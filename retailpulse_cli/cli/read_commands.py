@@ -168,6 +168,10 @@ def list_(
     limit: Annotated[
         int | None, typer.Option("--limit", "-n", min=1, help="At most this many jobs.")
     ] = None,
+    owner: Annotated[
+        str | None,
+        typer.Option("--owner", help="Only jobs this user submitted to `retailpulse serve`."),
+    ] = None,
     as_json: JsonOpt = False,
     *,
     read: ReadOptions,
@@ -178,7 +182,7 @@ def list_(
 
     since_dt = parse_since_option(since)
     store = open_jobs(read.jobs_dir, read.config_file)
-    rows = list_jobs(store, status=status_filter, since=since_dt, limit=limit)
+    rows = list_jobs(store, status=status_filter, since=since_dt, limit=limit, owner=owner)
     with stdout_guard():
         if as_json:
             print_json(rows)

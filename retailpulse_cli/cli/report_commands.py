@@ -57,7 +57,7 @@ OlderThan = Annotated[
     typer.Option(
         "--older-than",
         metavar="AGE",
-        help="Remove jobs finished (else created) longer ago than AGE: 30d, 12h, 2w.",
+        help="Remove jobs finished (else created) longer ago than AGE: 30d, 12h, 2w, 30s.",
     ),
 ]
 PruneStates = Annotated[
@@ -69,6 +69,17 @@ PruneStates = Annotated[
         help="Only jobs in this state (repeatable): completed, failed, interrupted. "
         "[default: completed and failed]",
         show_default=False,
+    ),
+]
+
+
+FromDb = Annotated[
+    str | None,
+    typer.Option(
+        "--from",
+        metavar="URL",
+        help="Read the jobs from this results database instead of the jobs directory "
+        "(sqlite:///FILE or postgresql://USER@HOST:PORT/DB).",
     ),
 ]
 
@@ -86,11 +97,13 @@ def report(
     fmt: ReportFormat = None,
     html: HtmlPage = None,
     as_json: JsonOpt = False,
+    from_db: FromDb = None,
     *,
     read: ReadOptions,
 ) -> None:
     """Per store: images, ok, failed, unknown; failures by code with sample URLs; duration
     and images/s per job; totals. With --html FILE and no --format/--json, only the page.
+    With --from URL, the jobs of a results database (one report for many machines).
 
     Exit codes: 0 shown, 2 bad usage, 5 no such job (or no jobs), 7 damaged job or
     unwritable --html FILE.
@@ -103,8 +116,14 @@ def report(
     if job_ids and since:
         raise typer.BadParameter("give job ids or --since, not both", param_hint="--since")
     since_dt = parse_since_option(since)
-    store = open_jobs(read.jobs_dir, read.config_file)
-    result = report_counts.summarize(store, job_ids or [], since_dt)
+    if from_db is not None:
+        from retailpulse_cli.cli.export_command import checked_url
+        from retailpulse_cli.jobs import report_from_db
+
+        result = report_from_db.summarize(checked_url(from_db), job_ids or [], since_dt)
+    else:
+        store = open_jobs(read.jobs_dir, read.config_file)
+        result = report_counts.summarize(store, job_ids or [], since_dt)
     if html is not None:
         report_html.write(result, html)
         if not read.output.quiet and str(html) != "-":

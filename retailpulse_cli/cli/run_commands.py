@@ -79,7 +79,7 @@ def submit(
     resolved = run_flags.resolve()
     settings = options.settings_from(resolved)
     cluster = placement.placement(run_flags)  # a bad --cluster: before any job is made
-    lifecycle.check_image_store(settings)
+    lifecycle.check_sinks(settings)
     stdin_once(job_files)
     many = len(job_files) > 1
     specs, rejected = load_specs(job_files, strict=not many, notes=StderrNotes())
@@ -253,8 +253,10 @@ def run_planned(
     """Run jobs we hold the locks of, with progress on stderr and signal handling; on a
     Dask cluster when `engine` is given."""
     from retailpulse_cli.jobs.batch import run_until_stopped
+    from retailpulse_cli.ui.output import route_core_logs
     from retailpulse_cli.ui.progress import ProgressBoard, SignalLines
 
+    route_core_logs()  # e.g. the results database's warnings
     notes = SignalLines([p.job.log_path for p in planned])
     with ProgressBoard(output) as board:
         observers = [board.observer() for _ in planned]

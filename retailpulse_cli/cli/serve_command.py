@@ -4,6 +4,7 @@ queue and job logic in retailpulse_cli/jobs/."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from collections.abc import Callable
@@ -14,8 +15,10 @@ import typer
 from retailpulse_cli.cli.common import CommandGroup, examples
 from retailpulse_cli.cli.option_groups import option, with_group
 from retailpulse_cli.cli.run_options import run_options
+from retailpulse_cli.cli.security_options import security_options
 from retailpulse_cli.config import serve_settings as defaults
 from retailpulse_cli.config.options import RunFlags
+from retailpulse_cli.config.security_settings import SecuritySettings
 from retailpulse_cli.config.serve_settings import ServeSettings
 from retailpulse_cli.errors import ExitCode, RetailpulseError
 
@@ -51,7 +54,7 @@ SERVE_OPTIONS = [
         "--host",
         str,
         defaults.DEFAULT_HOST,
-        "Address to listen on; loopback only until authentication exists.",
+        "Address to listen on; any with authentication, only loopback with --no-auth.",
     ),
     _flag("--port", int, defaults.DEFAULT_PORT, "Port; 0 picks a free one.", min=0, max=65535),
     _flag(
@@ -107,6 +110,7 @@ def serve_options(func: F) -> F:
 )
 @run_options
 @serve_options
+@security_options
 def serve(
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No line per job; only errors.")
@@ -117,6 +121,7 @@ def serve(
     no_color: Annotated[bool, typer.Option("--no-color", help="No colour.")] = False,
     *,
     settings: ServeSettings,
+    security: SecuritySettings,
     run_flags: RunFlags,
 ) -> None:
     """Serve the HTTP API (the seed's /api/submit/ and /api/status, /v1, docs at /docs)
@@ -124,14 +129,18 @@ def serve(
 
     Needs `pip install 'retailpulse[server]'`. Run options apply to every job it runs;
     jobs from the network never read local files or private addresses unless allowed.
-    Exit codes: 0 stopped by SIGTERM/Ctrl-C, 2 bad usage (a non-loopback --host, a port
-    in use, the extra missing), 4 store master problem, 7 jobs directory not writable.
+    Clients send `Authorization: Bearer <token>` (`retailpulse token create`) or a JWT.
+    Exit codes: 0 stopped by SIGTERM/Ctrl-C, 2 bad usage (--no-auth with a non-loopback
+    --host, a port in use, a bad key file, the extra missing), 4 store master problem,
+    7 jobs directory not writable.
     """
+    settings = dataclasses.replace(settings, security=security)
     host = settings.host
-    if not is_loopback(host):
+    if security.no_auth and not is_loopback(host):
         raise ServeUsageError(
-            f"--host {host}: serve listens only on loopback addresses (127.0.0.1, ::1, "
-            "localhost) until authentication exists"
+            f"--host {host}: --no-auth serves anyone who can connect, so it listens only on "
+            "loopback addresses (127.0.0.1, ::1, localhost)",
+            hint="drop --no-auth and give clients tokens (`retailpulse token create`)",
         )
     _require_extra()
     _serve(settings, run_flags, quiet=quiet, verbose=verbose)
@@ -168,7 +177,7 @@ def _serve(settings: ServeSettings, flags: RunFlags, *, quiet: bool, verbose: bo
 
     open_log(flags)
     planner = OptionPlanner(flags.values, flags.config_file, settings)
-    lifecycle.check_image_store(planner.for_new().settings)
+    lifecycle.check_sinks(planner.for_new().settings)
     cluster = placement.placement(flags)
     store = open_jobs(flags.resolve(only={"jobs_dir"}).get("jobs_dir"), flags.config_file)
     batch.raise_open_files_limit()

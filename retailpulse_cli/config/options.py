@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -95,6 +96,12 @@ def _text(value: object) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValueError("expected a non-empty string")
     return value
+
+
+def _results_db(value: object) -> str:
+    from retailpulse_cli.storage.results_db.url import normalized
+
+    return normalized(_text(value))
 
 
 def _path(value: object) -> Path:
@@ -245,6 +252,12 @@ OPTIONS: tuple[Option, ...] = (
         "s3://bucket/prefix, which needs retailpulse[s3]), named by its sha256.",
     ),
     Option(
+        "results-db",
+        _results_db,
+        "Also write each job's records to this database: sqlite:///FILE (built in) or "
+        "postgresql://USER@HOST:PORT/DB (needs retailpulse[postgres]).",
+    ),
+    Option(
         "cluster",
         _text,
         "Where images run: local (this process), local:N (N Dask worker processes "
@@ -260,14 +273,10 @@ OPTIONS: tuple[Option, ...] = (
         int,
         setting="DEFAULT_SHARD_SIZE",
     ),
-    Option("store-master", _path, "Store master CSV (default: the shipped one).", flag_type=Path),
-    Option("jobs-dir", _path, "Where jobs live (default: per-user data dir).", flag_type=Path),
-    Option(
-        "log-file",
-        _path,
-        "Also append the stderr lines, timestamped, to this file.",
-        flag_type=Path,
-    ),
+    # Paths, parsed as text: an empty one must reach the check (Path("") is ".").
+    Option("store-master", _path, "Store master CSV (default: the shipped one)."),
+    Option("jobs-dir", _path, "Where jobs live (default: per-user data dir)."),
+    Option("log-file", _path, "Also append the stderr lines, timestamped, to this file."),
 )
 BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
 BY_DEST: dict[str, Option] = {o.dest: o for o in OPTIONS}
@@ -314,7 +323,7 @@ def read_config(path: Path | None, must_exist: bool) -> dict[str, Any]:
     if path is None:
         return {}
     try:
-        raw = path.read_bytes()
+        raw = _read_small_file(path)
     except FileNotFoundError:
         if must_exist:
             raise ConfigError(f"{path}: config file not found") from None
@@ -337,6 +346,26 @@ def read_config(path: Path | None, must_exist: bool) -> dict[str, Any]:
             f"{path}: unknown key {unknown[0]!r}",
             hint="keys are the long option names, e.g. rate = 2.5; `retailpulse config` lists them",
         )
+    return data
+
+
+MAX_CONFIG_BYTES = 1 << 20  # a config file is a few lines; past this, the wrong file
+
+
+def _read_small_file(path: Path) -> bytes:
+    """The bytes of a regular file of at most MAX_CONFIG_BYTES. Anything else is refused
+    before it is read: /dev/zero never ends, and opening a FIFO waits for a writer (hence
+    O_NONBLOCK, which a regular file ignores)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as fh:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise ConfigError(f"{path}: is a directory, not a config file")
+        if not stat.S_ISREG(mode):
+            raise ConfigError(f"{path}: not a regular file (a config file is a TOML file)")
+        data = fh.read(MAX_CONFIG_BYTES + 1)
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: over 1 MiB; not a config file")
     return data
 
 
@@ -363,7 +392,9 @@ def resolve(
         given = flags.get(opt.dest)
         if given is not None and not (opt.switch and given is False):
             values[opt.dest], sources[opt.dest] = _checked(opt, given, f"--{opt.name}"), "flag"
-        elif env.get(opt.env) not in (None, ""):
+        elif opt.env in env and not (opt.switch and env[opt.env] == ""):
+            # set but empty is refused as from a flag or the file (one rule for all
+            # three); for a switch, empty means off, as `0` does
             values[opt.dest] = _checked(opt, env[opt.env], opt.env)
             sources[opt.dest] = f"env {opt.env}"
         elif opt.name in from_file:
@@ -377,6 +408,11 @@ def resolve(
 
 
 def _checked(opt: Option, raw: object, where: str) -> Any:
+    if isinstance(raw, str) and not raw.strip():
+        raise ConfigError(
+            f"{where}: an empty value is not valid for --{opt.name}",
+            hint="give a value, or leave the option out to use the default",
+        )
     try:
         return opt.convert(raw)
     except (ValueError, TypeError) as exc:
@@ -384,6 +420,10 @@ def _checked(opt: Option, raw: object, where: str) -> Any:
 
 
 def _show(raw: object) -> str:
+    if isinstance(raw, str):  # a URL's password is not repeated back (--results-db)
+        from retailpulse_cli.text.redaction import redact
+
+        raw = redact(raw)
     text = repr(raw)
     return text if len(text) <= 60 else text[:57] + "..."
 

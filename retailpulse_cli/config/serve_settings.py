@@ -6,7 +6,9 @@ the CLI; these are the service's own switches.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from retailpulse_cli.config.security_settings import SecuritySettings
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
@@ -29,3 +31,4 @@ class ServeSettings:
     # networks unless the operator says so.
     allow_local_files: bool = False
     allow_private_networks: bool = False
+    security: SecuritySettings = field(default_factory=SecuritySettings)

@@ -45,6 +45,7 @@ class Settings:
     block_private_networks: bool = False
     user_agent: str = ""
     save_images: str | None = None  # folder or fsspec URL for the image bytes (storage.py)
+    results_db: str | None = None  # SQLAlchemy URL the records also go to (storage/results_db)
 
     def __post_init__(self) -> None:
         if self.workers < 1:

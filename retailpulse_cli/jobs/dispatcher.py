@@ -52,6 +52,13 @@ class QueueFull(RetailpulseError):
     hint = "try again later"
 
 
+class UserQueueFull(RetailpulseError):
+    """One user has as many jobs waiting as one user may (--max-queued-per-user)."""
+
+    exit_code = ExitCode.BUSY
+    hint = "wait for some of your jobs to start"
+
+
 class NotAccepting(RetailpulseError):
     """The service is stopping (or not started yet): it takes no new work."""
 
@@ -83,6 +90,7 @@ class Planner(Protocol):
 class _Item:
     job_id: str
     mode: lifecycle.Mode
+    owner: str | None = None  # meta.json `owner`: whose share of the queue it takes
 
 
 class Dispatcher:
@@ -97,17 +105,21 @@ class Dispatcher:
         max_queued: int,
         log: Callable[[str], None],
         engine: DaskEngine | None = None,
+        max_queued_per_user: int | None = None,
+        on_end: Callable[[Job], None] | None = None,
     ) -> None:
         self.store = store
         self.planner = planner
         self.concurrent_jobs = concurrent_jobs
         self.max_queued = max_queued
+        self.max_queued_per_user = max_queued_per_user or max_queued
+        self.on_end = on_end  # a job completed, failed or was cancelled (callbacks)
         self.log = log
         self.engine = engine
         self.keys = IdempotencyIndex()
         self._cond = threading.Condition()
         self._queue: deque[_Item] = deque()
-        self._reserved = 0  # submits admitted and still writing their job
+        self._reserved: list[str | None] = []  # owners of submits still writing their job
         self._running: dict[str, StopFlag] = {}
         self._accepting = False
         self._stopping = False
@@ -155,7 +167,7 @@ class Dispatcher:
 
     def counts(self) -> dict[str, int]:
         with self._cond:
-            queued = len(self._queue) + self._reserved
+            queued = len(self._queue) + len(self._reserved)
             return {"queued": queued, "running": len(self._running)}
 
     # -- use cases -----------------------------------------------------------------------------
@@ -164,7 +176,8 @@ class Dispatcher:
         self, job_spec: JobSpec, *, meta: dict[str, Any], claim: Claim | None = None
     ) -> tuple[Job, bool]:
         """Make a queued job; (job, True). With an idempotency `claim` seen before for the
-        same body: (that job, False), nothing made."""
+        same body: (that job, False), nothing made. `meta["owner"]` takes a share of the
+        queue (UserQueueFull past --max-queued-per-user)."""
         if claim is None:
             return self._create(job_spec, meta), True
         with self.keys.lock:
@@ -179,7 +192,8 @@ class Dispatcher:
     def retry(self, job_id: str) -> Job:
         """Queue a run of the job's failed (and never processed) images."""
         job = self.store.job(job_id)
-        with self._reservation(job_id):
+        owner = _owner(job)
+        with self._reservation(job_id, owner):
             lock = Lock.acquire(job.lock_path)
             try:
                 if current_state(job) == "queued":
@@ -187,7 +201,7 @@ class Dispatcher:
                 mark_queued(job, "retry")
             finally:
                 lock.release()
-        self._enqueue(_Item(job.id, "retry"))
+        self._enqueue(_Item(job.id, "retry", owner))
         return job
 
     def cancel(self, job_id: str, *, wait: float) -> JobStatus:
@@ -213,7 +227,8 @@ class Dispatcher:
     # -- queue internals -----------------------------------------------------------------------
 
     def _create(self, job_spec: JobSpec, meta: dict[str, Any]) -> Job:
-        with self._reservation(None):
+        owner = meta.get("owner")
+        with self._reservation(None, owner):
             plan = self.planner.for_new()
             job, lock = lifecycle.create_job(
                 self.store,
@@ -226,11 +241,11 @@ class Dispatcher:
             )
             lock.release()
             fsync_dir(self.store.root)  # the job survives a power cut once we answer
-        self._enqueue(_Item(job.id, "submit"))
+        self._enqueue(_Item(job.id, "submit", owner))
         return job
 
     @contextlib.contextmanager
-    def _reservation(self, job_id: str | None) -> Iterator[None]:
+    def _reservation(self, job_id: str | None, owner: str | None) -> Iterator[None]:
         """A place in the queue, held while the job is written (the queue cannot overfill
         while several submits write at once)."""
         with self._cond:
@@ -240,14 +255,26 @@ class Dispatcher:
                 job_id in self._running or any(i.job_id == job_id for i in self._queue)
             ):
                 raise JobBusy(f"job {job_id} is already queued or running")
-            if len(self._queue) + self._reserved >= self.max_queued:
-                raise QueueFull(f"the queue is full ({self.max_queued} jobs waiting)")
-            self._reserved += 1
+            self._check_room(owner)
+            self._reserved.append(owner)
         try:
             yield
         finally:
             with self._cond:
-                self._reserved -= 1
+                self._reserved.remove(owner)
+
+    def _check_room(self, owner: str | None) -> None:
+        """A full queue is everyone's (503, first); one user's full share is theirs (429)."""
+        if len(self._queue) + len(self._reserved) >= self.max_queued:
+            raise QueueFull(f"the queue is full ({self.max_queued} jobs waiting)")
+        if owner is None:
+            return
+        mine = sum(1 for i in self._queue if i.owner == owner) + self._reserved.count(owner)
+        if mine >= self.max_queued_per_user:
+            raise UserQueueFull(
+                f"user {owner} has {mine} jobs waiting, the most one user may queue "
+                f"(--max-queued-per-user {self.max_queued_per_user}); wait for some to start"
+            )
 
     def _enqueue(self, item: _Item) -> None:
         with self._cond:
@@ -274,6 +301,7 @@ class Dispatcher:
         if state != JobState.CANCELLED:
             mark_cancelled(job)
             self.log(f"job {job.id}: cancelled before it started")
+            self._ended(job)
 
     def _runner(self) -> None:
         while (taken := self._take()) is not None:
@@ -311,6 +339,7 @@ class Dispatcher:
             if stop.is_set():  # cancelled or stopping before it started
                 if stop.reason == JobState.CANCELLED:
                     mark_cancelled(job)
+                    self._ended(job)
                 return
             self._execute(job, stop)
         finally:
@@ -339,13 +368,24 @@ class Dispatcher:
             f"job {job.id} {final.get('status')}: {ok} ok, {failed} failed of {total} "
             f"image{'' if total == 1 else 's'} in {time.monotonic() - started:.1f}s"
         )
+        if final.get("status") in (JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED):
+            self._ended(job)
+
+    def _ended(self, job: Job) -> None:
+        """Tell `on_end` (never fatal to the runner: the job is done whatever it does)."""
+        if self.on_end is None:
+            return
+        try:
+            self.on_end(job)
+        except Exception as exc:
+            self.log(f"job {job.id}: end hook failed: {exc!r}")
 
     # -- start-up ------------------------------------------------------------------------------
 
     def recover(self) -> int:
         """Queue again, oldest first, every job a service queued or was running when it
         stopped or died; return how many."""
-        found: list[tuple[bool, str, str, lifecycle.Mode]] = []
+        found: list[tuple[bool, str, str, lifecycle.Mode, str | None]] = []
         for job_id in self.store.job_ids():
             job = Job(self.store.root / job_id)
             try:
@@ -361,10 +401,10 @@ class Dispatcher:
             if queued is not None:
                 was_running = doc.get("status") != "queued"
                 order = job_id if was_running else str(queued.get("queued_at") or job_id)
-                found.append((not was_running, order, job_id, queued_mode(job)))
-        found.sort()  # the jobs that were running first, then the queue in its order
+                found.append((not was_running, order, job_id, queued_mode(job), _owner(job)))
+        found.sort(key=lambda row: row[:3])  # the jobs that were running first, then the queue
         with self._cond:
-            self._queue.extend(_Item(job_id, mode) for *_, job_id, mode in found)
+            self._queue.extend(_Item(job_id, mode, owner) for *_, job_id, mode, owner in found)
         return len(found)
 
     def _requeue(self, job: Job) -> dict[str, Any] | None:
@@ -382,3 +422,12 @@ class Dispatcher:
             return mark_queued(job, "retry" if was_retry else "resume")
         finally:
             lock.release()
+
+
+def _owner(job: Job) -> str | None:
+    """The user a job belongs to (meta.json `owner`), for the queue's shares."""
+    try:
+        owner = job.meta().get("owner")
+    except RetailpulseError:
+        return None
+    return owner if isinstance(owner, str) else None

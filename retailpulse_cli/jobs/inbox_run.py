@@ -53,9 +53,9 @@ class InboxRun:
         """Claim every job file and plan its job; rejected files go to `rows` now."""
         planned: list[Planned] = []
         claims: list[Claim] = []
-        found, odd = inbox.claim_all(self.folder)
-        for name in odd:
-            self.notes.info(f"inbox: skipped {self.folder / name}: not a regular file")
+        found, left = inbox.claim_all(self.folder)
+        for note in left:  # entries left alone: not regular files, uploads under way
+            self.notes.info(f"inbox: {note}")
         for claim in found:
             item = self._take(claim)
             if item is not None:

@@ -45,8 +45,10 @@ def page_jobs(
     cursor: str | None = None,
     status: str | None = None,
     since: datetime | None = None,
+    owner: str | None = None,
 ) -> Page:
-    """Up to `limit` jobs after `cursor`, newest first, filtered by state and creation time."""
+    """Up to `limit` jobs after `cursor`, newest first, filtered by state, creation time
+    and owner (None: everyone's)."""
     ids = store.job_ids()  # names only (one directory listing), newest first
     start = 0
     if cursor is not None:  # ids are sorted descending: skip every id >= cursor
@@ -60,6 +62,8 @@ def page_jobs(
         if position - start >= max(SCAN_BUDGET, limit) or len(rows) >= limit:
             return Page(rows, ids[position - 1])
         row = listing(Job(store.root / job_id), since)
-        if row is not None and (status is None or row["status"] == status):
+        if row is None or (status is not None and row["status"] != status):
+            continue
+        if owner is None or row.get("owner") == owner:
             rows.append(row)
     return Page(rows, None)

@@ -168,6 +168,10 @@ def _settings_to_json(settings: Settings) -> dict[str, Any]:
     out["gpu_delay"] = list(settings.gpu_delay)
     if settings.save_images:  # credentials come from the environment, never from a file
         out["save_images"] = redact(settings.save_images)
+    if settings.results_db:  # usable again on resume; PGPASSWORD or .pgpass for the password
+        from retailpulse_cli.storage.results_db.url import without_password
+
+        out["results_db"] = without_password(settings.results_db)
     return out
 
 
@@ -202,7 +206,7 @@ def open_for_run(
         resolved = flags.resolve(stored=stored_settings(job))
         master = job_store_master(job, resolved.get("store_master"), notes)
         settings = options.settings_from(resolved)
-        check_image_store(settings)
+        check_sinks(settings)
         return Planned(job, lock, mode, settings, master)
     except BaseException:
         lock.release()
@@ -235,10 +239,15 @@ def job_store_master(job: Job, option: Path | None, notes: Notes) -> StoreMaster
     return store_masters.load(store_masters.resolve_path(option))
 
 
-def check_image_store(settings: Settings) -> None:
-    """--save-images checked before any job is made or run: a missing extra, a bucket
-    that is not there or a read-only folder is one line now, not one failure per image."""
+def check_sinks(settings: Settings) -> None:
+    """--save-images and --results-db checked before any job is made or run: a missing
+    extra, a bucket that is not there, a read-only folder or a database that cannot be
+    reached (or is newer than this tool) is one line now, not one failure per image."""
     if settings.save_images:
         from retailpulse_cli.storage.image_archive import open_store
 
         open_store(settings.save_images).check()
+    if settings.results_db:  # reached, and its schema made or migrated
+        from retailpulse_cli.storage import results_db
+
+        results_db.check(settings.results_db)

@@ -10,7 +10,7 @@ import re
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
-from typing import cast
+from typing import Any, TypedDict, cast
 
 from retailpulse_cli.errors import RetailpulseError, WaitTimeout
 from retailpulse_cli.model import WAITING, JobListing, JobState, JobStatus, StoreProblem
@@ -29,7 +29,18 @@ def read_status(job: Job) -> JobStatus:
     meta = job.meta()  # read once: the HTTP API answers this for every poll
     status = cast(JobStatus, job.status(meta))
     errors = cast("list[StoreProblem]", job.errors())
-    return with_errors({**status, "source": meta.get("source")}, errors)
+    return with_errors({**status, **origin(meta)}, errors)
+
+
+class Origin(TypedDict):
+    source: str | None
+    owner: str | None
+
+
+def origin(meta: dict[str, Any]) -> Origin:
+    """Where a job came from, as status and list show it: its source, and its owner (the
+    user who submitted it to `serve`; jobs made by the CLI have none)."""
+    return {"source": meta.get("source"), "owner": meta.get("owner")}
 
 
 def wait_for(
@@ -52,15 +63,16 @@ def wait_for(
         time.sleep(poll)
 
 
-_UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_DURATION = re.compile(r"(\d+)\s*([mhdw])")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_DURATION = re.compile(r"(\d+)\s*([smhdw])")
 
 
 def parse_duration(text: str) -> timedelta:
-    """`30m`, `24h`, `7d`, `2w` -> a timedelta; ValueError (one clear sentence) otherwise."""
+    """`30s`, `30m`, `24h`, `7d`, `2w` -> a timedelta; ValueError (one clear sentence)
+    otherwise."""
     m = _DURATION.fullmatch(text.strip().lower())
     if not m:
-        raise ValueError(f"{text!r} is not a duration such as 30m, 24h, 7d or 2w")
+        raise ValueError(f"{text!r} is not a duration such as 30s, 30m, 24h, 7d or 2w")
     seconds = int(m.group(1)) * _UNITS[m.group(2)]
     if seconds > 100 * 365 * 86400:  # past datetime's range once taken from now
         raise ValueError(f"{text!r} is more than 100 years")
@@ -69,7 +81,7 @@ def parse_duration(text: str) -> timedelta:
 
 def parse_since(text: str, now: datetime | None = None) -> datetime:
     """An ISO 8601 date or date-time (UTC without an offset), `today` or `yesterday`
-    (midnight UTC), or an age such as `30m`, `24h`, `7d`, `2w` before now."""
+    (midnight UTC), or an age such as `30s`, `30m`, `24h`, `7d`, `2w` before now."""
     value = text.strip()
     now = now or datetime.now(timezone.utc)
     midnight = now.astimezone(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -84,7 +96,7 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
     except ValueError:
         raise ValueError(
             f"{text!r} is not a date or an age: use an ISO 8601 date or date-time "
-            "(2026-11-30), today, yesterday, or an age such as 30m, 24h, 7d"
+            "(2026-11-30), today, yesterday, or an age such as 30s, 30m, 24h, 7d"
         ) from None
     return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
 
@@ -95,15 +107,19 @@ def list_jobs(
     status: JobState | None = None,
     since: datetime | None = None,
     limit: int | None = None,
+    owner: str | None = None,
 ) -> list[JobListing]:
     """Jobs newest first, as small summaries; a damaged job is listed as such, not fatal
-    (but not with `since`: its date is unknown)."""
+    (but not with `since`: its date is unknown). With `owner`, only the jobs that user
+    submitted to `serve`."""
     out: list[JobListing] = []
     for job_id in store.job_ids():
         row = listing(Job(store.root / job_id), since)
         if row is None or (since is not None and row["status"] == DAMAGED):
             continue
         if status and row["status"] != status:
+            continue
+        if owner is not None and row.get("owner") != owner:
             continue
         out.append(row)
         if limit is not None and len(out) >= limit:
@@ -116,6 +132,7 @@ def listing(job: Job, since: datetime | None) -> JobListing | None:
     before `since`."""
     try:
         st = cast(JobStatus, job.status())
+        came_from = origin(job.meta())  # job.status() read meta.json already
         row: JobListing = {
             "job_id": job.id,
             "created_at": st.get("created_at"),
@@ -123,7 +140,8 @@ def listing(job: Job, since: datetime | None) -> JobListing | None:
             "images_total": st.get("images_total", 0),
             "images_done": st.get("images_done", 0),
             "images_failed": st.get("images_failed", 0),
-            "source": job.meta().get("source"),  # job.status() read meta.json already
+            "source": came_from["source"],
+            "owner": came_from["owner"],
         }
         if since is not None and parse_since(str(row["created_at"])) < since:
             return None

@@ -18,7 +18,7 @@ from retailpulse_cli.config.settings import Settings
 from retailpulse_cli.errors import InvalidJobFile, JobDamaged, RetailpulseError
 from retailpulse_cli.jobs.lifecycle import Mode, earlier_runs, new_tally, status_doc
 from retailpulse_cli.jobs.read import read_status, with_errors
-from retailpulse_cli.model import FINISHED, JobState, JobStatus, Record, RunSpan
+from retailpulse_cli.model import FINISHED, JobState, JobStatus, Record, RunSpan, StoreProblem
 from retailpulse_cli.processing import spec
 from retailpulse_cli.processing.tally import STORE_NOT_FOUND, Tally
 from retailpulse_cli.storage.job_dir import Job, ResultsWriter, fsync_dir, now_iso
@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # pipeline and fetch pull in requests and Pillow: imported wh
     from retailpulse_cli.processing.download import StopFlag
     from retailpulse_cli.processing.fetch import Fetcher
     from retailpulse_cli.processing.pipeline import Pools
+    from retailpulse_cli.storage.results_db.follower import Follower
 
 STATUS_SYNC_SECONDS = 0.5  # how stale `status` may be while a job runs
 RESULTS_SYNC_SECONDS = 1.0  # a kill loses at most this much finished work (plus in-flight)
@@ -146,7 +147,7 @@ def execute(
     run = _JobRun(job, mode, plan, observer or NullObserver(), run_by)
     if run.nothing_to_do():
         return read_status(job)  # nothing to do: the job's history stays as it was
-    run.open()
+    run.open(settings.results_db)
     own_fetcher = fetcher is None
     fetch = fetcher or Fetcher(settings, stop)
     try:
@@ -223,12 +224,36 @@ class _JobRun:
         self.earlier_runs = earlier_runs(job.read_json("status.json"))
         self.todo = plan.tally.images_total - len(plan.skip)  # a retry redoes counted ones
         self.last_status = time.monotonic()
+        self.feed: Follower | None = None  # the results database's follower (--results-db)
 
-    def open(self) -> None:
-        """Write status `ongoing` and open the results file this run appends to."""
-        self.job.write_state(self.doc(JobState.ONGOING), self.plan.tally.errors())
+    def open(self, results_db: str | None = None) -> None:
+        """Write status `ongoing` and open the results file this run appends to (and the
+        results database's follower of it)."""
+        previous = None if self.mode == "submit" else self.job.read_json("status.json")
+        self.save_state(self.doc(JobState.ONGOING))
         path = self.job.retry_path if self.mode == "retry" else self.job.results_path
         self.writer = ResultsWriter.open(path)
+        if results_db:
+            from retailpulse_cli.storage import results_db as db
+
+            records = len(self.plan.skip) + len(self.plan.redo)
+            self.feed = db.follow(
+                results_db,
+                self.job,
+                self.writer,
+                meta=self.meta,
+                previous=previous,
+                records=records,
+            )
+            self.feed.status(self.doc(JobState.ONGOING), self.plan.tally.errors())
+
+    def save_state(self, doc: JobStatus) -> list[StoreProblem]:
+        """status.json and errors.json, and the same to the results database's follower."""
+        errors = self.plan.tally.errors()
+        self.job.write_state(doc, errors)
+        if self.feed is not None:
+            self.feed.status(doc, errors)
+        return errors
 
     def doc(self, state: JobState, **kw: str | None) -> JobStatus:
         """The status now; this run's entry in `runs` ends now (or at `finished`)."""
@@ -270,7 +295,7 @@ class _JobRun:
             writer.sync()
         if now - self.last_status >= STATUS_SYNC_SECONDS:
             writer.sync()  # status never counts a result that is not on disk yet
-            self.job.write_state(self.doc(JobState.ONGOING), self.plan.tally.errors())
+            self.save_state(self.doc(JobState.ONGOING))
             self.last_status = now
         self.observer.tick(self.plan.tally)
 
@@ -279,9 +304,13 @@ class _JobRun:
             self.writer.sync()
             reason = exc.message if isinstance(exc, RetailpulseError) else type(exc).__name__
             doc = self.doc(JobState.INTERRUPTED, interrupted_by=reason)
-            self.job.write_state(doc, self.plan.tally.errors())
+            errors = self.save_state(doc)
+            if self.feed is not None:
+                self.feed.close(doc, errors)
 
     def finish(self, complete: bool, stop_reason: str | None) -> JobStatus:
+        if self.feed is not None:
+            self.feed.drain()  # a retry's rows are read from retry.jsonl, merged next
         if self.mode == "retry":
             merge_retry(self.job)
         tally = self.plan.tally
@@ -292,6 +321,9 @@ class _JobRun:
             final = self.doc(JobState.CANCELLED)
         else:
             final = self.doc(JobState.INTERRUPTED, interrupted_by=stop_reason or "stopped")
-        errors = tally.errors()
-        self.job.write_state(final, errors)
-        return with_errors(final, errors)
+        errors = self.save_state(final)
+        if self.feed is not None:
+            self.feed.close(final, errors)
+        # the object `status --json` prints (it adds `source` from meta.json), so that
+        # `submit --json` and `status --json` give a job the same shape
+        return with_errors({**final, "source": self.meta.get("source")}, errors)

@@ -1,8 +1,8 @@
 """The app factory: one FastAPI app over one Service (jobs directory + queue).
 
 Routers per resource (FastAPI's "bigger applications" layout): the seed's API, /v1 jobs,
-the report, health probes, the offline docs. Authentication (issue 19) replaces the
-`current_user` dependency (server/security.py) and adds its routers here.
+the report, health probes, the offline docs; security (server/security/: tokens and
+JWTs, roles, rate limits, callbacks), the dashboard at / and /metrics, in one call.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from retailpulse_cli.server import (
     routes_seed,
 )
 from retailpulse_cli.server.body_limit import BodyLimit
+from retailpulse_cli.server.security import openapi as security_doc
 from retailpulse_cli.server.state import Service
 
 DESCRIPTION = """\
@@ -57,6 +58,8 @@ def create_app(service: Service) -> FastAPI:
     app.state.service = service
     errors.install(app)
     app.add_middleware(BodyLimit, max_bytes=service.settings.max_request_bytes)
+    # after BodyLimit: its gate is the outermost layer (timed, rate-limited before a body)
+    service.security.install(app, service.store, queue_counts=service.dispatcher.counts)
     for router in (
         routes_seed.router,
         routes_jobs.router,
@@ -95,5 +98,6 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         schemas = doc.get("components", {}).get("schemas", {})
         for unused in ("HTTPValidationError", "ValidationError"):
             schemas.pop(unused, None)
+        security_doc.document(doc, open_mode=app.state.service.settings.security.no_auth)
         app.openapi_schema = doc
     return app.openapi_schema

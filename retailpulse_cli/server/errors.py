@@ -34,6 +34,7 @@ from retailpulse_cli.jobs.dispatcher import (
     JobFinished,
     NotAccepting,
     QueueFull,
+    UserQueueFull,
 )
 from retailpulse_cli.jobs.idempotency import IdempotencyConflict
 from retailpulse_cli.processing.spec import Problem, json_path
@@ -47,6 +48,7 @@ ERRORS: tuple[tuple[type[RetailpulseError], int, str], ...] = (
     (JobFinished, 409, "job_finished"),
     (JobBusy, 409, "job_busy"),
     (QueueFull, 503, "queue_full"),
+    (UserQueueFull, 429, "user_queue_full"),
     (NotAccepting, 503, "not_accepting"),
     (StorageError, 507, "storage_error"),
     (JobDamaged, 500, "job_damaged"),
@@ -75,7 +77,7 @@ def error_body(code: str, message: str, path: str | None = None) -> dict[str, An
 
 
 def error_response(status: int, code: str, message: str, path: str | None = None) -> JSONResponse:
-    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status == 503 else None
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status in (429, 503) else None
     return JSONResponse(error_body(code, message, path), status_code=status, headers=headers)
 
 

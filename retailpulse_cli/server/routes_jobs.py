@@ -13,7 +13,13 @@ from retailpulse_cli.jobs import job_pages, read, results_export
 from retailpulse_cli.jobs.idempotency import MAX_KEY_LENGTH, claim_for
 from retailpulse_cli.server import schemas
 from retailpulse_cli.server.errors import ApiError
-from retailpulse_cli.server.security import User, current_user
+from retailpulse_cli.server.security.dependencies import (
+    current_user,
+    owner_filter,
+    require,
+    visible_job,
+)
+from retailpulse_cli.server.security.roles import Action, Principal
 from retailpulse_cli.server.state import Service, get_service
 
 router = APIRouter(prefix="/v1", tags=["jobs"], dependencies=[Depends(current_user)])
@@ -50,14 +56,16 @@ async def submit_job(
         "another body is 409.",
     ),
     service: Service = Depends(get_service),
-    user: User = Depends(current_user),
+    user: Principal = Depends(require(Action.SUBMIT)),
 ) -> JSONResponse:
-    """Validate the job file and queue it; answered once the job is on disk."""
+    """Validate the job file and queue it; answered once the job is on disk. With
+    `callback_url`, the job's status is POSTed there, signed, when it ends."""
     body = await request.body()
     job_spec = await run_in_threadpool(service.parse, body)
+    meta = {**service.meta(user), **service.security.callback_meta(body)}
     claim = None if idempotency_key is None else claim_for(idempotency_key, body, user.name)
     job, created = await run_in_threadpool(
-        service.dispatcher.submit, job_spec, meta=service.meta(user), claim=claim
+        service.dispatcher.submit, job_spec, meta=meta, claim=claim
     )
     status = await run_in_threadpool(read.read_status, job)
     return JSONResponse(status, status_code=202 if created else 200, headers=_location(job.id))
@@ -92,10 +100,15 @@ async def list_jobs(
     cursor: str | None = Query(
         None, max_length=255, description="`next_cursor` of the previous page."
     ),
+    owner: str | None = Query(
+        None, max_length=200, description="Only this user's jobs (admin; others see their own)."
+    ),
     service: Service = Depends(get_service),
+    user: Principal = Depends(require(Action.READ)),
 ) -> JSONResponse:
     """A page may hold fewer than `limit` jobs when a filter skips many (one request reads
-    at most a couple of thousand jobs); follow `next_cursor` until it is null."""
+    at most a couple of thousand jobs); follow `next_cursor` until it is null. Each user
+    sees their own jobs; an admin sees everyone's."""
     page = await run_in_threadpool(
         job_pages.page_jobs,
         service.store,
@@ -103,6 +116,7 @@ async def list_jobs(
         cursor=cursor,
         status=status,
         since=_since(since),
+        owner=owner_filter(user, owner),
     )
     return JSONResponse({"jobs": page.jobs, "next_cursor": page.next_cursor})
 
@@ -112,9 +126,13 @@ async def list_jobs(
     summary="A job's status (`retailpulse status --json`)",
     responses={200: STATUS, **schemas.errors(404)},
 )
-async def get_job(job_id: str = JobId, service: Service = Depends(get_service)) -> JSONResponse:
+async def get_job(
+    job_id: str = JobId,
+    service: Service = Depends(get_service),
+    user: Principal = Depends(require(Action.READ)),
+) -> JSONResponse:
     """Reads the job's own small files only, whatever the size of the jobs directory."""
-    return JSONResponse(read.read_status(service.store.job(job_id)))
+    return JSONResponse(read.read_status(visible_job(service.store, job_id, user)))
 
 
 @router.get(
@@ -137,9 +155,10 @@ async def get_results(
     format: Literal["jsonl", "csv"] = Query("jsonl", description="jsonl or csv."),
     failed: bool = Query(False, description="Only images that failed."),
     service: Service = Depends(get_service),
+    user: Principal = Depends(require(Action.READ)),
 ) -> StreamingResponse:
     """Streamed from the job's results file: never the whole job in memory."""
-    job = service.store.job(job_id)
+    job = visible_job(service.store, job_id, user)
     job.status()  # a damaged job is an error now, not a response cut short
     media = "text/csv" if format == "csv" else "application/x-ndjson"
     body = results_export.chunks(job, fmt=format, only_failed=failed)
@@ -152,8 +171,13 @@ async def get_results(
     summary="Run a job's failed images again",
     responses={202: {**STATUS, "description": "Queued to retry."}, **schemas.errors(404, 409, 503)},
 )
-async def retry_job(job_id: str = JobId, service: Service = Depends(get_service)) -> JSONResponse:
+async def retry_job(
+    job_id: str = JobId,
+    service: Service = Depends(get_service),
+    user: Principal = Depends(require(Action.RETRY)),
+) -> JSONResponse:
     """Queues a run of the failed (and never processed) images; unknown stores stay failed."""
+    visible_job(service.store, job_id, user)
     job = await run_in_threadpool(service.dispatcher.retry, job_id)
     status = await run_in_threadpool(read.read_status, job)
     return JSONResponse(status, status_code=202, headers=_location(job.id))
@@ -168,9 +192,14 @@ async def retry_job(job_id: str = JobId, service: Service = Depends(get_service)
         **schemas.errors(404, 409),
     },
 )
-async def cancel_job(job_id: str = JobId, service: Service = Depends(get_service)) -> JSONResponse:
+async def cancel_job(
+    job_id: str = JobId,
+    service: Service = Depends(get_service),
+    user: Principal = Depends(require(Action.CANCEL)),
+) -> JSONResponse:
     """A queued job never starts; a running one stops at a safe point (the answer waits
     for it). It reads `cancelled`; `retailpulse resume` can still finish it."""
+    visible_job(service.store, job_id, user)
     status = await run_in_threadpool(service.dispatcher.cancel, job_id, wait=CANCEL_WAIT_SECONDS)
     code = 202 if status.get("status") in ("queued", "ongoing") else 200
     return JSONResponse(status, status_code=code, headers=_location(job_id))

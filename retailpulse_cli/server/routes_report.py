@@ -7,10 +7,12 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from retailpulse_cli.errors import JobNotFound
 from retailpulse_cli.jobs import read, report_counts
 from retailpulse_cli.server import schemas
 from retailpulse_cli.server.errors import ApiError
-from retailpulse_cli.server.security import current_user
+from retailpulse_cli.server.security.dependencies import current_user, require, visible_job
+from retailpulse_cli.server.security.roles import Action, Principal
 from retailpulse_cli.server.state import Service, get_service
 
 router = APIRouter(tags=["report"], dependencies=[Depends(current_user)])
@@ -21,14 +23,26 @@ SINCE = Query(
     "yesterday, or an age: 30m, 24h, 7d); without it, the latest job.",
     examples=["24h"],
 )
+JOB = Query(None, max_length=255, description="One job's report (its id), instead of `since`.")
 
 
-def _summary(service: Service, since: str | None) -> report_counts.Summary:
+def _summary(
+    service: Service, since: str | None, job: str | None, user: Principal
+) -> report_counts.Summary:
+    """The report an admin would get, over the caller's own jobs only."""
     try:
         when = None if since is None else read.parse_since(since)
     except ValueError as exc:
         raise ApiError(400, "invalid_parameter", f"since: {exc}") from None
-    return report_counts.summarize(service.store, [], when)
+    store = service.store
+    if job is not None:
+        return report_counts.summarize(store, [visible_job(store, job, user).id])
+    if user.sees_all:
+        return report_counts.summarize(store, [], when)
+    mine = [r["job_id"] for r in read.list_jobs(store, since=when, owner=user.name)]
+    if not mine:
+        raise JobNotFound(f"no jobs of {user.name}" + (f" since {since}" if since else ""))
+    return report_counts.summarize(store, mine[::-1] if when else mine[:1])
 
 
 @router.get(
@@ -40,10 +54,13 @@ def _summary(service: Service, since: str | None) -> report_counts.Summary:
     },
 )
 async def report_json(
-    since: str | None = SINCE, service: Service = Depends(get_service)
+    since: str | None = SINCE,
+    job: str | None = JOB,
+    service: Service = Depends(get_service),
+    user: Principal = Depends(require(Action.READ)),
 ) -> JSONResponse:
-    """The same object as `retailpulse report --json`."""
-    summary = await run_in_threadpool(_summary, service, since)
+    """The same object as `retailpulse report --json`, over the caller's jobs."""
+    summary = await run_in_threadpool(_summary, service, since, job, user)
     return JSONResponse(summary.to_json())
 
 
@@ -60,10 +77,13 @@ async def report_json(
     },
 )
 async def report_page(
-    since: str | None = SINCE, service: Service = Depends(get_service)
+    since: str | None = SINCE,
+    job: str | None = JOB,
+    service: Service = Depends(get_service),
+    user: Principal = Depends(require(Action.READ)),
 ) -> HTMLResponse:
-    """The page `retailpulse report --html` writes."""
+    """The page `retailpulse report --html` writes, over the caller's jobs."""
     from retailpulse_cli.ui import report_html
 
-    summary = await run_in_threadpool(_summary, service, since)
+    summary = await run_in_threadpool(_summary, service, since, job, user)
     return HTMLResponse(report_html.render(summary))

@@ -16,7 +16,8 @@ from retailpulse_cli.errors import InvalidJobFile, RetailpulseError
 from retailpulse_cli.jobs.transitions import left_by_service
 from retailpulse_cli.server import schemas
 from retailpulse_cli.server.errors import problems_text
-from retailpulse_cli.server.security import User, current_user
+from retailpulse_cli.server.security.dependencies import require, visible_job
+from retailpulse_cli.server.security.roles import Action, Principal
 from retailpulse_cli.server.state import Service, get_service
 
 router = APIRouter(tags=["seed API"])
@@ -28,7 +29,7 @@ SUBMIT_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-async def _submit(request: Request, service: Service, user: User) -> JSONResponse:
+async def _submit(request: Request, service: Service, user: Principal) -> JSONResponse:
     body = await request.body()
     try:
         job_spec = await run_in_threadpool(service.parse, body)
@@ -48,7 +49,7 @@ async def _submit(request: Request, service: Service, user: User) -> JSONRespons
 async def seed_submit(
     request: Request,
     service: Service = Depends(get_service),
-    user: User = Depends(current_user),
+    user: Principal = Depends(require(Action.SUBMIT)),
 ) -> JSONResponse:
     """Validate the job file and queue it; the answer comes once the job is on disk."""
     return await _submit(request, service, user)
@@ -64,7 +65,7 @@ async def seed_submit(
 async def seed_submit_no_slash(
     request: Request,
     service: Service = Depends(get_service),
-    user: User = Depends(current_user),
+    user: Principal = Depends(require(Action.SUBMIT)),
 ) -> JSONResponse:
     """The same as `POST /api/submit/`."""
     return await _submit(request, service, user)
@@ -91,11 +92,12 @@ def seed_state(status: dict[str, Any]) -> str:
 async def seed_status(
     jobid: str | None = Query(None, description="The id `POST /api/submit/` answered."),
     service: Service = Depends(get_service),
-    _user: User = Depends(current_user),
+    user: Principal = Depends(require(Action.READ)),
 ) -> JSONResponse:
-    """`ongoing`, `completed` or `failed`; a failed job lists its stores' errors."""
+    """`ongoing`, `completed` or `failed`; a failed job lists its stores' errors. Another
+    user's job answers as an unknown one: `{}`."""
     try:
-        job = service.store.job(jobid or "")
+        job = visible_job(service.store, jobid or "", user)
         status = job.status()
         state = seed_state(status)
         body: dict[str, Any] = {"status": state, "job_id": job.id}

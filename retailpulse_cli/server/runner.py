@@ -21,6 +21,8 @@ from retailpulse_cli.errors import ExitCode
 from retailpulse_cli.jobs.dispatcher import Dispatcher
 from retailpulse_cli.server.app import create_app
 from retailpulse_cli.server.planner import OptionPlanner
+from retailpulse_cli.server.security.gate import write_access_line
+from retailpulse_cli.server.security.install import Security
 from retailpulse_cli.server.state import Service
 from retailpulse_cli.storage.job_dir import JobStore
 from retailpulse_cli.ui import output as console
@@ -103,11 +105,20 @@ def run(
     """Serve on `sock` (bound first: a port in use fails before any job is touched) until
     stopped by a signal."""
     log = (lambda _line: None) if quiet else console.info_line
+    security = Security.build(  # key files read now: a bad one is one line, before any job
+        settings.security,
+        store,
+        block_private=not settings.allow_private_networks,
+        log=log,
+        access_log=write_access_line if verbose else (lambda _line: None),
+    )
     dispatcher = Dispatcher(
         store,
         planner,
         concurrent_jobs=settings.concurrent_jobs,
         max_queued=settings.max_queued_jobs,
+        max_queued_per_user=settings.security.queue_share(settings.max_queued_jobs),
+        on_end=security.job_ended,
         log=log,
         engine=engine,
     )
@@ -115,7 +126,7 @@ def run(
     if recovered:
         console.info_line(f"{recovered} job(s) left queued or interrupted: queued again")
     dispatcher.start()
-    app = create_app(Service(store, dispatcher, settings, base_dir=Path.cwd()))
+    app = create_app(Service(store, dispatcher, settings, base_dir=Path.cwd(), security=security))
     handler = _LogLines(logging.INFO if verbose else logging.WARNING)
     for name in ("uvicorn.error", "uvicorn.access"):
         logger = logging.getLogger(name)
@@ -125,11 +136,14 @@ def run(
     config = uvicorn.Config(
         app,
         log_config=None,
-        access_log=verbose,
+        access_log=False,  # the gate writes the access lines (route, user; never a token)
         lifespan="off",
         timeout_graceful_shutdown=int(HTTP_DRAIN_SECONDS),
         server_header=False,
     )
     server = _Server(config, dispatcher, settings.grace, url_of(settings.host, sock))
-    server.run(sockets=[sock])
+    try:
+        server.run(sockets=[sock])
+    finally:
+        security.close()
     console.info_line("stopped")

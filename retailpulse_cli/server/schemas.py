@@ -61,6 +61,7 @@ class JobStatus(_Open):
     failures_by_code: dict[str, int]
     run: RunInfo | None = None
     source: str | None = None
+    owner: str | None = Field(None, description="the user who submitted it (null: the CLI)")
     error: list[StoreError]
 
 
@@ -74,6 +75,7 @@ class JobRow(_Open):
     images_done: int | None = None
     images_failed: int | None = None
     source: str | None = None
+    owner: str | None = None
     error: str | None = Field(None, description="why a damaged job cannot be read")
 
 

@@ -12,7 +12,9 @@ from retailpulse_cli.config.serve_settings import ServeSettings
 from retailpulse_cli.errors import InvalidJobFile
 from retailpulse_cli.jobs.dispatcher import Dispatcher
 from retailpulse_cli.processing import spec
-from retailpulse_cli.server.security import User
+from retailpulse_cli.server.security.dependencies import owner_meta
+from retailpulse_cli.server.security.install import Security
+from retailpulse_cli.server.security.roles import Principal
 from retailpulse_cli.storage.job_dir import JobStore
 
 SOURCE = "<http>"  # a job's `source` when it came over HTTP (as `<stdin>` for stdin)
@@ -24,6 +26,7 @@ class Service:
     dispatcher: Dispatcher
     settings: ServeSettings
     base_dir: Path  # where relative image paths point, if local files are allowed at all
+    security: Security  # who may call, how often, and their callbacks (server/security/)
 
     def parse(self, body: bytes) -> spec.JobSpec:
         """A request body as a job file; InvalidJobFile lists every problem."""
@@ -31,9 +34,9 @@ class Service:
             raise InvalidJobFile(SOURCE, ["empty request body, expected a job file (JSON)"])
         return spec.parse(body, source=SOURCE, base_dir=self.base_dir)
 
-    def meta(self, user: User) -> dict[str, Any]:
-        """What meta.json keeps about who submitted it and how."""
-        return {"origin": "http", "submitted_by": user.name}
+    def meta(self, user: Principal) -> dict[str, Any]:
+        """What meta.json keeps about who submitted it (its owner) and how."""
+        return {"origin": "http", **owner_meta(user)}
 
 
 async def get_service(request: Request) -> Service:

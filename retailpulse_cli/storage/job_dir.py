@@ -340,6 +340,9 @@ class ResultsWriter:
         # Run first by every sync: e.g. make stored images durable before the records
         # that name them are (--save-images).
         self.before_sync: Callable[[], None] | None = None
+        # Run after every sync with the bytes now durable: the results database follows
+        # the file that far (storage/results_db/follower.py).
+        self.after_sync: Callable[[int], None] | None = None
 
     @classmethod
     def open(cls, path: Path) -> ResultsWriter:
@@ -369,6 +372,8 @@ class ResultsWriter:
             raise _storage_error("write", self.path, exc) from None
         self.unsynced = 0
         self.last_sync = time.monotonic()
+        if self.after_sync is not None:
+            self.after_sync(self.fh.tell())
 
     def close(self) -> None:
         if self.fh.closed:
@@ -418,20 +423,35 @@ class JobStore:
             raise JobNotFound(f"no job {shown!r} in {self.root}")
         path = self.root / job_id
         if not (path / "status.json").exists() and not (path / "meta.json").exists():
-            if path.is_dir():
+            if _is_job_dir(path):
                 raise JobDamaged(f"job {job_id}: {path} has no status.json or meta.json")
+            self._check_root()
             raise JobNotFound(f"no job {job_id!r} in {self.root}")
         return Job(path)
 
+    def _check_root(self) -> None:
+        """A jobs dir that is a file fails as `list` fails (exit 7), not as 'no job'."""
+        try:
+            os.scandir(self.root).close()
+        except FileNotFoundError:
+            return  # no jobs dir yet: simply no such job
+        except OSError as exc:
+            raise _storage_error("read", self.root, exc) from None
+
     def job_ids(self) -> list[str]:
-        """Job ids, newest first (ids sort by creation time); stray files are not jobs."""
+        """Job ids, newest first (ids sort by creation time). Stray files, and folders
+        holding none of a job's files (notes/, lost+found/), are not jobs."""
         try:
             entries = list(os.scandir(self.root))
         except FileNotFoundError:
             return []
         except OSError as exc:
             raise _storage_error("read", self.root, exc) from None
-        names = (e.name for e in entries if not e.name.startswith(".") and e.is_dir())
+        names = (
+            e.name
+            for e in entries
+            if not e.name.startswith(".") and e.is_dir() and _is_job_dir(Path(e.path))
+        )
         return sorted(names, reverse=True)
 
     def create(
@@ -477,6 +497,13 @@ class JobStore:
 
 
 NAME_MAX = 255  # bytes in one file name on Linux and macOS file systems
+# What `create` writes, and what runs add: a folder with any of them is a job (maybe a
+# damaged one); a folder with none of them was never a job.
+JOB_FILES = ("status.json", "meta.json", "job.json", "errors.json", "results.jsonl")
+
+
+def _is_job_dir(path: Path) -> bool:
+    return any(os.path.lexists(path / name) for name in JOB_FILES)
 
 
 def _could_be_job_id(job_id: str) -> bool:

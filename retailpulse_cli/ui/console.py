@@ -66,6 +66,8 @@ def status_table(status: JobStatus) -> Table:
     table.add_row("job", cell(status.get("job_id")))
     if status.get("source"):
         table.add_row("source", cell(status["source"]))
+    if status.get("owner"):  # submitted to `serve` by this user
+        table.add_row("owner", cell(status["owner"]))
     table.add_row("status", Text(state, style=STATUS_STYLE.get(state, "")))
     if status.get("interrupted_by"):
         table.add_row("interrupted by", cell(status["interrupted_by"]))

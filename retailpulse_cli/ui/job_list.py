@@ -37,6 +37,19 @@ LAYOUTS: tuple[tuple[tuple[str, ...], bool], ...] = (
 )
 
 
+OWNER_BEFORE = "source"  # where the owner column goes, when any job has an owner
+
+
+def layouts(with_owner: bool) -> tuple[tuple[tuple[str, ...], bool], ...]:
+    """LAYOUTS, led (when some job was submitted to `serve` by a user) by the two widest
+    with an owner column: it is the first to go when the width runs short."""
+    if not with_owner:
+        return LAYOUTS
+    at = LAYOUTS[0][0].index(OWNER_BEFORE)
+    wide = tuple(((*columns[:at], "owner", *columns[at:]), short) for columns, short in LAYOUTS[:2])
+    return wide + LAYOUTS
+
+
 @dataclass(frozen=True)
 class Layout:
     columns: tuple[str, ...]
@@ -59,12 +72,13 @@ def cells_of(row: JobListing) -> dict[str, str]:
         "status": safe(str(row.get("status"))),
         "images": f"{total:,}" if done == total else f"{done:,}/{total:,}",
         "failed": f"{row.get('images_failed', 0):,}",
+        "owner": safe(str(row.get("owner") or "-")),
         "source": source_label(str(row.get("source") or ""), "-"),
     }
 
 
 def _widths(rows: Sequence[dict[str, str]], short_created: bool) -> dict[str, int]:
-    widths = {name: cell_len(name) for name in LAYOUTS[0][0]}
+    widths = {name: cell_len(name) for name in (*LAYOUTS[0][0], "owner")}
     for cells in rows:
         for name, value in cells.items():
             if name == "created" and short_created:
@@ -75,7 +89,8 @@ def _widths(rows: Sequence[dict[str, str]], short_created: bool) -> dict[str, in
 
 def choose_layout(rows: Sequence[dict[str, str]], width: int) -> Layout:
     """The widest layout that fits `width` columns (the narrowest if none does)."""
-    for columns, short in LAYOUTS:
+    with_owner = any(cells["owner"] != "-" for cells in rows)
+    for columns, short in layouts(with_owner):
         widths = _widths(rows, short)
         fixed = sum(widths[c] for c in columns if c != "source") + GAP * (len(columns) - 1)
         if "source" not in columns:

@@ -102,6 +102,21 @@ def info_line(message: str) -> None:
     _line(f"retailpulse: {safe(message)}")
 
 
+def route_core_logs() -> None:
+    """The core's warnings through the `logging` module (a results database that went away
+    while a job runs, from its background thread) as lines like every other."""
+    import logging
+
+    class CoreLog(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            info_line(record.getMessage())
+
+    logger = logging.getLogger("retailpulse")
+    if not any(type(h).__name__ == "CoreLog" for h in logger.handlers):
+        logger.addHandler(CoreLog(logging.WARNING))
+        logger.propagate = False
+
+
 class StderrNotes:
     """The core's notes (jobs.notes.Notes) as lines on stderr and in the --log-file."""
 

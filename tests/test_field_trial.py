@@ -1,0 +1,159 @@
+"""Small inconsistencies found by the second field trial (issue 17, findings 11, 15, 16):
+each command answers the same question the same way, whatever the source of a value."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import KNOWN, Cli, jobs_in, run_cli, visit, write_job
+from .imageserver import ImageServer
+
+USAGE = 2
+
+
+def one_job(tmp_path: Path, server: ImageServer, name: str = "job.json") -> Path:
+    return write_job(tmp_path / name, [visit(KNOWN[0], server.url("/img/171x17.png"))])
+
+
+# -- finding 16: an empty jobs dir, one rule for the flag, the variable and the file ----------
+
+
+@pytest.mark.parametrize("source", ["flag", "env", "config"])
+@pytest.mark.parametrize("command", ["list", "status", "submit"])
+def test_an_empty_jobs_dir_is_refused_wherever_it_comes_from(
+    cli: Cli,
+    server: ImageServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    source: str,
+    command: str,
+) -> None:
+    """Before: `--jobs-dir ""` wrote jobs into the current folder, `jobs-dir = ""` in the
+    config was refused and `RETAILPULSE_JOBS_DIR=""` quietly meant the default."""
+    job = one_job(tmp_path, server)
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    args = {"list": ["list"], "status": ["status", "20261204-000000-000-abcd"]}.get(
+        command, ["submit", str(job), "--gpu-delay", "0"]
+    )
+    where = {"flag": "--jobs-dir", "env": "RETAILPULSE_JOBS_DIR"}.get(source, "key 'jobs-dir'")
+    if source == "flag":
+        args += ["--jobs-dir", ""]
+    elif source == "env":
+        monkeypatch.setenv("RETAILPULSE_JOBS_DIR", "")
+    else:
+        monkeypatch.delenv("RETAILPULSE_JOBS_DIR")
+        (tmp_path / "rp.toml").write_text('jobs-dir = ""\n')
+        args += ["--config", str(tmp_path / "rp.toml")]
+    r = cli(*args)
+    assert r.exit_code == USAGE, r.stdout + r.stderr
+    assert f"{where}: an empty value is not valid for --jobs-dir" in r.stderr
+    assert r.stdout == "" and list(here.iterdir()) == []
+
+
+def test_other_empty_values_from_a_variable_are_refused_too(
+    cli: Cli, server: ImageServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RETAILPULSE_WORKERS", "")
+    r = cli("submit", str(one_job(tmp_path, server)), "--gpu-delay", "0")
+    assert r.exit_code == USAGE
+    assert "RETAILPULSE_WORKERS: an empty value is not valid for --workers" in r.stderr
+    monkeypatch.setenv("RETAILPULSE_WORKERS", "2")
+    monkeypatch.setenv("RETAILPULSE_NO_LOCAL_FILES", "")  # a switch: empty is off, as before
+    assert cli("submit", str(one_job(tmp_path, server)), "--gpu-delay", "0").exit_code == 0
+
+
+# -- finding 16: a jobs dir that is a file is the same error for every command ---------------
+
+
+@pytest.mark.parametrize(
+    "args", [["list"], ["status", "20261204-000000-000-abcd"], ["results", "x"], ["report"]]
+)
+def test_a_jobs_dir_that_is_a_file_is_a_storage_error_for_every_command(
+    cli: Cli, tmp_path: Path, args: list[str]
+) -> None:
+    """Before: `status ID` said "no job" (exit 5) where `list` said Not a directory (7)."""
+    not_a_dir = tmp_path / "jobs.txt"
+    not_a_dir.write_text("a file")
+    r = cli(*args, "--jobs-dir", str(not_a_dir))
+    assert r.exit_code == 7, r.stderr
+    assert f"cannot read {not_a_dir}: Not a directory" in r.stderr
+
+
+# -- finding 16: submit --json objects carry `source`, as status --json does -------------------
+
+
+@pytest.mark.parametrize("detach", [False, True])
+def test_submit_json_has_the_source_status_json_has(
+    server: ImageServer, env: dict[str, str], tmp_path: Path, detach: bool
+) -> None:
+    first, second = one_job(tmp_path, server, "a.json"), one_job(tmp_path, server, "b.json")
+    flags = ["--detach"] if detach else []
+    r = run_cli("submit", str(first), str(second), "--gpu-delay", "0", "--json", *flags, env=env)
+    assert r.returncode == 0, r.stderr
+    submitted = json.loads(r.stdout)
+    assert [doc["source"] for doc in submitted] == [str(first), str(second)]
+    for doc in submitted:
+        r = run_cli("status", doc["job_id"], "--wait", "--json", env=env)
+        assert json.loads(r.stdout)["source"] == doc["source"]
+    one = run_cli("submit", str(first), "--gpu-delay", "0", "--json", *flags, env=env)
+    assert json.loads(one.stdout)["source"] == str(first)
+
+
+# -- finding 16: seconds are a unit too --------------------------------------------------------
+
+
+def test_prune_and_since_take_seconds(
+    cli: Cli, server: ImageServer, env: dict[str, str], tmp_path: Path
+) -> None:
+    job_id = cli("submit", str(one_job(tmp_path, server)), "--gpu-delay", "0").stdout.strip()
+    assert [
+        row["job_id"] for row in json.loads(cli("list", "--since", "60s", "--json").stdout)
+    ] == [job_id]
+    time.sleep(1.1)  # the job finished over a second ago
+    r = cli("prune", "--older-than", "0s", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert [row["job_id"] for row in json.loads(r.stdout)] == [job_id]
+    assert jobs_in(env) == []
+
+
+def test_a_bad_age_still_names_every_unit(cli: Cli, env: dict[str, str]) -> None:
+    r = cli("prune", "--older-than", "10y")
+    assert r.exit_code == USAGE
+    assert "30s" in r.stderr and "7d" in r.stderr
+
+
+# -- finding 11: a config file that is not a small regular file is refused at once ------------
+
+
+@pytest.mark.parametrize("kind", ["/dev/zero", "fifo", "huge"])
+@pytest.mark.parametrize("how", ["flag", "env"])
+def test_a_config_that_is_not_a_small_regular_file_is_refused_at_once(
+    env: dict[str, str], tmp_path: Path, kind: str, how: str
+) -> None:
+    """Before: `--config /dev/zero` read without end (1.5-2.8 GB after 8 s) and a FIFO
+    blocked until someone wrote to it; `--store-master /dev/zero` was refused at once."""
+    path = tmp_path / "config.toml"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "huge":
+        path.write_text("# padding\n" * 200_000)  # 2 MB of comments: valid TOML
+    else:
+        path = Path(kind)
+    args, run_env = ["list"], dict(env)
+    if how == "flag":
+        args += ["--config", str(path)]
+    else:
+        run_env["RETAILPULSE_CONFIG"] = str(path)
+    started = time.monotonic()
+    r = run_cli(*args, env=run_env, timeout=30)
+    assert r.returncode == USAGE, r.stderr
+    assert time.monotonic() - started < 10
+    reason = "over 1 MiB" if kind == "huge" else "not a regular file"
+    assert f"{path}: {reason}" in r.stderr, r.stderr
