@@ -208,10 +208,11 @@ def test_a_queued_job_that_is_cancelled_never_starts(api: Served, server: ImageS
 def test_a_running_job_stops_at_a_safe_point_and_resume_finishes_it(
     api: Served, server: ImageServer
 ) -> None:
-    urls = [server.url(f"/nap/v1-cancel/{i}.png?seconds=0.5") for i in range(60)]
+    # 3 s per image, all downloading at once: the job is running, with nothing recorded,
+    # when the cancel comes, however fast or busy the machine
+    urls = [server.url(f"/slow/v1-cancel-{i}.png?seconds=3") for i in range(60)]
     job_id = api.submit(job_doc(visit(KNOWN[3], *urls)))
     api.wait(job_id, until=("ongoing",))
-    time.sleep(0.5)
     r = api.post(f"/v1/jobs/{job_id}/cancel")
     assert r.status_code == 200, r.text
     doc = r.json()
