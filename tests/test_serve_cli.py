@@ -27,8 +27,9 @@ def serve(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "192.0.2.10", "::"])
-def test_no_auth_off_loopback_is_refused_in_one_line(tmp_path: Path, host: str) -> None:
-    """With authentication on, any address may be bound (tests/test_auth_serve.py)."""
+def test_without_authentication_an_address_other_than_loopback_is_refused(
+    tmp_path: Path, host: str
+) -> None:
     env = clean_env(tmp_path, tmp_path / "jobs")
     r = serve("--no-auth", "--host", host, "--port", "0", env=env)
     assert r.returncode == 2

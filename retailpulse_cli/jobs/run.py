@@ -192,6 +192,7 @@ def _run_pipeline(
             tick=run.tick,
             stop=stop,
             name=run.job.id,
+            total=run.todo,
         )
     keep = None
     if settings.save_images:
