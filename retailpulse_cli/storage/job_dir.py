@@ -20,7 +20,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -334,9 +334,6 @@ class ResultsWriter:
         self.fh = fh
         self.unsynced = 0
         self.last_sync = time.monotonic()
-        # Run first by every sync: e.g. make stored images durable before the records
-        # that name them are (--save-images).
-        self.before_sync: Callable[[], None] | None = None
 
     @classmethod
     def open(cls, path: Path) -> ResultsWriter:
@@ -357,8 +354,6 @@ class ResultsWriter:
         self.unsynced += 1
 
     def sync(self) -> None:
-        if self.before_sync is not None:
-            self.before_sync()
         try:
             self.fh.flush()
             os.fsync(self.fh.fileno())
