@@ -338,9 +338,6 @@ class ResultsWriter:
         self.fh = fh
         self.unsynced = 0
         self.last_sync = time.monotonic()
-        # Run first by every sync: e.g. make stored images durable before the records
-        # that name them are (--save-images).
-        self.before_sync: Callable[[], None] | None = None
         # Run after every sync with the bytes now durable: the results database follows
         # the file that far (storage/results_db/follower.py).
         self.after_sync: Callable[[int], None] | None = None
@@ -369,8 +366,6 @@ class ResultsWriter:
         self.unsynced += 1
 
     def sync(self) -> None:
-        if self.before_sync is not None:
-            self.before_sync()
         try:
             self.fh.flush()
             os.fsync(self.fh.fileno())
