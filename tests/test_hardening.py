@@ -18,6 +18,7 @@ from typing import Any
 from .conftest import (
     Cli,
     dropped_earlier,
+    failures_in,
     jobs_in,
     results_of,
     run_cli,
@@ -180,7 +181,7 @@ def test_job_ids_sort_in_creation_order_within_a_second(
     assert all(re.fullmatch(r"\d{8}-\d{6}-\d{3}-[0-9a-f]{4}", i) for i in ids)
     assert ids == sorted(ids)
     for i in ids:
-        assert run_cli("status", "--wait", i, env=env).returncode == 0
+        assert run_cli("status", "--wait", i, env=env).returncode == 0, failures_in(env)
     listed = json.loads(cli("list", "--json").stdout)
     assert [row["job_id"] for row in listed] == ids[::-1]
 

@@ -13,7 +13,17 @@ import pytest
 
 from retailpulse_cli.storage import store_master
 
-from .conftest import KNOWN, Cli, jobs_in, results_of, run_cli, unstamped, visit, write_job
+from .conftest import (
+    KNOWN,
+    Cli,
+    failures_in,
+    jobs_in,
+    results_of,
+    run_cli,
+    unstamped,
+    visit,
+    write_job,
+)
 from .imageserver import ImageServer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -63,7 +73,7 @@ def test_default_store_master_found_from_another_directory(
         ],
     )
     proc = run_cli("submit", "job.json", "--gpu-delay", "0", env=env, cwd=elsewhere)
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 0, (proc.stderr, failures_in(env))
     job_id = proc.stdout.strip()
     assert jobs_in(env) == [job_id]
     records = results_of(env, job_id)
