@@ -5,6 +5,7 @@ read-until-close), and count every connection and byte it receives."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -32,16 +33,24 @@ class RawServer:
         self.received = 0  # bytes, all connections
         self._lock = threading.Lock()
         self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
 
     def url(self, path: str, host: str = "127.0.0.1") -> str:
         return f"http://{host}:{self.port}{path}"
 
     def start(self) -> RawServer:
-        threading.Thread(target=self._accept, daemon=True).start()
+        self._thread.start()
         return self
 
     def stop(self) -> None:
+        """End the accept thread, then close the socket. Closed under a thread blocked in
+        accept(), the descriptor number goes to the next socket opened (the image server's,
+        say), and a restarted accept() then takes that socket's connections: a stopped
+        server answered 404 for the image server minutes later (issue 17, finding 17)."""
         self._stopped.set()
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)  # a blocked accept() returns at once
+        self._thread.join(10)
         self.sock.close()
 
     def _accept(self) -> None:
