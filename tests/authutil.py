@@ -59,7 +59,7 @@ class Client:
 
 
 def small_job(server: ImageServer, tag: str = "a") -> dict[str, Any]:
-    return job_doc(visit(KNOWN[0], server.url(f"/img/40x30.png?{tag}")))
+    return job_doc(visit(KNOWN[0], server.url(f"/img/48x36.png?{tag}")))
 
 
 def files_holding(root: Path, secrets: list[str]) -> list[str]:

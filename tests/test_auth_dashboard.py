@@ -42,7 +42,7 @@ def site(
         env=clean_env(tmp, tmp / "jobs"), auth=True,
     )  # fmt: skip
     alice, bob = Client(api, tokens["alice"]), Client(api, tokens["bob"])
-    ok, missing = server.url("/img/40x30.png?d"), server.url("/status/404?d")
+    ok, missing = server.url("/img/48x36.png?d"), server.url("/status/404?d")
     made: dict[str, list[str]] = {"alice": [], "bob": []}
     made["alice"].append(alice.submit(job_doc(visit(KNOWN[0], ok, missing, ok + "2"))))
     weird = {**visit(EVIL, ok), "store_id": EVIL}  # an unknown store whose id is markup
@@ -156,6 +156,30 @@ def test_a_cookie_cannot_change_anything_and_a_foreign_login_is_refused(
     assert foreign.status_code == 403 and "set-cookie" not in foreign.headers
 
 
+def test_the_cookie_is_secure_when_served_over_tls(
+    site: tuple[Served, dict[str, str], dict[str, list[str]]],
+) -> None:
+    """Behind a TLS-terminating proxy on this machine (uvicorn trusts X-Forwarded-Proto
+    from 127.0.0.1 only), the request is https and the cookie is marked Secure."""
+    api, tokens, _made = site
+
+    def login(**headers: str) -> str:
+        r = requests.post(
+            api("/login"),
+            data={"token": tokens["bob"]},
+            headers=headers,
+            allow_redirects=False,
+            timeout=10,
+        )
+        assert r.status_code == 303
+        return r.headers["set-cookie"].lower()
+
+    over_tls = login(**{"X-Forwarded-Proto": "https"})
+    assert "httponly" in over_tls and "samesite=strict" in over_tls and "secure" in over_tls
+    plain = login()
+    assert "httponly" in plain and "secure" not in plain.replace("samesite=strict", "")
+
+
 def test_the_page_refreshes_itself_while_a_job_runs(tmp_path: Any, server: ImageServer) -> None:
     tokens = make_tokens(tmp_path / "jobs", carol="submitter")
     api = Served(
@@ -164,7 +188,7 @@ def test_the_page_refreshes_itself_while_a_job_runs(tmp_path: Any, server: Image
     )  # fmt: skip
     try:
         carol = Client(api, tokens["carol"])
-        job_id = carol.submit(job_doc(visit(KNOWN[0], server.url("/img/40x30.png?r"))))
+        job_id = carol.submit(job_doc(visit(KNOWN[0], server.url("/img/48x36.png?r"))))
         page = carol.get("/", cookies={"retailpulse_token": tokens["carol"]}).text
         assert '<meta http-equiv="refresh" content="5">' in page and job_id in page
         carol.wait(job_id)

@@ -173,8 +173,8 @@ def test_hs256_token_gives_its_subject_and_role(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("changes", "reason"),
     [
-        ({"exp": int(time.time()) - 60}, "expired"),
-        ({"nbf": int(time.time()) + 60}, "not yet valid"),
+        ({"exp": -60}, "expired"),  # exp and nbf: seconds from now, when the test runs
+        ({"nbf": 60}, "not yet valid"),
         ({"exp": None}, "exp"),
         ({"sub": None}, "sub"),
     ],
@@ -182,7 +182,9 @@ def test_hs256_token_gives_its_subject_and_role(tmp_path: Path) -> None:
 def test_time_and_required_claims_are_enforced(
     tmp_path: Path, changes: dict[str, Any], reason: str
 ) -> None:
-    body = {k: v for k, v in {**claims(), **changes}.items() if v is not None}
+    now = int(time.time())
+    timed = {k: now + v if k in ("exp", "nbf") and v is not None else v for k, v in changes.items()}
+    body = {k: v for k, v in {**claims(), **timed}.items() if v is not None}
     with pytest.raises(jwt_auth.InvalidToken, match=reason):
         hs_verifier(tmp_path).principal(jwt.encode(body, SECRET, algorithm="HS256"))
 

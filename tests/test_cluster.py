@@ -399,44 +399,6 @@ def test_a_killed_helper_process_ends_in_progress_or_a_clean_stop_without_a_trac
         assert f"retailpulse resume {job_id}" in err
 
 
-def test_a_cluster_left_without_workers_stops_the_job_cleanly_in_bounded_time(
-    dask_procs: tuple[str, list[subprocess.Popen[bytes]]],
-    server: ImageServer,
-    env: dict[str, str],
-    tmp_path: Path,
-    cli: Cli,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Issue 17: every worker process of a scheduler lost mid-job (none restarted) left the
-    driver waiting for good. Now it stops: interrupted, exit 2, a resume hint."""
-    address, procs = dask_procs
-    monkeypatch.setattr(dask_engine, "NO_WORKER_SECONDS", 2.0)
-    n, tag = 40, 800
-    job = image_job(tmp_path, server, n, tag=tag)
-
-    def kill_workers_once_some_are_done() -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            ids = jobs_in(env)
-            if ids and status_of(env, ids[0])["images_done"] > 0:
-                break
-            time.sleep(0.1)
-        for worker in procs[1:]:
-            worker.kill()
-
-    threading.Thread(target=kill_workers_once_some_are_done, daemon=True).start()
-    t0 = time.monotonic()
-    args = ["--cluster", address, "--shard-size", "2", "--workers", "2", "--gpu-delay", "0.2"]
-    r = cli("submit", str(job), *args)
-    assert r.exit_code == 2, r.stderr
-    assert time.monotonic() - t0 < 40
-    job_id = jobs_in(env)[0]
-    assert "no worker for 2 s" in r.stderr and f"retailpulse resume {job_id}" in r.stderr
-    assert "Traceback" not in r.stderr
-    st = status_of(env, job_id)
-    assert st["status"] == "interrupted" and 0 < st["images_done"] < n, st
-
-
 def recording_shard(tasks: list[Any], settings: Any, base_dir: Path, *rest: Any) -> Any:
     """run_shard, noting in the job's folder which worker process ran how many images,
     and when (the folder is the shard's `base_dir`, seen by every local worker)."""

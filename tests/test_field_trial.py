@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from .conftest import KNOWN, Cli, jobs_in, run_cli, visit, write_job
+from .conftest import KNOWN, Cli, dropped_earlier, jobs_in, run_cli, visit, write_job
 from .imageserver import ImageServer
 
 USAGE = 2
@@ -157,3 +160,110 @@ def test_a_config_that_is_not_a_small_regular_file_is_refused_at_once(
     assert time.monotonic() - started < 10
     reason = "over 1 MiB" if kind == "huge" else "not a regular file"
     assert f"{path}: {reason}" in r.stderr, r.stderr
+
+
+# -- finding 15: --json is valid Unicode for file names that are not UTF-8 ----------------------
+
+NOT_UTF8 = os.fsdecode(b"shelf-\xff.json")  # how Python holds such a name: '\udcff'
+SHOWN = "shelf-\\udcff.json"  # how every output shows it, text and JSON alike
+
+
+def strings_in(value: object) -> list[str]:
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in (k, *strings_in(v))]
+    if isinstance(value, list):
+        return [s for v in value for s in strings_in(v)]
+    return [value] if isinstance(value, str) else []
+
+
+def unicode_json(stdout: str) -> Any:
+    """The document, after checking it holds no lone surrogate (jq would make each one
+    U+FFFD, and a script could not tell the name it printed from another)."""
+    doc = json.loads(stdout)
+    for text in strings_in(doc):
+        text.encode("utf-8")  # raises on a lone surrogate
+    return doc
+
+
+def test_json_output_is_valid_unicode_for_a_file_name_that_is_not_utf8(
+    server: ImageServer, env: dict[str, str], tmp_path: Path
+) -> None:
+    good = one_job(tmp_path, server).read_text()
+    name = tmp_path / NOT_UTF8
+    name.write_text(good)
+    r = run_cli("validate", str(name), "--json", env=env)
+    assert r.returncode == 0, r.stderr
+    (row,) = unicode_json(r.stdout)
+    assert row["file"].endswith(SHOWN)
+    assert SHOWN in run_cli("validate", str(name), env=env).stdout  # the text form
+
+    r = run_cli("submit", str(name), "--gpu-delay", "0", "--json", env=env)
+    assert unicode_json(r.stdout)["source"].endswith(SHOWN)
+    (listed,) = unicode_json(run_cli("list", "--json", env=env).stdout)
+    assert listed["source"].endswith(SHOWN)
+
+    box = tmp_path / "box"
+    box.mkdir()
+    (box / NOT_UTF8).write_text(good)
+    (box / os.fsdecode(b"bad-\xfe.json")).write_text("{")
+    dropped_earlier(box)
+    r = run_cli("inbox", str(box), "--gpu-delay", "0", "--json", env=env)
+    rows = unicode_json(r.stdout)
+    assert sorted(row["file"] for row in rows) == ["bad-\\udcfe.json", SHOWN]
+
+
+def test_a_job_in_a_folder_whose_name_is_not_utf8_runs_to_its_end(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """Found with finding 15: a missing image's error names the folder, which a results
+    line (UTF-8) could not hold: the job stopped with an internal error (exit 70)."""
+    folder = tmp_path / os.fsdecode(b"visits-\xff")
+    folder.mkdir()
+    job = write_job(folder / "job.json", [visit(KNOWN[0], "missing.png")])
+    r = run_cli("submit", str(job), "--gpu-delay", "0", env=env)
+    assert r.returncode == 1, r.stderr  # failed: one image is missing
+    shown = run_cli("results", r.stdout.strip(), env=env)
+    (record,) = [json.loads(line) for line in shown.stdout.splitlines()]
+    assert record["error_code"] == "file_not_found"
+    assert "visits-\\udcff" in record["error"]
+
+
+# -- finding 16: a job file of long strings is held about twice, not four times ----------------
+
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss across execve, so a child forked from a
+# large pytest process reported the parent's size (345 MB late in a full run)
+MEMORY_CHILD = """
+import sys
+from pathlib import Path
+from typer.testing import CliRunner
+from retailpulse_cli.cli.app import app
+result = CliRunner().invoke(app, ["submit", sys.argv[1], "--gpu-delay", "0", "--retries", "0"])
+hwm = next(l for l in Path("/proc/self/status").read_text().splitlines() if l.startswith("VmHWM"))
+print(result.exit_code, int(hwm.split()[1]) // 1024)
+"""
+
+
+def test_a_job_file_of_long_urls_is_held_about_twice_not_four_times(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """A 200 MB job file of 1 MB URLs peaked at 812-821 MB (4x): each image in the
+    pipeline held several copies of its URL (requests makes some), beside the file's
+    text. No server takes a URL that long: it fails at once (`invalid_url`)."""
+    mb = 30
+    urls = [f"http://127.0.0.1:9/{i}/" + "a" * (1 << 20) + ".png" for i in range(mb)]
+    job = write_job(tmp_path / "long.json", [visit(KNOWN[0], url) for url in urls])
+    out = subprocess.run(
+        [sys.executable, "-c", MEMORY_CHILD, str(job)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    code, peak = (int(v) for v in out.stdout.split())
+    assert code == 1, out.stderr
+    baseline = 60  # the interpreter and its imports
+    assert peak < baseline + 2.5 * mb, f"peak {peak} MB for a {mb} MB job file"
+    (job_id,) = jobs_in(env)
+    records = [json.loads(line) for line in run_cli("results", job_id, env=env).stdout.splitlines()]
+    assert {r["error_code"] for r in records} == {"invalid_url"}
+    assert "longer than" in records[0]["error"]

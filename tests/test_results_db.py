@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import jobs_in, run_cli, start_cli, unstamped
+from .conftest import dropped_earlier, jobs_in, run_cli, start_cli, unstamped
 from .imageserver import ImageServer
 from .pgserver import PASSWORD, PgServer
 from .results_db_helpers import (
@@ -216,9 +216,24 @@ def test_inbox_writes_every_job_of_the_night(
     inbox.mkdir()
     for name in ("a", "b", "c"):
         write(inbox / f"{name}.json", mixed_job(server))
+    dropped_earlier(inbox)
     r = run_cli("inbox", str(inbox), "--results-db", db_url, "--gpu-delay", "0", env=env)
     assert r.returncode == 1, r.stderr  # the jobs ran side by side, each with its own writer
     assert len(jobs_in(env)) == 3
     for job_id in jobs_in(env):
         assert assert_rows_equal_records(db_url, env, job_id) == 9
         assert_job_row_follows_status(db_url, env, job_id)
+
+
+def test_export_of_a_results_file_with_a_record_twice(
+    env: dict[str, str], server: ImageServer, tmp_path: Path, db_url: str
+) -> None:
+    job = write(tmp_path / "job.json", mixed_job(server))
+    assert run_cli("submit", str(job), "--gpu-delay", "0", env=env).returncode == 1
+    (job_id,) = jobs_in(env)
+    results = job_dir(env, job_id) / "results.jsonl"
+    lines = results.read_text().splitlines(keepends=True)
+    results.write_text("".join([*lines, lines[1]]))  # a record written twice (a hand edit)
+    r = run_cli("export", "--to", db_url, env=env)
+    assert r.returncode == 0, r.stderr
+    assert query(db_url, "SELECT count(*) AS n FROM results")[0]["n"] == 9

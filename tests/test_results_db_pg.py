@@ -175,3 +175,22 @@ def test_schema_migrates_from_the_previous_version(
         {"image_index": 0, "host": "cdn.example.com:8443"},
         {"image_index": 1, "host": "file"},
     ]
+
+
+def test_serve_writes_its_jobs_to_the_database(
+    server: ImageServer, tmp_path: Path, pg_server: PgServer
+) -> None:
+    from .serveutil import Served, clean_env, job_doc, visit
+
+    url = new_db("postgresql", tmp_path, pg_server)
+    env = clean_env(tmp_path, tmp_path / "jobs")
+    srv = Served("--allow-private-networks", "--gpu-delay", "0", "--results-db", url, env=env)
+    try:
+        doc = job_doc(visit("S00339218", server.url("/img/64x48.png")),
+                      visit("S99999999", server.url("/img/80x60.jpg")))  # fmt: skip
+        job_id = srv.submit(doc)
+        srv.wait(job_id)
+    finally:
+        assert srv.stop() == 0
+    assert assert_rows_equal_records(url, env, job_id) == 2
+    assert_job_row_follows_status(url, env, job_id)

@@ -27,13 +27,17 @@ def serve(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "192.0.2.10", "::"])
-def test_an_address_other_than_loopback_is_refused_in_one_line(tmp_path: Path, host: str) -> None:
-    r = serve("--host", host, "--port", "0", env=clean_env(tmp_path, tmp_path / "jobs"))
+def test_without_authentication_an_address_other_than_loopback_is_refused(
+    tmp_path: Path, host: str
+) -> None:
+    env = clean_env(tmp_path, tmp_path / "jobs")
+    r = serve("--no-auth", "--host", host, "--port", "0", env=env)
     assert r.returncode == 2
     lines = unstamped(r.stderr).splitlines()
     assert lines == [
-        f"retailpulse: error: --host {host}: serve listens only on loopback addresses "
-        "(127.0.0.1, ::1, localhost) until authentication exists"
+        f"retailpulse: error: --host {host}: --no-auth serves anyone who can connect, so it "
+        "listens only on loopback addresses (127.0.0.1, ::1, localhost)",
+        "retailpulse: hint: drop --no-auth and give clients tokens (`retailpulse token create`)",
     ]
     assert not (tmp_path / "jobs").exists()
 

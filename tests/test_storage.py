@@ -58,7 +58,9 @@ def assert_content_addressed(root: Path) -> None:
 def test_layout_is_sha256_and_detected_format(tmp_path: Path, ext: str, stored_ext: str) -> None:
     data = image_bytes(64, 48, ext)
     fmt = measure(data, max_pixels=10**8).format  # the format the pipeline detected
-    stored = open_store(str(tmp_path / "photos")).put(data, fmt)
+    store = open_store(str(tmp_path / "photos"))
+    stored = store.put(data, fmt)
+    store.flush()  # the final name appears once the bytes are on disk
     digest = hashlib.sha256(data).hexdigest()
     path = tmp_path / "photos" / digest[:2] / f"{digest}.{stored_ext}"
     assert path.read_bytes() == data  # exactly as downloaded, not re-encoded
@@ -77,7 +79,9 @@ def test_file_url_is_a_local_folder(tmp_path: Path) -> None:
 
 def test_same_bytes_twice_is_one_file_not_rewritten(tmp_path: Path) -> None:
     data = image_bytes(320, 240, "jpg")
-    first = open_store(str(tmp_path)).put(data, "JPEG")  # job 1
+    job1 = open_store(str(tmp_path))
+    first = job1.put(data, "JPEG")
+    job1.flush()
     before = os.stat(first.stored_as)
     time.sleep(0.01)
     again = open_store(str(tmp_path)).put(data, "JPEG")  # another visit, another job, resume
@@ -93,7 +97,9 @@ def test_a_truncated_leftover_is_replaced(tmp_path: Path) -> None:
     path = tmp_path / digest[:2] / f"{digest}.png"
     path.parent.mkdir()
     path.write_bytes(data[:100])  # e.g. copied in by hand, cut short
-    stored = open_store(str(tmp_path)).put(data, "PNG")
+    store = open_store(str(tmp_path))
+    stored = store.put(data, "PNG")
+    store.flush()
     assert stored.written
     assert path.read_bytes() == data
 
@@ -115,6 +121,7 @@ def test_threads_share_one_store(tmp_path: Path) -> None:
         t.start()
     for t in threads:
         t.join()
+    store.flush()
     assert not errors
     assert len(files_under(tmp_path)) == len(blobs)  # no temp file left behind
     assert_content_addressed(tmp_path)
@@ -157,7 +164,9 @@ def test_kill_9_mid_write_leaves_no_partial_image(tmp_path: Path) -> None:
         proc.kill()
         proc.wait()
     assert_content_addressed(dest)  # a leftover temp file is hidden; every final name is whole
-    stored = open_store(str(dest)).put(b"after the crash", "PNG")
+    store = open_store(str(dest))
+    stored = store.put(b"after the crash", "PNG")
+    store.flush()
     assert Path(stored.stored_as).read_bytes() == b"after the crash"
 
 
@@ -225,6 +234,7 @@ def tiny_disk(tmp_path: Path) -> Iterator[Path]:
 def test_disk_full_is_store_failed_with_nothing_partial(tiny_disk: Path) -> None:
     store = open_store(str(tiny_disk))
     small = store.put(b"fits", "PNG")  # the folder works...
+    store.flush()
     with pytest.raises(StoreFailed) as caught:
         store.put(os.urandom(200_000), "JPEG")  # ...until the disk is full
     assert "no space left on the device (disk full)" in caught.value.message

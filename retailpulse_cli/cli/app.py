@@ -41,8 +41,8 @@ COMMANDS = {
     "report": "report_commands",
     "prune": "report_commands",
     "serve": "serve_command",
-    "token": "token_command",  # a group of its own: token create|list|revoke
     "export": "export_command",
+    "token": "token_command",  # last: a group of subcommands (token create|list|revoke)
 }
 
 EXIT_CODES_TEXT = "| code | meaning |\n|---:|---|\n" + "\n".join(

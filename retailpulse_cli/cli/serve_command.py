@@ -174,8 +174,10 @@ def _serve(settings: ServeSettings, flags: RunFlags, *, quiet: bool, verbose: bo
     from retailpulse_cli.jobs import batch, lifecycle, placement
     from retailpulse_cli.server import runner
     from retailpulse_cli.server.planner import OptionPlanner
+    from retailpulse_cli.ui.output import route_core_logs
 
     open_log(flags)
+    route_core_logs()  # the results database's warnings while jobs run, as lines
     planner = OptionPlanner(flags.values, flags.config_file, settings)
     lifecycle.check_sinks(planner.for_new().settings)
     cluster = placement.placement(flags)

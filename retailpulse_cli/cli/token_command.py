@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, ClassVar
 
 import typer
 
@@ -129,14 +129,18 @@ def _token_app(wrap: Callable[[Command], Command]) -> typer.Typer:
 
 
 class _TokenGroup:
-    """What cli.app's COMMANDS expects of a module (`group.register`), for a group of
-    subcommands rather than commands."""
+    """What cli.app's COMMANDS expects of a module (`group.commands`, `group.register`),
+    for a group of subcommands rather than commands."""
+
+    commands: ClassVar[list[tuple[str, Callable[..., object], dict[str, Any]]]] = [
+        ("token", _token_app, {})
+    ]
 
     def register(
         self, app: typer.Typer, wrap: Callable[[Command], Command], only: str | None = None
     ) -> None:
         if only in (None, "token"):
-            app.add_typer(_token_app(wrap))
+            app.add_typer(_token_app(wrap), name="token")
 
 
 group = _TokenGroup()

@@ -11,12 +11,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from retailpulse_cli.errors import RetailpulseError
 from retailpulse_cli.storage.job_dir import Job, JobStore, parse_time
 
-BATCH_RECORDS = 1000
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+BATCH_RECORDS = 5000  # a transaction each; the job's own writer batches by 1,000
 Progress = Callable[[int], None]  # rows just written
 
 
@@ -65,10 +68,22 @@ def plan(store: JobStore, job_ids: list[str], since: datetime | None) -> ExportP
 def export(url: str, export_plan: ExportPlan, progress: Progress | None = None) -> list[JobExport]:
     """Write every planned job that the database is not level with; report what was done."""
     from retailpulse_cli.storage.results_db import database as db
-    from retailpulse_cli.storage.results_db import rows as to_rows
 
     engine = db.open_db(url)
     done: list[JobExport] = []
+    try:
+        _export_jobs(engine, export_plan, done, progress)
+    except db.driver_errors() as exc:  # gone mid-way: what is written stays, and counts
+        raise db.unusable(exc, url, "export stopped (run it again: it goes on)") from None
+    return done
+
+
+def _export_jobs(
+    engine: Engine, export_plan: ExportPlan, done: list[JobExport], progress: Progress | None
+) -> None:
+    from retailpulse_cli.storage.results_db import database as db
+    from retailpulse_cli.storage.results_db import rows as to_rows
+
     with engine.connect() as conn:
         pg = conn.dialect.name == "postgresql"
         for job, status, meta in export_plan.jobs:
@@ -85,7 +100,7 @@ def export(url: str, export_plan: ExportPlan, progress: Progress | None = None) 
                     r for rec in batch if (r := to_rows.result_values(job.id, rec, postgres=pg))
                 ]
                 with conn.begin():
-                    db.upsert_results(conn, rows)
+                    db.upsert_results_bulk(conn, rows)
                 written += len(rows)
                 if progress is not None:
                     progress(len(rows))
@@ -95,7 +110,6 @@ def export(url: str, export_plan: ExportPlan, progress: Progress | None = None) 
             with conn.begin():
                 db.save_job(conn, row, errors, runs, level_at=None if live else updated)
             done.append(JobExport(job.id, written, False))
-    return done
 
 
 def _batches(job: Job) -> Iterator[list[dict[str, Any]]]:

@@ -15,12 +15,21 @@ from retailpulse_cli.storage.job_dir import parse_time
 def summarize(url: str, job_ids: list[str], since: datetime | None = None) -> Summary:
     """The report of the jobs named (each must be in the database), else of those created
     at or after `since`, else of the latest job; oldest first, like the directory report."""
-    from retailpulse_cli.storage.results_db import reading
-    from retailpulse_cli.storage.results_db.database import open_db
-    from retailpulse_cli.storage.results_db.url import shown
+    from retailpulse_cli.storage.results_db.database import driver_errors, open_db, unusable
 
     wanted = list(dict.fromkeys(job_ids))
-    with open_db(url).connect() as conn:
+    engine = open_db(url)
+    try:
+        return _summarize(engine, url, wanted, since)
+    except driver_errors() as exc:
+        raise unusable(exc, url, "cannot read the report") from None
+
+
+def _summarize(engine: Any, url: str, wanted: list[str], since: datetime | None) -> Summary:
+    from retailpulse_cli.storage.results_db import reading
+    from retailpulse_cli.storage.results_db.url import shown
+
+    with engine.connect() as conn:
         found = reading.job_rows(conn, wanted, since)
         missing = [j for j in wanted if j not in {r["job_id"] for r in found}]
         if missing:

@@ -194,18 +194,22 @@ def _run_pipeline(
             name=run.job.id,
             total=run.todo,
         )
-    keep = None
-    if settings.save_images:
-        from retailpulse_cli.processing.download import store_keep
-        from retailpulse_cli.storage.image_archive import open_store
+    if not settings.save_images:
+        pipeline = Pipeline(settings, fetcher, base_dir, stop, is_known=is_known, pools=pools)
+        return pipeline.run(tasks, run.sink, run.tick)
+    from retailpulse_cli.processing.download import store_keep
+    from retailpulse_cli.storage.image_archive import open_store
+    from retailpulse_cli.storage.photo_sync import HeldRecords
 
-        store = open_store(settings.save_images)  # checked by the CLI before the job was made
-        run.writer.before_sync = store.flush  # images on disk before records naming them
-        keep = store_keep(store, settings, stop)
+    store = open_store(settings.save_images)  # checked by the CLI before the job was made
+    keep = store_keep(store, settings, stop)
     pipeline = Pipeline(
         settings, fetcher, base_dir, stop, is_known=is_known, pools=pools, keep=keep
     )
-    return pipeline.run(tasks, run.sink, run.tick)
+    held = HeldRecords(store, run.sink)  # a record is written once the photo it names is durable
+    complete = pipeline.run(tasks, held.add, held.ticking(run.tick))
+    held.drain()
+    return complete
 
 
 class _JobRun:

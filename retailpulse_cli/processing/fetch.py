@@ -36,6 +36,10 @@ from retailpulse_cli.text.redaction import (
 )
 from retailpulse_cli.text.redaction import scrub as scrub
 
+# Web servers refuse request lines over 8-16 KB (414) and paths stop at 4 KB; a longer
+# "URL" is a mistake or an attack, and each image in flight held several copies of it
+# (a 200 MB job file of 1 MB URLs peaked at 812 MB).
+MAX_URL_LENGTH = 16_384
 DNS_ATTEMPTS = 2  # a temporary resolver failure gets one more try, not --retries
 _BODY_PIECE = 16 * 1024 * 1024  # the most a body read holds twice (see _read_all)
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504}) | frozenset(range(505, 600))
@@ -131,6 +135,12 @@ class Fetcher:
         for good, or RetryLater when another attempt is due after a pause. The pause is not
         slept here: the caller queues the image, so a worker never idles in a back-off."""
         tries = tries or Tries(Deadline(self.settings.timeout))
+        if len(url) > MAX_URL_LENGTH:  # before any copy: requests alone makes several
+            raise FetchFailure(
+                "invalid_url",
+                f"the URL is {len(url):,} characters long, longer than the "
+                f"{MAX_URL_LENGTH:,} any server or file system takes",
+            )
         try:
             parts = urlsplit(url)
         except ValueError as exc:

@@ -10,6 +10,7 @@ import os
 import signal
 import socket
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -92,6 +93,20 @@ class _Server(uvicorn.Server):
         self.should_exit = True
 
 
+def _security(
+    settings: ServeSettings, store: JobStore, log: Callable[[str], None], verbose: bool
+) -> Security:
+    """Tokens, JWT keys, limits, callbacks (server/security/): the key files are read now,
+    so a bad one is one line and exit 2 before any job is touched."""
+    return Security.build(
+        settings.security,
+        store,
+        block_private=not settings.allow_private_networks,
+        log=log,
+        access_log=write_access_line if verbose else (lambda _line: None),
+    )
+
+
 def run(
     settings: ServeSettings,
     planner: OptionPlanner,
@@ -105,13 +120,7 @@ def run(
     """Serve on `sock` (bound first: a port in use fails before any job is touched) until
     stopped by a signal."""
     log = (lambda _line: None) if quiet else console.info_line
-    security = Security.build(  # key files read now: a bad one is one line, before any job
-        settings.security,
-        store,
-        block_private=not settings.allow_private_networks,
-        log=log,
-        access_log=write_access_line if verbose else (lambda _line: None),
-    )
+    security = _security(settings, store, log, verbose)
     dispatcher = Dispatcher(
         store,
         planner,

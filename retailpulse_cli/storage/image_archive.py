@@ -2,9 +2,10 @@
 
 Layout: `DEST/<first 2 hex of sha256>/<sha256>.<ext>`, bytes exactly as downloaded, so the
 same photo in two visits or two jobs is stored once. A put is all or nothing: a local file
-is written under a temp name and renamed; an object-store put is one whole-object write.
-A store object holds no open handles or locks that threads share unsafely, and pickles as
-its `dest` (each Dask worker process re-opens its own).
+is written under a temp name and renamed once its bytes are on disk (storage/photo_sync.py);
+an object-store put is one whole-object write, durable once answered. A store object holds
+no open handles or locks that threads share unsafely, and pickles as its `dest` (each Dask
+worker process re-opens its own).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
 from retailpulse_cli.errors import ExitCode, RetailpulseError
+from retailpulse_cli.storage.photo_sync import Pending, Syncer
 from retailpulse_cli.text.redaction import redact, scrub
 
 STORE_FAILED = "store_failed"
@@ -65,19 +67,6 @@ _CAUSES = {
 _SECRET_ENV = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID")
 
 
-def _load_syncfs() -> Any:
-    import ctypes
-    import ctypes.util
-
-    try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).syncfs
-    except (OSError, AttributeError):  # not Linux/glibc: os.sync() does the same, wider
-        return None
-
-
-_syncfs = _load_syncfs()
-
-
 class StoreFailed(RetailpulseError):
     """An image could not be stored. As a record: `error_code` = `code`, `error` = message."""
 
@@ -113,8 +102,16 @@ class ImageStore(Protocol):
         """Store `data` (detected format `fmt`) unless already there; raise StoreFailed."""
         ...
 
+    def ticket(self) -> int:
+        """How many objects were put so far: `durable(ticket)` says when they all are."""
+        ...
+
+    def durable(self, ticket: int) -> bool:
+        """True once the first `ticket` objects put are durable; StoreFailed if they cannot be."""
+        ...
+
     def flush(self) -> None:
-        """Make every stored object durable (before results that name them are fsynced)."""
+        """Wait until every object put so far is durable; raise StoreFailed if it cannot be."""
         ...
 
     def check(self) -> None:
@@ -146,11 +143,17 @@ def object_name(data: bytes, fmt: str) -> tuple[str, str]:
 
 
 class LocalStore:
-    """A folder on this machine (or a shared mount every cluster worker sees)."""
+    """A folder on this machine (or a shared mount every cluster worker sees).
+
+    `put` writes the bytes under a temp name and returns; the folder's `Syncer` makes them
+    durable and gives them their final name in its own thread (storage/photo_sync.py), so
+    the final name appears once the bytes are on disk, and `flush` or `durable` tell when.
+    """
 
     def __init__(self, root: str | os.PathLike[str], *, dest: str | None = None) -> None:
         self.root = Path(root).expanduser().absolute()
         self.dest = dest if dest is not None else str(root)
+        self.syncer = Syncer(self.root, self._sync_failure)
 
     def __reduce__(self) -> tuple[Any, ...]:
         # The absolute folder: a worker process may run in another working directory.
@@ -168,33 +171,34 @@ class LocalStore:
     def put(self, data: bytes, fmt: str) -> Stored:
         digest, name = object_name(data, fmt)
         final = self.root / name
-        stored = Stored(digest, len(data), str(final), written=True)
+        if self.syncer.knows(final):  # this run stored it already (or is storing it)
+            return Stored(digest, len(data), str(final), written=False)
         try:
             if final.stat().st_size == len(data):
+                self.syncer.hand_over(Pending(final, None))  # another run's: is it on disk?
                 return Stored(digest, len(data), str(final), written=False)
         except FileNotFoundError:
             pass
         except OSError as exc:
             raise self._failure(exc, final) from None
         try:
-            final.parent.mkdir(parents=True, exist_ok=True)
-            _write_atomically(final, data)
+            if not final.parent.is_dir():
+                final.parent.mkdir(parents=True, exist_ok=True)
+                self.syncer.new_dir(final.parent)
+            temp = _write_temp(final, data)
         except OSError as exc:
             raise self._failure(exc, final) from None
-        return stored
+        self.syncer.hand_over(Pending(final, temp))
+        return Stored(digest, len(data), str(final), written=True)
+
+    def ticket(self) -> int:
+        return self.syncer.ticket()
+
+    def durable(self, ticket: int) -> bool:
+        return self.syncer.durable(ticket)
 
     def flush(self) -> None:
-        """syncfs(2) on the folder's file system: one call for every image written since,
-        where an fsync per image cost ~1 ms of CPU each (bench/storage_bench.py)."""
-        try:
-            fd = os.open(self.root, os.O_RDONLY)
-        except OSError:
-            return  # nothing was ever written there
-        try:
-            if _syncfs is None or _syncfs(fd) != 0:
-                os.sync()
-        finally:
-            os.close(fd)
+        self.syncer.wait()
 
     def _failure(self, exc: OSError, path: Path) -> StoreFailed:
         cause = _CAUSES.get(exc.errno or 0) or exc.strerror or str(exc)
@@ -203,23 +207,27 @@ class LocalStore:
             f"cannot store image in {self.root}: {cause} ({path})", retryable=retryable
         )
 
+    def _sync_failure(self, exc: OSError, path: Path) -> Exception:
+        cause = _CAUSES.get(exc.errno or 0) or exc.strerror or str(exc)
+        return StoreFailed(
+            f"cannot make the images stored in {self.root} durable: {cause} ({path})"
+        )
 
-def _write_atomically(final: Path, data: bytes) -> None:
-    """Temp name in the same folder, then rename: the final name only ever has all bytes.
 
-    A kill -9 leaves at most a hidden `.<sha>.<random>.tmp`, never read as an image. No
-    fsync per image (it cost more than the whole download at --gpu-delay 0): `flush()`
-    syncs the file system once before the results that name these files are fsynced.
+def _write_temp(final: Path, data: bytes) -> Path:
+    """Write `data` under a temp name beside `final`; the syncer renames it once durable.
+
+    A kill -9 leaves at most a hidden `.<sha>.<random>.tmp`, never read as an image.
     """
-    tmp = final.with_name(f".{final.name}.{secrets.token_hex(6)}{TEMP_SUFFIX}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # umask applies
+    temp = final.with_name(f".{final.name}.{secrets.token_hex(6)}{TEMP_SUFFIX}")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # umask applies
     try:
         with os.fdopen(fd, "wb") as out:
             out.write(data)
-        os.replace(tmp, final)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        temp.unlink(missing_ok=True)
         raise
+    return temp
 
 
 class FsspecStore:
@@ -272,6 +280,12 @@ class FsspecStore:
         except Exception as exc:
             raise self._failure(exc) from None
         return Stored(digest, len(data), f"{self.shown}/{name}", written=True)
+
+    def ticket(self) -> int:
+        return 0  # an object store's PUT is durable once it has answered
+
+    def durable(self, ticket: int) -> bool:
+        return True
 
     def flush(self) -> None:
         """Nothing to do: an object store's PUT is durable once it has answered."""

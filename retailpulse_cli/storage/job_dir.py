@@ -26,6 +26,7 @@ from typing import IO, Any
 
 from retailpulse_cli.errors import JobBusy, JobDamaged, JobNotFound, StorageError
 from retailpulse_cli.model import JobState
+from retailpulse_cli.text.escape import without_surrogates
 
 SCHEMA_VERSION = 1
 ENV_VAR = "RETAILPULSE_JOBS_DIR"
@@ -337,9 +338,6 @@ class ResultsWriter:
         self.fh = fh
         self.unsynced = 0
         self.last_sync = time.monotonic()
-        # Run first by every sync: e.g. make stored images durable before the records
-        # that name them are (--save-images).
-        self.before_sync: Callable[[], None] | None = None
         # Run after every sync with the bytes now durable: the results database follows
         # the file that far (storage/results_db/follower.py).
         self.after_sync: Callable[[int], None] | None = None
@@ -356,15 +354,18 @@ class ResultsWriter:
         return cls(path, fh)
 
     def append(self, record: dict[str, Any]) -> None:
+        text = json.dumps(record, ensure_ascii=False)
         try:
-            self.fh.write(json.dumps(record, ensure_ascii=False).encode() + b"\n")
+            line = text.encode()
+        except UnicodeEncodeError:  # e.g. an error naming a folder whose name is not UTF-8
+            line = json.dumps(without_surrogates(record), ensure_ascii=False).encode()
+        try:
+            self.fh.write(line + b"\n")
         except OSError as exc:
             raise _storage_error("write", self.path, exc) from None
         self.unsynced += 1
 
     def sync(self) -> None:
-        if self.before_sync is not None:
-            self.before_sync()
         try:
             self.fh.flush()
             os.fsync(self.fh.fileno())

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, NamedTuple, TextIO
 
-from retailpulse_cli.text.escape import safe
+from retailpulse_cli.text.escape import safe, without_surrogates
 from retailpulse_cli.ui.streams import log_line
 
 if TYPE_CHECKING:
@@ -64,10 +64,16 @@ def stdout_guard() -> Iterator[None]:
 
 
 def print_json(obj: object) -> None:
-    """JSON on stdout, nothing else: safe to pipe into jq. Text that the stream cannot
-    encode (a lone surrogate from a job file, or any non-ASCII under LANG=C) is written
-    as JSON \\u escapes instead: the same value to any JSON reader."""
+    """JSON on stdout, nothing else: safe to pipe into jq. Always valid Unicode: a lone
+    surrogate (a file name that is not UTF-8, or a job file's `\\ud800`) is written as the
+    text output shows it, `\\udcff`. Text that the stream cannot encode (any non-ASCII
+    under LANG=C) is written as JSON \\u escapes: the same value to any JSON reader."""
     text = json.dumps(obj, indent=2, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        obj = without_surrogates(obj)
+        text = json.dumps(obj, indent=2, ensure_ascii=False)
     try:
         text.encode(sys.stdout.encoding or "utf-8")
     except (UnicodeEncodeError, LookupError):

@@ -121,6 +121,29 @@ def failure(exc: BaseException, url: str) -> str:
     return scrub(text, url)
 
 
+def driver_errors() -> tuple[type[Exception], ...]:
+    """What a database call may raise when the database, not our code, is the cause."""
+    import sqlite3
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    found: list[type[Exception]] = [SQLAlchemyError, sqlite3.Error]
+    try:
+        import psycopg
+
+        found.append(psycopg.Error)
+    except ImportError:
+        pass
+    return tuple(found)
+
+
+def unusable(exc: BaseException, url: str, doing: str) -> ResultsDbError:
+    """A database failure in the middle of a command, as one line (exit 7)."""
+    error = ResultsDbError(f"results database {urls.shown(url)}: {doing}: {failure(exc, url)}")
+    error.reason = failure(exc, url)
+    return error
+
+
 def open_db(url: str) -> Engine:
     """The engine, once the database answered and its schema is this tool's (created or
     migrated forward on first use). One clear error otherwise; nothing is made then."""
@@ -186,6 +209,36 @@ def upsert_results(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
     """Insert or replace results rows (tuples from rows.result_values), executemany."""
     if rows:
         conn.exec_driver_sql(_upsert_sql(conn.dialect.name), list(rows))
+
+
+_COLUMNS = ", ".join(RESULT_COLUMNS)
+_LOAD_TABLE = (
+    "CREATE TEMP TABLE IF NOT EXISTS results_load (LIKE results INCLUDING DEFAULTS) "
+    "ON COMMIT DELETE ROWS"
+)
+_FROM_LOAD = (
+    f"INSERT INTO results ({_COLUMNS}) SELECT {_COLUMNS} FROM results_load "
+    "ON CONFLICT (job_id, image_index) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in RESULT_COLUMNS[2:])
+)
+
+
+def upsert_results_bulk(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
+    """As upsert_results, for `export`'s large batches: into PostgreSQL by COPY to a
+    temporary table and one INSERT ... ON CONFLICT from it (half the server's CPU of a
+    statement per row); SQLite's executemany is already a loop in C."""
+    if conn.dialect.name != "postgresql" or not rows:
+        upsert_results(conn, rows)
+        return
+    last = {(row[0], row[1]): row for row in rows}  # a key twice in one statement is refused
+    raw = conn.connection.driver_connection
+    assert raw is not None
+    with raw.cursor() as cursor:
+        cursor.execute(_LOAD_TABLE)
+        with cursor.copy(f"COPY results_load ({_COLUMNS}) FROM STDIN") as copy:
+            for row in last.values():
+                copy.write_row(row)
+        cursor.execute(_FROM_LOAD)
 
 
 def save_job(

@@ -1,0 +1,190 @@
+"""Make the photos a job stored durable, paying only for our own writes (issue 21).
+
+A download thread writes a photo under a temp name and hands it to the folder's `Syncer`;
+a background thread takes everything handed over since its last round and, in one batch:
+fdatasyncs each temp file, renames it to its final name, and fsyncs the folders that got new
+names (and the parents of new folders). A power cut therefore never finds a final name over
+bytes that were not on disk, and a photo counts as durable only once its name is.
+
+Why not syncfs(2), which one call covered everything with before: it waits for every dirty
+page of the file system, other programs' too, so a job on a shared disk was paced by its
+neighbours. Why a batch in a background thread rather than an fsync per put: on ext4 the
+first fdatasync of a batch commits the journal for all of it, so the rest are cheap, and the
+download threads never wait for the disk (bench/storage_bench.py measures the variants).
+
+`HeldRecords` keeps the other half of the promise: a results record that names a stored
+photo reaches the results file only after that photo is durable.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+Record = dict[str, Any]
+DURABLE_NAMES_KEPT = 50_000  # a bounded memory of names this process already made durable
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A photo to make durable: written under `temp` (renamed to `final` once its bytes are
+    on disk), or, with `temp` None, found already under `final` (another run's or job's)."""
+
+    final: Path
+    temp: Path | None
+
+
+class Syncer:
+    """Batches of `Pending` photos under one folder, made durable by a background thread.
+
+    Tickets: `ticket()` is how many photos were handed over so far; `durable(t)` is True
+    once the first `t` are durable. A photo handed over before a record was made is covered
+    by any ticket taken after, so a record needs no ticket of its own photo.
+    """
+
+    def __init__(self, root: Path, on_error: Callable[[OSError, Path], Exception]) -> None:
+        self.root = root
+        self._on_error = on_error
+        self._cond = threading.Condition()
+        self._queue: list[Pending] = []
+        self._in_flight: set[Path] = set()  # final names handed over, not yet durable
+        self._durable: set[Path] = set()  # final names made durable by this syncer
+        self._new_dirs: set[Path] = {root}  # their entries in their parents need an fsync
+        self._handed = 0
+        self._done = 0
+        self._error: Exception | None = None
+        self._running = False
+
+    def knows(self, final: Path) -> bool:
+        """True when `final` is already on its way to disk or durable: nothing to do."""
+        with self._cond:
+            return final in self._in_flight or final in self._durable
+
+    def new_dir(self, path: Path) -> None:
+        with self._cond:
+            self._new_dirs.add(path)
+
+    def hand_over(self, item: Pending) -> None:
+        with self._cond:
+            self._queue.append(item)
+            self._in_flight.add(item.final)
+            self._handed += 1
+            if not self._running:
+                self._running = True
+                threading.Thread(target=self._loop, name="rp-photo-sync", daemon=True).start()
+
+    def ticket(self) -> int:
+        with self._cond:
+            return self._handed
+
+    def durable(self, ticket: int) -> bool:
+        """True once the first `ticket` photos are durable; raise when syncing them failed."""
+        with self._cond:
+            if self._done >= ticket:
+                return True
+            if self._error is not None:
+                raise self._error
+            return False
+
+    def wait(self) -> None:
+        """Block until every photo handed over so far is durable (or raise why not)."""
+        with self._cond:
+            ticket = self._handed
+            while self._done < ticket and self._error is None:
+                self._cond.wait()
+        self.durable(ticket)
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                if not self._queue or self._error is not None:
+                    self._running = False
+                    return
+                batch, self._queue = self._queue, []
+                new_dirs, self._new_dirs = self._new_dirs, set()
+                upto = self._handed
+            error = self._sync(batch, new_dirs)
+            with self._cond:
+                if error is not None:
+                    self._error = error
+                else:
+                    self._done = upto
+                    if len(self._durable) > DURABLE_NAMES_KEPT:
+                        self._durable.clear()
+                    for item in batch:
+                        self._in_flight.discard(item.final)
+                        self._durable.add(item.final)
+                self._cond.notify_all()
+
+    def _sync(self, batch: list[Pending], new_dirs: set[Path]) -> Exception | None:
+        path = self.root
+        try:
+            for item in batch:  # the bytes, before any name points at them
+                path = item.temp or item.final
+                _fsync_path(path, os.fdatasync)
+            for item in batch:
+                if item.temp is not None:
+                    path = item.final
+                    os.replace(item.temp, item.final)
+            folders = {item.final.parent for item in batch} | {d.parent for d in new_dirs}
+            for path in sorted(folders):  # the names: new files, then new folders
+                _fsync_path(path, os.fsync)
+        except OSError as exc:
+            return self._on_error(exc, path)
+        return None
+
+
+def _fsync_path(path: Path, sync: Callable[[int], None]) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        sync(fd)
+    finally:
+        os.close(fd)
+
+
+class DurableStore(Protocol):
+    def ticket(self) -> int: ...
+
+    def durable(self, ticket: int) -> bool: ...
+
+    def flush(self) -> None: ...
+
+
+class HeldRecords:
+    """Passes records on to `sink` in arrival order, each only once every photo stored
+    before it arrived is durable. Records of photos not stored wait behind them (at most
+    one sync round), so the results file keeps the order the pipeline finished them in."""
+
+    def __init__(self, store: DurableStore, sink: Callable[[Record], None]) -> None:
+        self.store = store
+        self.sink = sink
+        self.held: deque[tuple[int, Record]] = deque()
+
+    def add(self, record: Record) -> None:
+        ticket = self.store.ticket() if "stored_as" in record else 0
+        self.held.append((ticket, record))
+        self.release()
+
+    def release(self) -> None:
+        """Hand on every record at the front whose photos are durable by now."""
+        while self.held and self.store.durable(self.held[0][0]):
+            self.sink(self.held.popleft()[1])
+
+    def ticking(self, tick: Callable[[], None]) -> Callable[[], None]:
+        """`tick`, releasing what became durable since the last record first."""
+
+        def both() -> None:
+            self.release()
+            tick()
+
+        return both
+
+    def drain(self) -> None:
+        """At the end of a run: wait for the last photos, then hand on every record."""
+        self.store.flush()
+        self.release()
