@@ -399,6 +399,34 @@ def test_a_killed_helper_process_ends_in_progress_or_a_clean_stop_without_a_trac
         assert f"retailpulse resume {job_id}" in err
 
 
+def test_a_cluster_left_without_workers_stops_the_job_cleanly_in_bounded_time(
+    dask_procs: tuple[str, list[subprocess.Popen[bytes]]],
+    server: ImageServer,
+    env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    """Issue 17: every worker process of a scheduler lost mid-job (none restarted) left the
+    driver waiting for good. Now it stops: interrupted, exit 2, a resume hint. The wait is
+    Dask's `no-workers-timeout` when set (2 s here), 30 s otherwise."""
+    address, procs = dask_procs
+    n, tag = 40, 800
+    job = image_job(tmp_path, server, n, tag=tag)
+    quick = {**env, "DASK_DISTRIBUTED__SCHEDULER__NO_WORKERS_TIMEOUT": "2s"}
+    args = ["--cluster", address, "--shard-size", "2", "--workers", "2", "--gpu-delay", "0.3"]
+    p = start_cli("submit", str(job), *args, env=quick)
+    job_id = wait_some_done(env, p.pid)
+    for worker in procs[1:]:
+        worker.kill()
+    t0 = time.monotonic()
+    _, err = p.communicate(timeout=60)
+    assert time.monotonic() - t0 < 20, err
+    assert p.returncode == 2, err
+    assert "no worker for 2 s" in err and f"retailpulse resume {job_id}" in err, err
+    assert "Traceback" not in err, err
+    st = status_of(env, job_id)
+    assert st["status"] == "interrupted" and 0 < st["images_done"] < n, st
+
+
 def recording_shard(tasks: list[Any], settings: Any, base_dir: Path, *rest: Any) -> Any:
     """run_shard, noting in the job's folder which worker process ran how many images,
     and when (the folder is the shard's `base_dir`, seen by every local worker)."""

@@ -42,8 +42,17 @@ SCHEDULER_TIMEOUT = 10.0  # seconds to reach a tcp:// scheduler and hear it answ
 # 1,200 images in 1,000-image shards left one of two workers idle most of the run.
 SHARDS_AHEAD = 2
 # A cluster without a single worker for this long cannot finish the job: it is stopped
-# (interrupted, resumable) rather than left waiting for good.
+# (interrupted, resumable) rather than left waiting for good. Dask's own setting for tasks
+# that cannot run, `distributed.scheduler.no-workers-timeout`, replaces it when set.
 NO_WORKER_SECONDS = 30.0
+
+
+def no_worker_seconds() -> float:
+    import dask
+    from dask.utils import parse_timedelta
+
+    value = dask.config.get("distributed.scheduler.no-workers-timeout", None)
+    return float(parse_timedelta(value)) if value else NO_WORKER_SECONDS
 
 
 def split_budgets(settings: Settings, processes: int) -> Settings:
@@ -373,7 +382,8 @@ class _DriverRun:
         self.next_id = 0
         self.strikes: set[int] = set()  # images that killed a worker running alone, once
         self.isolating = False  # a shard killed workers: shards no longer overlap (`split`)
-        self.workers_seen = time.monotonic()  # when the cluster last had a worker
+        self.workers_seen = self.workers_asked = time.monotonic()  # had a worker; asked
+        self.no_worker_seconds = no_worker_seconds()
 
     def submit(self, shard: list[ImageTask], *, last: bool = False) -> None:
         """Send a shard to the cluster. It may overlap the worker's next shard unless it is
@@ -447,16 +457,20 @@ class _DriverRun:
         return True
 
     def check_workers(self, now: float) -> None:
-        """A cluster that has had no worker for NO_WORKER_SECONDS (every process lost, and
-        none restarted or joining) ends the run, rather than waiting for good."""
-        try:
-            workers = self.client.scheduler_info().get("workers") or {}
-        except Exception:  # a hiccup: the next look decides
+        """A cluster that has had no worker for `no_worker_seconds` (every process lost,
+        and none restarted or joining) ends the run, rather than waiting for good. Asked
+        once a second, with a bound: a scheduler that does not answer counts as none."""
+        if now - self.workers_asked < 1.0:
             return
+        self.workers_asked = now
+        try:
+            workers = self.client.nthreads(callback_timeout=5)
+        except Exception:  # no answer: no worker we know of
+            workers = {}
         if workers:
             self.workers_seen = now
-        elif now - self.workers_seen > NO_WORKER_SECONDS and not self.stop.is_set():
-            raise self.lost(RuntimeError(f"no worker for {NO_WORKER_SECONDS:g} s"))
+        elif now - self.workers_seen > self.no_worker_seconds and not self.stop.is_set():
+            raise self.lost(RuntimeError(f"no worker for {self.no_worker_seconds:g} s"))
 
     def cancel_pending(self) -> None:
         if self.pending:
