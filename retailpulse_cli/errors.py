@@ -36,7 +36,7 @@ EXIT_CODE_HELP: dict[ExitCode, str] = {
     ),
     ExitCode.WAIT_TIMEOUT: "`status --wait` timed out",
     ExitCode.INTERNAL: "internal error (a bug)",
-    ExitCode.INTERRUPTED: "interrupted by Ctrl-C / SIGINT, or job found interrupted",
+    ExitCode.INTERRUPTED: "interrupted by Ctrl-C / SIGINT, or job found interrupted or cancelled",
     ExitCode.TERMINATED: "terminated by SIGTERM",
 }
 

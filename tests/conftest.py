@@ -5,16 +5,18 @@ import os
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from retailpulse_cli.cli.app import app
 
 from .imageserver import ImageServer
+from .pgserver import pg_server  # noqa: F401 (a real PostgreSQL, for tests that ask)
 from .s3server import s3, s3_server  # noqa: F401 (fixtures for every test module)
 
 KNOWN = ["S00339218", "S01408764", "S00339198", "S00339204", "S00339215"]
@@ -48,8 +50,22 @@ def write_job(path: Path, visits: list[dict[str, Any]], count: int | None = None
     return path
 
 
+def dropped_earlier(folder: Path, seconds: float = 60) -> None:
+    """Date every file in an inbox folder `seconds` back, as if dropped before the cron
+    run: `inbox` leaves files modified in the last few seconds for the next run."""
+    when = time.time() - seconds
+    for path in folder.iterdir():
+        if path.is_file() and not path.is_symlink():
+            os.utime(path, (when, when))
+
+
 def visit(store_id: str, *urls: str, when: str = "2026-11-28T10:15:00+05:30") -> dict[str, Any]:
     return {"store_id": store_id, "image_url": list(urls), "visit_time": when}
+
+
+def one_image_job(tmp_path: Path, server: ImageServer, w: int = 700) -> Path:
+    """tmp_path/j.json: one visit of a known store with one PNG, `w` pixels wide."""
+    return write_job(tmp_path / "j.json", [visit("S00339218", server.url(f"/img/{w}x30.png"))])
 
 
 class Cli:
@@ -58,7 +74,7 @@ class Cli:
     def __init__(self) -> None:
         self.runner = CliRunner()
 
-    def __call__(self, *args: str, input: str | None = None) -> Any:
+    def __call__(self, *args: str, input: str | None = None) -> Result:
         return self.runner.invoke(app, list(args), input=input, catch_exceptions=False)
 
 

@@ -17,13 +17,16 @@ MB = 200
 SLACK = 60  # interpreter, imports and one 16 MB read piece
 
 CHILD = """
-import resource, sys
+import sys
 from pathlib import Path
 from retailpulse_cli.processing.fetch import Fetcher
 from retailpulse_cli.config.settings import Settings
 fetcher = Fetcher(Settings(max_bytes=512 << 20, timeout=60, read_timeout=30))
 data, _ = fetcher.fetch(sys.argv[1], Path("."))
-print(len(data), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss across execve, so a child forked from a
+# large pytest process reported the parent's size (344 MB late in a full run)
+hwm = next(l for l in Path("/proc/self/status").read_text().splitlines() if l.startswith("VmHWM"))
+print(len(data), int(hwm.split()[1]) // 1024)
 """
 
 

@@ -18,7 +18,16 @@ import typer
 from retailpulse_cli.cli.app import app, handle_errors
 from retailpulse_cli.errors import EXIT_CODE_HELP
 
-from .conftest import Cli, jobs_in, results_of, run_cli, start_cli, visit, write_job
+from .conftest import (
+    Cli,
+    dropped_earlier,
+    jobs_in,
+    results_of,
+    run_cli,
+    start_cli,
+    visit,
+    write_job,
+)
 from .imageserver import ImageServer
 
 ANSI = re.compile(r"\x1b\[")
@@ -77,6 +86,7 @@ def test_inbox_moves_files_records_ids_and_reasons(
     ok_job(box, server, "good.json", 406)
     (box / "broken.json").write_text("{not json")
     (box / "notes.txt").write_text("not a job file: left alone")
+    dropped_earlier(box)
     r = cli("inbox", str(box), "--gpu-delay", "0", "--json")
     assert r.exit_code == 3  # one rejected file
     rows = {row["file"]: row for row in json.loads(r.stdout)}
@@ -92,6 +102,35 @@ def test_inbox_moves_files_records_ids_and_reasons(
     assert again.exit_code == 0 and json.loads(again.stdout) == []
 
 
+def test_inbox_leaves_a_file_still_being_uploaded_for_the_next_run(
+    cli: Cli, server: ImageServer, env: dict[str, str], tmp_path: Path
+) -> None:
+    """Issue 17, finding 6: a file caught mid-upload was rejected as invalid JSON."""
+    box = tmp_path / "inbox"
+    box.mkdir()
+    whole = ok_job(tmp_path, server, "whole.json", 408).read_text()
+    ok_job(box, server, "earlier.json", 407)
+    for name in (".hidden.json", "upload.json.tmp", "upload.json.part"):
+        (box / name).write_text(whole)  # temp names: never job files, however old
+    dropped_earlier(box)
+    (box / "uploading.json").write_text(whole[: len(whole) // 2])  # being written now
+    r = cli("inbox", str(box), "--gpu-delay", "0", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert [row["file"] for row in json.loads(r.stdout)] == ["earlier.json"]
+    assert f"left {box / 'uploading.json'} for the next run: modified" in r.stderr
+    assert list((box / "rejected").iterdir()) == []
+    left = sorted(p.name for p in box.iterdir() if p.is_file())
+    assert left == [".hidden.json", "upload.json.part", "upload.json.tmp", "uploading.json"]
+    # The upload ends; the next run, a few seconds later, takes it.
+    (box / "uploading.json").write_text(whole)
+    dropped_earlier(box)
+    again = cli("inbox", str(box), "--gpu-delay", "0", "--json")
+    assert again.exit_code == 0, again.stderr
+    rows = [(row["file"], row["status"]) for row in json.loads(again.stdout)]
+    assert rows == [("uploading.json", "completed")]
+    assert list((box / "rejected").iterdir()) == []
+
+
 def test_two_inbox_runs_at_once_take_no_file_twice(
     server: ImageServer, env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -99,6 +138,7 @@ def test_two_inbox_runs_at_once_take_no_file_twice(
     box.mkdir()
     for k in range(12):
         ok_job(box, server, f"job{k:02}.json", 410 + k)
+    dropped_earlier(box)
     procs = [
         start_cli("inbox", str(box), "--json", "--gpu-delay", "0.05", env=env) for _ in range(2)
     ]
@@ -120,6 +160,7 @@ def test_inbox_picks_up_a_file_left_by_a_killed_run(
     box.mkdir()
     urls = [server.url(f"/img/{430 + i}x22.png") for i in range(60)]
     write_job(box / "big.json", [visit("S00339218", *urls)])
+    dropped_earlier(box)
     p = start_cli("inbox", str(box), "--gpu-delay", "0.1", "--workers", "2", env=env)
     deadline = time.monotonic() + 20
     while not list((box / ".processing").glob("*.job")):
@@ -297,7 +338,7 @@ def test_under_cron_minimal_environment(server: ImageServer, tmp_path: Path) -> 
     assert r.returncode == 0, r.stderr
     job_id = r.stdout.strip()
     try:
-        assert f"job {job_id} completed: 1 ok, 0 failed of 1 image " in r.stderr
+        assert f"job {job_id} (a.json) completed: 1 ok, 0 failed of 1 image " in r.stderr
         assert not ANSI.search(r.stderr)
         st = subprocess.run(
             [sys.executable, "-m", "retailpulse_cli", "status", job_id, "--json"],

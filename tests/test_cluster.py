@@ -4,11 +4,15 @@ Kept few and bounded: each LocalCluster start costs ~1-2 s on the 2-core CI mach
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -18,7 +22,7 @@ from typing import Any
 import psutil
 import pytest
 
-from retailpulse_cli.processing import dask_engine
+from retailpulse_cli.processing import dask_engine, dask_worker
 
 from .conftest import (
     Cli,
@@ -111,19 +115,18 @@ def test_missing_extra_and_bad_value_are_one_line_usage_errors(
     r = run_cli("submit", str(job), env=no_dask)
     assert r.returncode == 2
     assert "pip install 'retailpulse[dask]'" in r.stderr and "Traceback" not in r.stderr
+    assert "pip install -e '.[dask]'" in r.stderr  # the form that works in a checkout
     assert jobs_in(env) == []  # refused before any job was made
     r = run_cli("submit", str(job), "--cluster", "lokal:2", env=env)
     assert r.returncode == 2 and "local, local:N or tcp://HOST:PORT" in r.stderr
     assert jobs_in(env) == []
 
 
-def crashing_shard(
-    tasks: list[Any], settings: Any, base_dir: Path, shard_id: int, stop_name: str
-) -> Any:
+def crashing_shard(tasks: list[Any], *args: Any) -> Any:
     """A shard whose process dies on one poisoned image, as a native crash would."""
     if any(t.url.endswith("/poison.png") for t in tasks):
         os._exit(9)
-    return dask_engine.run_shard(tasks, settings, base_dir, shard_id, stop_name)
+    return dask_worker.run_shard(tasks, *args)
 
 
 def test_a_shard_that_keeps_killing_workers_is_split_until_the_culprit_is_alone(
@@ -139,7 +142,7 @@ def test_a_shard_that_keeps_killing_workers_is_split_until_the_culprit_is_alone(
     urls = [server.url(f"/img/{370 + i}x9.png") for i in range(6)]
     urls[3] = server.url("/img/poison.png")
     job = write_job(tmp_path / "poison.json", [visit("S00339218", *urls)])
-    monkeypatch.setattr(dask_engine, "run_shard", crashing_shard)
+    monkeypatch.setattr(dask_worker, "run_shard", crashing_shard)
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
         r = cli("submit", str(job), "--cluster", "local:2", "--shard-size", "2", "--gpu-delay", "0")
     assert r.exit_code == 1, r.stderr
@@ -167,7 +170,7 @@ def test_killed_worker_reruns_its_shard_and_killed_driver_resumes_exactly_once(
 ) -> None:
     n, tag = 80, 400
     job = image_job(tmp_path, server, n, tag=tag)
-    args = ["--cluster", "local:2", "--shard-size", "5", "--workers", "4", "--gpu-delay", "0.1"]
+    args = ["--cluster", "local:2", "--shard-size", "5", "--workers", "4", "--gpu-delay", "0.3"]
     p = start_cli("submit", str(job), *args, env=env)
     job_id = wait_some_done(env, p.pid)
     pids = worker_pids(p.pid)
@@ -322,3 +325,118 @@ def test_losing_the_scheduler_mid_job_interrupts_it_and_resume_finishes_it(
     records = results_of(env, job_id)
     assert records[: len(kept)] == kept  # what the cluster finished is kept, not redone
     assert_exactly_once(records, n, tag)
+
+
+@pytest.fixture
+def silent_listener() -> Iterator[int]:
+    """A real TCP listener on 127.0.0.1 that accepts connections and never says a word."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):  # closed at the end of the test
+            while True:
+                accepted.append(listener.accept()[0])
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield int(listener.getsockname()[1])
+    finally:
+        listener.close()
+        for conn in accepted:
+            conn.close()
+
+
+def test_a_scheduler_address_that_accepts_and_never_answers_is_refused_in_bounded_time(
+    silent_listener: int, server: ImageServer, env: dict[str, str], tmp_path: Path
+) -> None:
+    """Issue 17: Dask's handshake waited for the first message with no timeout, so this
+    hung for good (no output after 120 s)."""
+    job = image_job(tmp_path, server, 2, tag=390)
+    address = f"tcp://127.0.0.1:{silent_listener}"
+    t0 = time.monotonic()
+    r = run_cli("submit", str(job), "--cluster", address, env=env, timeout=60)
+    assert time.monotonic() - t0 < 30
+    assert r.returncode == 2, r.stderr
+    errors = [line for line in r.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and address in errors[0] and "did not answer" in errors[0], r.stderr
+    assert "Traceback" not in r.stderr
+    assert jobs_in(env) == []
+
+
+def resource_tracker_of(driver: int) -> psutil.Process:
+    """The driver's multiprocessing resource tracker (a child process it starts)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        for kid in psutil.Process(driver).children():
+            with contextlib.suppress(psutil.Error):
+                if "resource_tracker" in " ".join(kid.cmdline()):
+                    return kid
+        time.sleep(0.05)
+    raise AssertionError("no resource tracker under the driver")
+
+
+def test_a_killed_helper_process_ends_in_progress_or_a_clean_stop_without_a_traceback(
+    server: ImageServer, env: dict[str, str], tmp_path: Path
+) -> None:
+    """Issue 17: killing the driver's resource tracker mid-job printed a `KeyError: '/mp-…'`
+    traceback per semaphore (and left some runs stuck). Now the job either goes on to the
+    end, exactly once, or stops cleanly: interrupted, exit 2, a resume hint."""
+    n, tag = 120, 700
+    job = image_job(tmp_path, server, n, tag=tag)
+    args = ["--cluster", "local:2", "--shard-size", "20", "--workers", "4", "--gpu-delay", "0.1"]
+    p = start_cli("submit", str(job), *args, env=env)
+    job_id = wait_some_done(env, p.pid)
+    resource_tracker_of(p.pid).kill()
+    _, err = p.communicate(timeout=90)
+    assert "Traceback" not in err and "KeyError" not in err and "resource_tracker" not in err, err
+    st = status_of(env, job_id)
+    if p.returncode == 0:
+        assert st["status"] == "completed"
+        assert_exactly_once(results_of(env, job_id), n, tag)
+    else:
+        assert p.returncode == 2 and st["status"] == "interrupted", (p.returncode, err)
+        assert f"retailpulse resume {job_id}" in err
+
+
+def recording_shard(tasks: list[Any], settings: Any, base_dir: Path, *rest: Any) -> Any:
+    """run_shard, noting in the job's folder which worker process ran how many images,
+    and when (the folder is the shard's `base_dir`, seen by every local worker)."""
+    began = time.time()
+    result = dask_worker.run_shard(tasks, settings, base_dir, *rest)
+    with open(base_dir / "shards.log", "a", encoding="utf-8") as fh:
+        fh.write(f"{os.getpid()} {len(tasks)} {began} {time.time()}\n")
+    return result
+
+
+def test_shards_are_sized_from_the_job_so_every_worker_gets_work_and_they_overlap(
+    server: ImageServer,
+    env: dict[str, str],
+    tmp_path: Path,
+    cli: Cli,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 17: with 1,000-image shards, a job of 1,200 made shards of 1,000 and 200 and one
+    of two workers idled most of the run; a 120-image job was one shard on one worker. Now
+    shards follow the job's size and the cluster's, and a worker starts its next shard
+    while the last images of one go through the GPU stage."""
+    n, tag = 120, 900
+    job = image_job(tmp_path, server, n, tag=tag)
+    monkeypatch.setattr(dask_worker, "run_shard", recording_shard)
+    r = cli("submit", str(job), "--cluster", "local:2", "--workers", "4", "--gpu-delay", "0.05")
+    assert r.exit_code == 0, r.stderr
+    assert_exactly_once(results_of(env, jobs_in(env)[0]), n, tag)
+    runs = [line.split() for line in (tmp_path / "shards.log").read_text().splitlines()]
+    images_by_worker = Counter[str]()
+    for pid, size, _, _ in runs:
+        images_by_worker[pid] += int(size)
+    assert sum(images_by_worker.values()) == n
+    assert len(images_by_worker) == 2, f"not every worker got work: {images_by_worker}"
+    overlapped = any(
+        float(b[2]) < float(a[3])
+        for pid in images_by_worker
+        for a, b in itertools.pairwise(
+            sorted((x for x in runs if x[0] == pid), key=lambda x: float(x[2]))
+        )
+    )
+    assert overlapped, "a worker waited between two shards"

@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from PIL import Image, ImageFile, ImageSequence, TiffImagePlugin, features
+from PIL import Image, ImageFile, TiffImagePlugin, features
 
 from retailpulse_cli.processing.imaging import ImageFailure, measure
 
-from .conftest import KNOWN, results_of, visit, write_job
+from .conftest import KNOWN, Cli, results_of, visit, write_job
+from .imageserver import ImageServer
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # Pillow on cut TIFF/EXIF data
 
@@ -250,14 +251,25 @@ VARIANTS: dict[str, Callable[[bytes], bytes]] = {
 }
 
 
+NO_DATA = "No data found for frame"  # Pillow's MPO reader: the index points past the end
+
+
 def pillow_decodes(data: bytes) -> bool:
-    """The oracle: Pillow opens the file and loads every frame, refusing truncated data."""
+    """The oracle: Pillow opens the file and loads every frame, refusing truncated data. A
+    frame Pillow finds no data for at all (an MPO index entry past the end of the file) is
+    not there to decode: Pillow shows the others."""
     assert ImageFile.LOAD_TRUNCATED_IMAGES is False
     try:
         with Image.open(io.BytesIO(data)) as im:
-            for frame in ImageSequence.Iterator(im):
-                frame.load()
-    except (OSError, SyntaxError, ValueError, struct.error, EOFError):
+            for number in range(getattr(im, "n_frames", 1)):
+                try:
+                    im.seek(number)
+                except ValueError as exc:
+                    if str(exc) == NO_DATA:
+                        continue
+                    raise
+                im.load()
+    except (OSError, SyntaxError, ValueError, IndexError, struct.error, EOFError):
         return False
     return True
 
@@ -331,6 +343,41 @@ def test_a_cut_rle_bmp_is_measured() -> None:
     assert verdict(data) == "ok"
 
 
+def mpo_second_image_at() -> tuple[bytes, int, int]:
+    """A two-image MPO as Pillow writes it, where its second image starts, and where the
+    MP index keeps that image's offset (4 bytes, relative to the MPF header)."""
+    data = source("mpo")
+    with Image.open(io.BytesIO(data)) as im:
+        entries = im.mpinfo[0xB002]
+    base = data.find(b"MPF\x00") + 4
+    start = base + entries[1]["DataOffset"]
+    little = data[base : base + 2] == b"II"
+    field = data.find(entries[1]["DataOffset"].to_bytes(4, "little" if little else "big"), base)
+    assert data[start : start + 2] == b"\xff\xd8" and field > base
+    return data, start, field
+
+
+def test_an_mpo_whose_second_image_has_no_data_is_measured() -> None:
+    """Issue 17, finding 9: sugarshack_no_data.mpo (Pillow's test file, its index hex-edited
+    to put image 2 past the end) was `truncated_image` though Pillow decodes what is there.
+    Both shapes: the index pointing past the end, and the file ending where image 1 ends."""
+    data, start, field = mpo_second_image_at()
+    past_the_end = bytearray(data)
+    past_the_end[field + 2] = 0xFF  # as in sugarshack_no_data.mpo: one byte of the offset
+    for shape in (bytes(past_the_end), data[:start]):
+        with Image.open(io.BytesIO(shape)) as im:
+            im.load()  # the first image, fully
+            assert im.n_frames == 2
+            with pytest.raises(ValueError, match=NO_DATA):
+                im.seek(1)
+        assert pillow_decodes(shape)
+        assert verdict(shape) == "ok"
+    # Any byte of image 2 there, and it must be whole: Pillow fails these.
+    for cut in (data[: start + 3], data[: start + 40], data[:-1]):
+        assert not pillow_decodes(cut)
+        assert verdict(cut) == "truncated_image"
+
+
 def test_tiff_data_past_the_end() -> None:
     """Uncompressed strips are read row by row (their byte counts are ignored, by Pillow
     too); compressed ones by libtiff, which needs every strip's whole declared count."""
@@ -344,7 +391,7 @@ def test_tiff_data_past_the_end() -> None:
 
 
 def test_a_motion_photo_is_measured_through_the_cli(
-    cli: Any, env: dict[str, str], server: Any, tmp_path: Path
+    cli: Cli, env: dict[str, str], server: ImageServer, tmp_path: Path
 ) -> None:
     url = server.url("/motion/640x480.jpg")  # a JPEG followed by 2 MB of video
     job = write_job(tmp_path / "job.json", [visit(KNOWN[0], url)])

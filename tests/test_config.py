@@ -11,7 +11,17 @@ from typing import Any
 
 import pytest
 
-from .conftest import Cli, jobs_in, results_of, run_cli, start_cli, visit, write_job
+from .conftest import (
+    Cli,
+    dropped_earlier,
+    jobs_in,
+    one_image_job,
+    results_of,
+    run_cli,
+    start_cli,
+    visit,
+    write_job,
+)
 from .imageserver import ImageServer
 
 
@@ -119,6 +129,7 @@ def test_inbox_takes_the_politeness_and_limit_options_of_submit(
     box = tmp_path / "inbox"
     box.mkdir()
     write_job(box / "a.json", [visit("S00339218", server.url("/img/301x20.png"))])
+    dropped_earlier(box)
     r = cli(
         "inbox", str(box), "--gpu-delay", "0", "--rate", "7", "--per-host", "3",
         "--read-timeout", "4", "--max-bytes", "900000", "--max-pixels", "5000000",
@@ -262,3 +273,48 @@ def test_help_at_80_columns_shows_whole_option_names_and_ends_with_examples(
             for opt in getattr(param, "opts", []):
                 if opt.startswith("--"):
                     assert opt in r.stdout, (name, opt)
+
+
+def test_config_file_reaches_every_command_that_reads_jobs(
+    server: ImageServer, env: dict[str, str], tmp_path: Path
+) -> None:
+    env = {k: v for k, v in env.items() if k != "RETAILPULSE_JOBS_DIR"}  # the file says it
+    jobs = tmp_path / "elsewhere"
+    conf = tmp_path / "c.toml"
+    conf.write_text(f'jobs-dir = "{jobs}"\ngpu-delay = 0\n')
+    r = run_cli("submit", str(one_image_job(tmp_path, server)), "--config", str(conf), env=env)
+    assert r.returncode == 0, r.stderr
+    job_id = r.stdout.strip()
+    assert (jobs / job_id).is_dir()
+    for args in (
+        ["status", job_id],
+        ["results", job_id],
+        ["list"],
+        ["report", job_id, "--json"],
+        ["prune", "--older-than", "30d", "--dry-run"],
+        ["validate", str(tmp_path / "j.json")],
+        ["resume", job_id],  # issue 16: resume looked for the job without the file's jobs-dir
+    ):
+        r = run_cli(*args, "--config", str(conf), env=env)
+        assert r.returncode == 0, (args, r.stderr)
+        if args[0] in ("status", "results", "list", "report"):
+            assert job_id in r.stdout, args
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--gpu-delay", "nan"],
+        ["--gpu-delay", "0.1:inf"],
+        ["--gpu-delay", "1e10"],
+        ["--rate", "1e-300"],
+        ["--timeout", "1e300"],
+    ],
+)
+def test_values_that_would_overflow_timers_are_refused(
+    cli: Cli, server: ImageServer, env: dict[str, str], tmp_path: Path, args: list[str]
+) -> None:
+    r = cli("submit", str(one_image_job(tmp_path, server)), *args)
+    assert r.exit_code == 2
+    assert f"{args[0]}:" in r.stderr and "is not valid" in r.stderr
+    assert jobs_in(env) == []

@@ -9,11 +9,10 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from .conftest import KNOWN, jobs_in, results_of, visit, write_job
+from .conftest import KNOWN, Cli, jobs_in, results_of, visit, write_job
 from .rawserver import RawServer
 
 TIMEOUT = 2.0
@@ -27,7 +26,7 @@ def raw() -> Iterator[RawServer]:
     srv.stop()
 
 
-def submit_one(cli: Any, env: dict[str, str], tmp_path: Path, url: str) -> tuple[dict, float]:
+def submit_one(cli: Cli, env: dict[str, str], tmp_path: Path, url: str) -> tuple[dict, float]:
     job = write_job(tmp_path / "job.json", [visit(KNOWN[0], url)])
     t0 = time.monotonic()
     res = cli("submit", str(job), "--gpu-delay", "0", "--timeout", f"{TIMEOUT:g}")

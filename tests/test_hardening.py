@@ -15,7 +15,16 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from .conftest import Cli, jobs_in, results_of, run_cli, start_cli, visit, write_job
+from .conftest import (
+    Cli,
+    dropped_earlier,
+    jobs_in,
+    results_of,
+    run_cli,
+    start_cli,
+    visit,
+    write_job,
+)
 from .imageserver import ImageServer
 
 
@@ -70,8 +79,12 @@ def test_counts_match_results_after_a_retry_is_killed_and_resume_goes_on_retryin
     st = status_of(env, job_id)
     shown = Counter(rec["status"] for rec in shown_results(env, job_id))
     assert st["status"] == "interrupted"
-    assert (st["images_ok"], st["images_failed"]) == (shown["ok"], shown["failed"])
-    assert shown["ok"] >= 6 and sum(shown.values()) == n
+    # status.json is rewritten every half second, after the records it counts are on
+    # disk: a kill can leave it behind the records (more so on a loaded machine: issue
+    # 17, finding 17, saw (9, 51) against (15, 45)), never ahead of them. Each record
+    # is counted once: a retried image's new record replaces its failed one.
+    assert 6 <= st["images_ok"] <= shown["ok"], (st, shown)
+    assert st["images_ok"] + st["images_failed"] == sum(shown.values()) == n
 
     r = run_cli("resume", job_id, "--json", "--gpu-delay", "0", "--retries", "0", env=env)
     assert r.returncode == 0, r.stderr  # it went on retrying the failed images
@@ -125,6 +138,7 @@ def test_inbox_survives_odd_entries_and_bad_text(
         '{"count": 1, "visits": [{"store_id": "S00339218", "visit_time": "x", '
         '"image_url": ["http://127.0.0.1:9/\\ud800.jpg"]}]}'
     )
+    dropped_earlier(box)
     r = run_cli("inbox", str(box), "--json", "--gpu-delay", "0", env=env, timeout=60)
     assert r.returncode == 3, r.stderr  # two files rejected
     rows = {row["file"]: row for row in json.loads(r.stdout)}
@@ -184,6 +198,32 @@ def test_hand_edited_job_dirs_are_reported_not_crashed_on(
     assert r.exit_code == 7 and "wrong type for images_total" in r.stderr
     rows = json.loads(cli("list", "--json").stdout)
     assert [(row["job_id"], row["status"]) for row in rows] == [(job_id, "damaged")]
+
+
+def test_folders_that_were_never_jobs_are_not_listed_as_damaged(
+    cli: Cli, server: ImageServer, env: dict[str, str], tmp_path: Path
+) -> None:
+    """Issue 17, finding 8: `notes/` and `lost+found/` in the jobs dir showed as damaged."""
+    job = write_job(tmp_path / "j.json", [visit("S00339218", server.url("/img/825x20.png"))])
+    good, broken = (cli("submit", str(job), "--gpu-delay", "0").stdout.strip() for _ in "ab")
+    root = Path(env["RETAILPULSE_JOBS_DIR"])
+    (root / "notes").mkdir()
+    (root / "notes" / "todo.txt").write_text("not a job")
+    (root / "lost+found").mkdir()
+    (root / broken / "status.json").write_text("{")  # a job, with a broken file: damaged
+    rows = json.loads(cli("list", "--json").stdout)
+    assert [(row["job_id"], row["status"]) for row in rows] == [
+        (broken, "damaged"),
+        (good, "completed"),
+    ]
+    damaged = json.loads(cli("list", "--status", "damaged", "--json").stdout)
+    assert [row["job_id"] for row in damaged] == [broken]
+    r = cli("status", "notes")
+    assert r.exit_code == 5 and "no job 'notes'" in r.stderr, r.stderr
+    assert cli("status", broken).exit_code == 7
+    report = json.loads(cli("report", "--since", "7d", "--json").stdout)
+    assert [j["job_id"] for j in report["jobs"]] == [good]
+    assert len(report["skipped"]) == 1 and broken in report["skipped"][0]
 
 
 def test_rate_limit_waits_do_not_count_against_the_timeout(
@@ -355,3 +395,18 @@ def test_resume_of_a_finished_job_changes_nothing(
     r = cli("resume", job_id, "--json")
     assert r.exit_code == 1 and json.loads(r.stdout)["status"] == "failed"
     assert path.read_bytes() == before
+
+
+def test_inbox_does_not_take_symbolic_links(
+    cli: Cli, server: ImageServer, env: dict[str, str], tmp_path: Path
+) -> None:
+    box = tmp_path / "box"
+    box.mkdir()
+    real = write_job(box / "z.json", [visit("S00339218", server.url("/img/701x30.png"))])
+    (box / "a.json").symlink_to(real)
+    dropped_earlier(box)
+    r = cli("inbox", str(box), "--gpu-delay", "0")
+    assert r.exit_code == 0, r.stderr
+    assert len(jobs_in(env)) == 1  # z.json once, not again through a.json
+    assert "skipped" in r.stderr and "a.json" in r.stderr
+    assert (box / "a.json").is_symlink()  # left where it was

@@ -13,14 +13,14 @@ from PIL import Image
 
 from retailpulse_cli.processing.imaging import ImageFailure, measure, truncation
 
-from .conftest import KNOWN, jobs_in, results_of, unstamped, visit, write_job
-from .imageserver import FORMATS, image_bytes
+from .conftest import KNOWN, Cli, jobs_in, results_of, unstamped, visit, write_job
+from .imageserver import FORMATS, ImageServer, image_bytes
 
 JOB_FAILED_EXIT = 1
 SIZES = [(1, 1), (37, 23), (640, 480), (999, 1001)]
 
 
-def submit(cli: Any, job: Path, *extra: str) -> Any:
+def submit(cli: Cli, job: Path, *extra: str) -> Any:
     return cli("submit", str(job), "--gpu-delay", "0", "--retries", "0", *extra)
 
 
@@ -32,7 +32,7 @@ def by_url(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 def test_perimeter_exact_for_every_format_and_size(
-    cli: Any, env: dict[str, str], server: Any, tmp_path: Path
+    cli: Cli, env: dict[str, str], server: ImageServer, tmp_path: Path
 ) -> None:
     expected: dict[str, tuple[int, int, str]] = {}
     visits = []
@@ -56,7 +56,7 @@ def test_perimeter_exact_for_every_format_and_size(
 
 
 def test_wide_and_tall_images_are_not_swapped(
-    cli: Any, env: dict[str, str], server: Any, tmp_path: Path
+    cli: Cli, env: dict[str, str], server: ImageServer, tmp_path: Path
 ) -> None:
     wide, tall = server.url("/img/300x20.png"), server.url("/img/20x300.jpg")
     job = write_job(tmp_path / "job.json", [visit(KNOWN[0], wide, tall)])
@@ -73,7 +73,7 @@ def test_wide_and_tall_images_are_not_swapped(
 
 @pytest.mark.parametrize("ext", ["jpg", "png", "webp", "gif", "bmp", "tiff", "avif"])
 def test_truncated_image(
-    cli: Any, env: dict[str, str], server: Any, tmp_path: Path, ext: str
+    cli: Cli, env: dict[str, str], server: ImageServer, tmp_path: Path, ext: str
 ) -> None:
     bad = server.url(f"/truncated/640x480.{ext}")
     good = server.url(f"/img/50x70.{ext}")
@@ -99,7 +99,7 @@ def test_truncated_image(
     ],
 )
 def test_failed_download_or_decode(
-    cli: Any, env: dict[str, str], server: Any, tmp_path: Path, route: str, code: str
+    cli: Cli, env: dict[str, str], server: ImageServer, tmp_path: Path, route: str, code: str
 ) -> None:
     bad, good = server.url(route), server.url("/img/51x71.png")
     job = write_job(tmp_path / "job.json", [visit(KNOWN[0], bad), visit(KNOWN[1], good)])
@@ -119,7 +119,7 @@ def test_failed_download_or_decode(
 
 
 def test_connection_refused_is_a_per_image_error(
-    cli: Any, env: dict[str, str], server: Any, tmp_path: Path
+    cli: Cli, env: dict[str, str], server: ImageServer, tmp_path: Path
 ) -> None:
     import socket
 
@@ -139,7 +139,7 @@ def test_connection_refused_is_a_per_image_error(
     "url", ["ftp://x/y.jpg", "s3://bucket/key.png", "gopher://example.org/1.gif"]
 )
 def test_unsupported_scheme_is_a_per_image_error(
-    cli: Any, env: dict[str, str], server: Any, tmp_path: Path, url: str
+    cli: Cli, env: dict[str, str], server: ImageServer, tmp_path: Path, url: str
 ) -> None:
     good = server.url("/img/53x73.jpg")
     job = write_job(tmp_path / "job.json", [visit(KNOWN[0], url, good)])
@@ -152,6 +152,31 @@ def test_unsupported_scheme_is_a_per_image_error(
     assert got[good]["perimeter"] == 252
 
 
+@pytest.mark.parametrize(
+    ("url", "flags"),
+    [
+        ("shelf\u0000.png", ()),  # a path: open() raised ValueError('embedded null byte')
+        ("file:///tmp/shelf%00.png", ()),  # a file URL, the NUL percent-encoded
+        ("http://exa\u0000mple.test/x.png", ("--block-private-networks",)),
+        ("http://" + "a" * 64 + ".test/x.png", ("--block-private-networks",)),  # label > 63
+        ("http://bad..name.test/x.png", ("--block-private-networks",)),  # an empty label
+    ],
+    ids=["nul-in-path", "nul-in-file-url", "nul-in-host", "label-too-long", "empty-label"],
+)
+def test_a_url_no_file_or_resolver_can_take_is_invalid_url_not_a_bug(
+    cli: Any, env: dict[str, str], tmp_path: Path, url: str, flags: tuple[str, ...]
+) -> None:
+    """Issue 17, finding 12: these were `internal_error` ("a bug", says the README)."""
+    Image.new("RGB", (54, 73)).save(tmp_path / "good.png")  # local: not a private address
+    job = write_job(tmp_path / "job.json", [visit(KNOWN[0], url, "good.png")])
+    result = submit(cli, job, *flags)
+    assert result.exit_code == JOB_FAILED_EXIT, result.stdout + result.stderr
+    got = by_url(results_of(env, result.stdout.strip()))
+    assert got[url]["error_code"] == "invalid_url", got[url]
+    assert got[url]["attempts"] <= 1 and "Error" not in got[url]["error"]
+    assert got["good.png"]["perimeter"] == 254
+
+
 # -- local files --------------------------------------------------------------------------------
 
 
@@ -162,7 +187,7 @@ def save(path: Path, size: tuple[int, int], fmt: str) -> Path:
 
 
 def test_relative_paths_resolve_against_the_job_files_folder(
-    cli: Any, env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    cli: Cli, env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     jobs_folder = tmp_path / "batch" / "jobs"
     save(jobs_folder / "photos" / "shelf.png", (123, 45), "PNG")
@@ -185,7 +210,7 @@ def test_relative_paths_resolve_against_the_job_files_folder(
     assert got["./here.webp"]["perimeter"] == 2 * (10 + 11)
 
 
-def test_file_url_and_absolute_path(cli: Any, env: dict[str, str], tmp_path: Path) -> None:
+def test_file_url_and_absolute_path(cli: Cli, env: dict[str, str], tmp_path: Path) -> None:
     gif = save(tmp_path / "pics dir" / "promo.gif", (88, 66), "GIF")
     bmp = save(tmp_path / "pics" / "fridge.bmp", (12, 200), "BMP")
     job = write_job(tmp_path / "job.json", [visit(KNOWN[0], gif.as_uri(), str(bmp))])
@@ -198,7 +223,7 @@ def test_file_url_and_absolute_path(cli: Any, env: dict[str, str], tmp_path: Pat
 
 
 def test_missing_local_file_is_a_per_image_error(
-    cli: Any, env: dict[str, str], tmp_path: Path
+    cli: Cli, env: dict[str, str], tmp_path: Path
 ) -> None:
     save(tmp_path / "ok.png", (20, 30), "PNG")
     job = write_job(tmp_path / "job.json", [visit(KNOWN[0], "missing.png", "ok.png")])
@@ -214,7 +239,7 @@ def test_missing_local_file_is_a_per_image_error(
 
 
 def test_status_json_shape_for_a_failed_job(
-    cli: Any, env: dict[str, str], server: Any, tmp_path: Path
+    cli: Cli, env: dict[str, str], server: ImageServer, tmp_path: Path
 ) -> None:
     job = write_job(
         tmp_path / "job.json",
@@ -238,7 +263,7 @@ def test_status_json_shape_for_a_failed_job(
 
 
 def test_status_json_for_a_completed_job(
-    cli: Any, env: dict[str, str], server: Any, tmp_path: Path
+    cli: Cli, env: dict[str, str], server: ImageServer, tmp_path: Path
 ) -> None:
     job = write_job(tmp_path / "job.json", [visit(KNOWN[0], server.url("/img/55x75.webp"))])
     result = submit(cli, job)
@@ -252,7 +277,7 @@ def test_status_json_for_a_completed_job(
 
 
 def test_submit_json_prints_the_final_status(
-    cli: Any, env: dict[str, str], server: Any, tmp_path: Path
+    cli: Cli, env: dict[str, str], server: ImageServer, tmp_path: Path
 ) -> None:
     job = write_job(tmp_path / "job.json", [visit(KNOWN[0], server.url("/status/404"))])
     result = submit(cli, job, "--json")
@@ -264,7 +289,7 @@ def test_submit_json_prints_the_final_status(
 
 
 def test_results_prints_one_json_object_per_image(
-    cli: Any, env: dict[str, str], server: Any, tmp_path: Path
+    cli: Cli, env: dict[str, str], server: ImageServer, tmp_path: Path
 ) -> None:
     ok_url, bad_url = server.url("/img/56x76.bmp"), server.url("/notimage")
     unknown_url = server.url("/img/56x77.png")
@@ -297,7 +322,7 @@ def test_results_prints_one_json_object_per_image(
     assert unknown["error_code"] and unknown["error"]
 
 
-def test_unknown_job_id(cli: Any, env: dict[str, str]) -> None:
+def test_unknown_job_id(cli: Cli, env: dict[str, str]) -> None:
     for command in ("status", "results"):
         result = cli(command, "20990101-000000-abcdef")
         assert result.exit_code not in (0, 70), result.stderr

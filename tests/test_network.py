@@ -19,7 +19,7 @@ import pytest
 
 from retailpulse_cli import __version__
 
-from .conftest import KNOWN, jobs_in, results_of, run_cli, visit, write_job
+from .conftest import KNOWN, Cli, jobs_in, results_of, run_cli, visit, write_job
 from .imageserver import ImageServer, image_bytes
 
 STORE = KNOWN[0]
@@ -44,7 +44,7 @@ class Run:
         return self.records[0]
 
 
-def submit(cli: Any, env: dict[str, str], tmp_path: Path, urls: list[str], *flags: str) -> Run:
+def submit(cli: Cli, env: dict[str, str], tmp_path: Path, urls: list[str], *flags: str) -> Run:
     job = write_job(tmp_path / f"job-{_key()}.json", [visit(STORE, *urls)])
     before = set(jobs_in(env))
     t0 = time.monotonic()
@@ -395,7 +395,7 @@ def test_status_groups_failures_by_code(cli, env, tmp_path, server: ImageServer)
 
 
 def test_connections_are_kept_alive_for_images_and_errors(
-    cli: Any, server: ImageServer, env: dict[str, str], tmp_path: Path
+    cli: Cli, server: ImageServer, env: dict[str, str], tmp_path: Path
 ) -> None:
     """One keep-alive connection serves a whole sequential job, error answers included."""
     urls = [server.url(f"/img/{700 + i}x12.png") for i in range(10)]
@@ -411,7 +411,7 @@ def test_connections_are_kept_alive_for_images_and_errors(
 
 
 def test_a_back_off_does_not_hold_a_worker(
-    cli: Any, server: ImageServer, env: dict[str, str], tmp_path: Path
+    cli: Cli, server: ImageServer, env: dict[str, str], tmp_path: Path
 ) -> None:
     """With one worker, an image told to come back in 2 s (429 Retry-After) waits in the
     queue while the worker goes on with images of another host (the 429 holds back its

@@ -114,7 +114,8 @@ def test_several_files_on_a_terminal_rows_are_file_names_in_input_order(
     assert all(STAMPED.match(line) for line in logged) and len(logged) == 4, logged
     assert sum("completed: 8 ok, 0 failed of 8 images" in line for line in logged) == 1
     clean = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", shown)
-    rows = [line for line in re.split(r"[\r\n]+", clean) if ".json" in line]
+    lines = re.split(r"[\r\n]+", clean)  # the bars' rows, not the status tables' `source`
+    rows = [line for line in lines if ".json" in line and not line.startswith("source ")]
     last = max(i for i, line in enumerate(rows) if "alpha-small.json" in line)
     assert last > 0 and "zeta-big.json" in rows[last - 1], rows  # the final frame
     assert "8/8" in rows[last - 1] and "2/2" in rows[last]
@@ -138,7 +139,7 @@ def test_retry_counts_and_rates_only_the_images_it_retries(
         for p in progress
     ), said
     assert re.fullmatch(
-        rf"job {job_id} completed: 10 ok, 0 failed of 10 images in [\d.]+s "
+        rf"job {job_id} \(j\.json\) completed: 10 ok, 0 failed of 10 images in [\d.]+s "
         r"\(3 retried, [\d.]+ img/s\)",
         said[-1],
     ), said
@@ -219,3 +220,32 @@ def test_problems_are_objects_with_path_line_and_column(cli: Cli, tmp_path: Path
     assert (
         rows[1]["problems"] == json.loads(cli("validate", str(bad), "--json").stdout)[0]["problems"]
     )
+
+
+def test_closing_lines_name_the_file_and_verbose_lines_count_progress(
+    server: ImageServer, env: dict[str, str], tmp_path: Path
+) -> None:
+    """Issue 17 #21: with several files the closing lines did not say which file was which,
+    each gave the time of the whole batch, and --verbose's [2/3] was the image's position
+    (so it went [2/3], [3/3], [1/3])."""
+    slow_first = [server.url("/slow/ops-verbose?seconds=3"), *_images(server, "44", 2)]
+    a = write_job(tmp_path / "monday.json", [visit("S00339218", *slow_first)])
+    b = write_job(tmp_path / "tuesday.json", [visit("S00339218", *_images(server, "45", 1))])
+    r = run_cli("submit", str(a), str(b), "--gpu-delay", "0", "--verbose", env=env)
+    assert r.returncode == 0, r.stderr
+    first, second = r.stdout.split()
+    said = [line.split("retailpulse: ", 1)[1] for line in r.stderr.splitlines()]
+    closing = {
+        job_id: re.fullmatch(
+            rf"job {job_id} \({name}\) completed: (\d) ok, 0 failed of \1 images? "
+            r"in ([\d.]+)s \([\d.]+ img/s\)",
+            next(s for s in said if s.startswith(f"job {job_id} ({name}) completed")),
+        )
+        for job_id, name in ((first, "monday.json"), (second, "tuesday.json"))
+    }
+    assert all(closing.values()), said
+    a_took, b_took = (float(m.group(2)) for m in closing.values() if m)
+    assert a_took >= 3.0 and b_took <= a_took - 1.5, said  # each job's own time
+    verbose = [s for s in said if s.startswith(f"job {first} ") and "perimeter=" in s]
+    assert [re.search(r"\[(\d)/3\]", s).group(1) for s in verbose] == ["1", "2", "3"], verbose
+    assert "image 1: " in verbose[-1] and "/slow/ops-verbose" in verbose[-1]  # position named

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from .conftest import Cli, jobs_in, run_cli, unstamped, visit, write_job
+from .conftest import Cli, dropped_earlier, jobs_in, run_cli, unstamped, visit, write_job
 from .imageserver import ImageServer
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "jobs"
@@ -55,6 +55,7 @@ def test_inbox_rejects_the_poison_file_and_runs_the_others(
     write_job(box / "a-good.json", [visit("S00339218", server.url("/img/701x20.png"))])
     (box / "b-poison.json").write_text(POISON)
     write_job(box / "c-good.json", [visit("S00339218", server.url("/img/702x20.png"))])
+    dropped_earlier(box)
     r = run_cli("inbox", str(box), "--json", "--gpu-delay", "0", env=env, timeout=60)
     # Exit 3: some file was rejected (as `submit` with several files, one invalid).
     assert r.returncode == 3, r.stderr

@@ -10,6 +10,8 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import pytest
+
 from .conftest import KNOWN, Cli, jobs_in, visit, write_job
 from .imageserver import ImageServer
 
@@ -124,7 +126,8 @@ def test_bad_arguments_are_usage_errors_in_one_line(cli: Cli) -> None:
     r = cli("prune", "--older-than", "a month")
     assert r.exit_code == 2
     assert r.stderr == (
-        "retailpulse: error: --older-than: 'a month' is not a duration such as 30m, 24h, 7d or 2w\n"
+        "retailpulse: error: --older-than: 'a month' is not a duration such as "
+        "30s, 30m, 24h, 7d or 2w\n"
     )
     r = cli("prune", "--older-than", "30d", "--status", "ongoing")
     assert r.exit_code == 2
@@ -141,3 +144,13 @@ def test_prune_takes_little_time_on_many_young_jobs(
     assert r.exit_code == 0 and json.loads(r.stdout) == []
     assert time.monotonic() - t0 < 5
     assert len(jobs_in(env)) == 3
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["list", "--since", "1000000d"], ["prune", "--older-than", "99999999999d"]],
+)
+def test_huge_ages_are_a_usage_error_not_a_crash(cli: Cli, args: list[str]) -> None:
+    r = cli(*args)
+    assert r.exit_code == 2
+    assert "more than 100 years" in r.stderr

@@ -6,12 +6,16 @@ from __future__ import annotations
 import csv
 import io
 import json
+import random
+import re
+import time
 from pathlib import Path
 
 import pytest
 
 from retailpulse_cli.jobs.results_export import CSV_COLUMNS
 from retailpulse_cli.processing.fetch import redact, scrub  # the names the runner uses
+from retailpulse_cli.text import redaction
 
 from .conftest import run_cli, visit, write_job
 from .imageserver import ImageServer
@@ -111,3 +115,42 @@ def test_secrets_appear_nowhere_the_tool_writes_or_prints(
 def _as_csv(line: str) -> dict[str, str]:
     rec = json.loads(line)
     return {k: "" if rec.get(k) is None else str(rec.get(k)) for k in CSV_COLUMNS}
+
+
+# -- long URLs (found while measuring issue 17, finding 16) -----------------------------------
+
+RULES = (redaction._AUTHORITY, redaction._LOOSE_USERINFO)  # the rules, as regular expressions
+
+
+def by_the_rules(text: str) -> tuple[str, list[str]]:
+    """What redact() and secrets_of() gave when they ran the regexes themselves."""
+
+    def hide(m: re.Match[str]) -> str:
+        return f"{m.group(1)}***{'%40' if m.group(0).lower().endswith('%40') else '@'}"
+
+    return RULES[1].sub("***@", RULES[0].sub(hide, text)), [
+        m.group(0) for rule in RULES for m in rule.finditer(text)
+    ]
+
+
+def test_the_linear_scans_agree_with_the_rules_they_replace() -> None:
+    rng = random.Random(17)
+    pieces = ["a", "u", ":", "@", "/", "//", "%2F", "%2f", "%40", "%4", "0", "?", "#", " "]
+    pieces += ['"', "<", "=", "&", ";", "\t", "\u2003", "x:y@"]
+    for _ in range(20_000):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 16)))
+        hidden = redaction._hide_loose(redaction._hide_authority(text))
+        spans = [text[s:e] for s, _, e in redaction._authority_spans(text)]
+        spans += [text[s:e] for s, e in redaction._loose_spans(text)]
+        assert (hidden, spans) == by_the_rules(text), repr(text)
+
+
+@pytest.mark.parametrize("unit", ["a", "a:", "%2F", "%2F%2Fa%40/", "//a@/", "u:p@"])
+def test_a_long_url_is_redacted_in_linear_time(unit: str) -> None:
+    """A 100 KB URL of `a` took about 80 s (the regex retried from every character), one of
+    `%2F` minutes; a 1 MB URL hours, holding its image's worker all that time."""
+    url = "http://h/" + unit * (100_000 // len(unit)) + ".png?token=abcd"
+    started = time.monotonic()
+    shown = scrub(f"connection failed: {url}", url)
+    assert time.monotonic() - started < 10
+    assert shown.endswith("token=***") and "abcd" not in shown

@@ -7,8 +7,10 @@ import csv
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 import tracemalloc
 from datetime import datetime, timedelta, timezone
 from html.parser import HTMLParser
@@ -17,11 +19,21 @@ from typing import Any
 
 import pytest
 
-from retailpulse_cli.jobs.lifecycle import parse_since
+from retailpulse_cli.jobs.read import parse_since
 from retailpulse_cli.jobs.report_counts import JobSummary, Summary, summarize
 from retailpulse_cli.storage.job_dir import JobStore
 
-from .conftest import KNOWN, Cli, jobs_in, run_cli, unstamped, visit, write_job
+from .conftest import (
+    KNOWN,
+    Cli,
+    jobs_in,
+    one_image_job,
+    run_cli,
+    start_cli,
+    unstamped,
+    visit,
+    write_job,
+)
 from .imageserver import ImageServer
 
 BAD_STORE = 'S9<script>alert("x")</script>'
@@ -290,3 +302,101 @@ def test_total_duration_counts_overlapping_jobs_once() -> None:
     ]
     assert Summary(jobs).totals()["duration_s"] == 50
     assert [j.duration_s for j in jobs] == [10, 15, 30]
+
+
+IMAGES = Path(__file__).resolve().parent.parent / "examples" / "images"
+
+
+def _status(env: dict[str, str], job_id: str) -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads(
+        (Path(env["RETAILPULSE_JOBS_DIR"]) / job_id / "status.json").read_text()
+    )
+    return doc
+
+
+def test_a_retried_jobs_duration_and_speed_cover_all_its_runs(
+    cli: Cli, env: dict[str, str], tmp_path: Path
+) -> None:
+    """Issue 17 #19: a retry of one image made the report show the retry's 0.1 s and an
+    image rate ten times the job's."""
+    photo = IMAGES / "shelf-640x480.jpg"
+    late = tmp_path / "late.jpg"  # not there on the first run
+    job = write_job(tmp_path / "j.json", [visit(KNOWN[0], *[str(photo)] * 8, str(late))])
+    r = cli("submit", str(job), "--gpu-delay", "0.1", "--workers", "1")
+    assert r.exit_code == 1, r.stderr
+    job_id = r.stdout.strip()
+    first_start = _status(env, job_id)["started_at"]
+    late.write_bytes(photo.read_bytes())
+    assert cli("retry", job_id).exit_code == 0  # the job's settings: 0.1 s, one GPU slot
+    (report,) = json.loads(cli("report", job_id, "--json").stdout)["jobs"]
+    # 9 images through one 0.1 s GPU slot, over two runs
+    assert report["duration_s"] >= 0.9, report
+    assert report["images_per_s"] <= 10.0, report
+    assert report["runs"] == 2 and report["started_at"] == first_start
+    runs = _status(env, job_id)["runs"]
+    assert [run["mode"] for run in runs] == ["submit", "retry"]
+    assert runs[0]["started_at"] == first_start
+    assert runs[1]["ended_at"] == _status(env, job_id)["finished_at"]
+    text = unstamped(cli("report", job_id).stdout)
+    assert "runs" in text.split("\n\njobs\n")[1].split("\n")[0]  # the table says so
+
+
+def test_a_resumed_jobs_duration_counts_the_run_that_was_interrupted(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    photo = str(IMAGES / "shelf-640x480.jpg")
+    job = write_job(tmp_path / "j.json", [visit(KNOWN[0], *[photo] * 20)])
+    proc = start_cli("submit", str(job), "--gpu-delay", "0.1", "--workers", "1", env=env)
+    deadline = datetime.now() + timedelta(seconds=30)
+    while not (ids := jobs_in(env)) or _status(env, ids[0]).get("images_done", 0) < 8:
+        assert datetime.now() < deadline and proc.poll() is None
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=20)
+    assert proc.returncode == 130
+    job_id = ids[0]
+    assert _status(env, job_id)["status"] == "interrupted"
+    r = run_cli("resume", job_id, env=env)
+    assert r.returncode == 0, r.stderr
+    (report,) = json.loads(run_cli("report", job_id, "--json", env=env).stdout)["jobs"]
+    assert report["duration_s"] >= 2.0, report  # 20 images x 0.1 s, in two runs
+    assert report["images_per_s"] <= 10.0, report
+    assert report["runs"] == 2
+
+
+@pytest.mark.parametrize("kind", ["symlink", "device"])
+def test_report_html_never_replaces_what_is_not_a_regular_file(
+    cli: Cli, server: ImageServer, env: dict[str, str], tmp_path: Path, kind: str
+) -> None:
+    cli("submit", str(one_image_job(tmp_path, server)), "--gpu-delay", "0")
+    if kind == "symlink":
+        target = tmp_path / "keep.txt"
+        target.write_text("mine")
+        path = tmp_path / "link.html"
+        path.symlink_to(target)
+    else:
+        path = Path("/dev/null")
+    r = cli("report", "--html", str(path))
+    assert r.exit_code == 7
+    assert f"--html {path}: exists and is not a regular file; not replaced" in r.stderr
+    if kind == "symlink":
+        assert path.is_symlink() and target.read_text() == "mine"
+    else:
+        assert Path("/dev/null").is_char_device()
+    page = cli("report", "--html", "-")
+    assert page.exit_code == 0 and page.stdout.startswith("<!DOCTYPE html>")
+
+
+def test_report_of_the_latest_job_skips_a_stray_folder(
+    cli: Cli, server: ImageServer, env: dict[str, str], tmp_path: Path
+) -> None:
+    job_id = cli("submit", str(one_image_job(tmp_path, server)), "--gpu-delay", "0").stdout.strip()
+    (Path(env["RETAILPULSE_JOBS_DIR"]) / "zz-lost+found").mkdir()
+    r = cli("report", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert [j["job_id"] for j in json.loads(r.stdout)["jobs"]] == [job_id]
+
+
+def test_report_since_on_an_empty_jobs_dir_is_not_found(cli: Cli, env: dict[str, str]) -> None:
+    r = cli("report", "--since", "7d")
+    assert r.exit_code == 5 and "no jobs in" in r.stderr

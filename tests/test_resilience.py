@@ -201,7 +201,7 @@ def test_detached_submit_returns_at_once_and_runs_in_background(
     assert seen_partial, "status showed live counts while the job ran"
     assert_one_result_per_image(env, job_id, n)
     log = (Path(env["RETAILPULSE_JOBS_DIR"]) / job_id / "worker.log").read_text()
-    assert f"job {job_id} completed" in log
+    assert f"job {job_id} (big.json) completed" in log
     assert "\x1b[" not in log
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import signal
 import time
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Any
 
 import requests
 
-from .conftest import Cli, jobs_in, results_of, run_cli, start_cli, visit, write_job
+from .conftest import Cli, jobs_in, one_image_job, results_of, run_cli, start_cli, visit, write_job
 from .imageserver import ImageServer
 from .s3server import SECRET, S3Server
 
@@ -178,3 +179,28 @@ def test_cluster_workers_write_their_own_images(
     assert {Path(rec["stored_as"]) for rec in records} == set(stored_files(dest))
     for rec in records:
         assert hashlib.sha256(Path(rec["stored_as"]).read_bytes()).hexdigest() == rec["sha256"]
+
+
+def test_file_url_without_an_absolute_path_is_refused(
+    cli: Cli, server: ImageServer, env: dict[str, str], tmp_path: Path
+) -> None:
+    r = cli("submit", str(one_image_job(tmp_path, server)), "--save-images", "file://photos")
+    assert r.exit_code == 2
+    assert "a file: URL needs an absolute path" in r.stderr
+    assert jobs_in(env) == []
+
+
+def test_credentials_in_save_images_are_not_printed_or_kept(
+    cli: Cli, server: ImageServer, env: dict[str, str], tmp_path: Path
+) -> None:
+    dest = f"file://u:PaSsWoRd9@localhost{tmp_path}/photos"
+    shown = cli("config", "--save-images", dest, "--json")
+    assert "PaSsWoRd9" not in shown.stdout
+    r = cli(
+        "submit", str(one_image_job(tmp_path, server)), "--gpu-delay", "0", "--save-images", dest
+    )
+    assert r.exit_code == 0, r.stderr
+    job_dir = Path(env["RETAILPULSE_JOBS_DIR"]) / r.stdout.strip()
+    for name in os.listdir(job_dir):
+        if (job_dir / name).is_file():
+            assert "PaSsWoRd9" not in (job_dir / name).read_text(errors="replace"), name

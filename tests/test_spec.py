@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from .conftest import KNOWN, jobs_in, results_of, unstamped, visit, write_job
+from .conftest import KNOWN, Cli, jobs_in, results_of, unstamped, visit, write_job
+from .imageserver import ImageServer
 
 BAD = Path(__file__).parent / "fixtures" / "bad"
 INVALID_INPUT = 3
@@ -96,7 +97,9 @@ def assert_rejected(
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_invalid_job_file_is_rejected_with_every_problem(cli: Any, env: Any, name: str) -> None:
+def test_invalid_job_file_is_rejected_with_every_problem(
+    cli: Cli, env: dict[str, str], name: str
+) -> None:
     path = BAD / name
     result = cli("submit", str(path), "--gpu-delay", "0")
     assert_rejected(result, env, str(path), CASES[name])
@@ -106,7 +109,7 @@ def test_every_bad_fixture_is_covered() -> None:
     assert sorted(p.name for p in BAD.iterdir()) == sorted(CASES)
 
 
-def test_three_problems_are_all_listed_in_file_order(cli: Any, env: Any) -> None:
+def test_three_problems_are_all_listed_in_file_order(cli: Cli, env: dict[str, str]) -> None:
     path = BAD / "three-problems.json"
     result = cli("submit", str(path), "--gpu-delay", "0")
     assert result.exit_code == INVALID_INPUT
@@ -119,7 +122,7 @@ def test_three_problems_are_all_listed_in_file_order(cli: Any, env: Any) -> None
 
 
 def test_string_count_is_a_wrong_type_even_when_it_matches(
-    cli: Any, env: Any, tmp_path: Path
+    cli: Cli, env: dict[str, str], tmp_path: Path
 ) -> None:
     job = tmp_path / "job.json"
     job.write_text(json.dumps({"count": "1", "visits": [visit(KNOWN[0], "a.jpg")]}))
@@ -127,20 +130,20 @@ def test_string_count_is_a_wrong_type_even_when_it_matches(
     assert_rejected(result, env, str(job), [("count", r"integer.*string")])
 
 
-def test_missing_file(cli: Any, env: Any, tmp_path: Path) -> None:
+def test_missing_file(cli: Cli, env: dict[str, str], tmp_path: Path) -> None:
     missing = tmp_path / "nope" / "job.json"
     result = cli("submit", str(missing), "--gpu-delay", "0")
     assert_rejected(result, env, str(missing), [("", r"not found|no such")])
 
 
-def test_directory_instead_of_file(cli: Any, env: Any, tmp_path: Path) -> None:
+def test_directory_instead_of_file(cli: Cli, env: dict[str, str], tmp_path: Path) -> None:
     folder = tmp_path / "a-folder"
     folder.mkdir()
     result = cli("submit", str(folder), "--gpu-delay", "0")
     assert_rejected(result, env, str(folder), [("", r"directory")])
 
 
-def test_unreadable_path(cli: Any, env: Any, tmp_path: Path) -> None:
+def test_unreadable_path(cli: Cli, env: dict[str, str], tmp_path: Path) -> None:
     # A path through a regular file cannot be opened, whoever runs the tests (even root).
     (tmp_path / "notes.txt").write_text("not a folder")
     job = tmp_path / "notes.txt" / "job.json"
@@ -148,7 +151,9 @@ def test_unreadable_path(cli: Any, env: Any, tmp_path: Path) -> None:
     assert_rejected(result, env, str(job), [("", r"cannot be read|not a directory|not found")])
 
 
-def test_invalid_file_downloads_nothing(cli: Any, env: Any, server: Any, tmp_path: Path) -> None:
+def test_invalid_file_downloads_nothing(
+    cli: Cli, env: dict[str, str], server: ImageServer, tmp_path: Path
+) -> None:
     url = server.url("/img/211x113.png")
     before = server.hits["/img/211x113.png"]
     job = write_job(tmp_path / "job.json", [visit(KNOWN[0], url), visit(KNOWN[1], url)], count=5)
@@ -157,7 +162,7 @@ def test_invalid_file_downloads_nothing(cli: Any, env: Any, server: Any, tmp_pat
     assert server.hits["/img/211x113.png"] == before
 
 
-def test_stdin_bad_json_is_rejected(cli: Any, env: Any) -> None:
+def test_stdin_bad_json_is_rejected(cli: Cli, env: dict[str, str]) -> None:
     result = cli("submit", "-", "--gpu-delay", "0", input='{"count": 1,\n  "visits": [}\n')
     assert result.exit_code == INVALID_INPUT
     lines = error_lines(result.stderr)
@@ -168,7 +173,7 @@ def test_stdin_bad_json_is_rejected(cli: Any, env: Any) -> None:
     assert jobs_in(env) == []
 
 
-def test_stdin_invalid_fields_are_all_listed(cli: Any, env: Any) -> None:
+def test_stdin_invalid_fields_are_all_listed(cli: Cli, env: dict[str, str]) -> None:
     doc = {"count": True, "visits": [{"store_id": "S00339218", "image_url": []}]}
     result = cli("submit", "-", "--gpu-delay", "0", input=json.dumps(doc))
     assert result.exit_code == INVALID_INPUT
@@ -180,7 +185,7 @@ def test_stdin_invalid_fields_are_all_listed(cli: Any, env: Any) -> None:
     assert jobs_in(env) == []
 
 
-def test_stdin_valid_job_runs(cli: Any, env: Any, server: Any) -> None:
+def test_stdin_valid_job_runs(cli: Cli, env: dict[str, str], server: ImageServer) -> None:
     doc = {"count": 1, "visits": [visit(KNOWN[0], server.url("/img/77x55.png"))]}
     result = cli("submit", "-", "--gpu-delay", "0", input=json.dumps(doc))
     assert result.exit_code == 0, result.stderr
@@ -191,7 +196,7 @@ def test_stdin_valid_job_runs(cli: Any, env: Any, server: Any) -> None:
 
 
 def test_valid_file_creates_one_job_and_keeps_the_file_verbatim(
-    cli: Any, env: Any, server: Any, tmp_path: Path
+    cli: Cli, env: dict[str, str], server: ImageServer, tmp_path: Path
 ) -> None:
     job = tmp_path / "job.json"
     raw = (
@@ -215,7 +220,9 @@ VISIT_TIMES = [
 ]
 
 
-def test_visit_time_is_kept_verbatim(cli: Any, env: Any, server: Any, tmp_path: Path) -> None:
+def test_visit_time_is_kept_verbatim(
+    cli: Cli, env: dict[str, str], server: ImageServer, tmp_path: Path
+) -> None:
     visits = [
         visit(KNOWN[i], server.url(f"/img/{40 + i}x{30 + i}.png"), when=when)
         for i, when in enumerate(VISIT_TIMES)
@@ -230,7 +237,7 @@ def test_visit_time_is_kept_verbatim(cli: Any, env: Any, server: Any, tmp_path: 
 
 
 def test_visit_time_verbatim_in_results_command(
-    cli: Any, env: Any, server: Any, tmp_path: Path
+    cli: Cli, env: dict[str, str], server: ImageServer, tmp_path: Path
 ) -> None:
     job = write_job(
         tmp_path / "job.json",

@@ -302,6 +302,7 @@ def test_s3_without_the_extra_names_it(tmp_path: Path) -> None:
     assert done.stderr == ""
     assert done.stdout.startswith(f"{int(ExitCode.USAGE)} --save-images s3:// needs fsspec")
     assert "pip install 'retailpulse[s3]'" in done.stdout
+    assert "pip install -e '.[s3]'" in done.stdout  # the form that works in a checkout
 
 
 # ---------------------------------------------------------------- S3 (moto server)

@@ -13,7 +13,8 @@ import pytest
 
 from retailpulse_cli.storage import store_master
 
-from .conftest import KNOWN, jobs_in, results_of, run_cli, unstamped, visit, write_job
+from .conftest import KNOWN, Cli, jobs_in, results_of, run_cli, unstamped, visit, write_job
+from .imageserver import ImageServer
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED = REPO / "store_master.csv"
@@ -48,7 +49,7 @@ def test_loader_reads_every_shipped_id() -> None:
 
 
 def test_default_store_master_found_from_another_directory(
-    env: dict[str, str], server: Any, tmp_path: Path
+    env: dict[str, str], server: ImageServer, tmp_path: Path
 ) -> None:
     """A real subprocess started in an unrelated folder, no override: the shipped file."""
     last = shipped_ids()[-1]
@@ -71,7 +72,9 @@ def test_default_store_master_found_from_another_directory(
     assert job.exists()
 
 
-def test_env_var_overrides_default(env: dict[str, str], server: Any, tmp_path: Path) -> None:
+def test_env_var_overrides_default(
+    env: dict[str, str], server: ImageServer, tmp_path: Path
+) -> None:
     """With the second edition as store master, the original ids are unknown: job fails."""
     job = write_job(
         tmp_path / "job.json",
@@ -96,7 +99,7 @@ def test_env_var_overrides_default(env: dict[str, str], server: Any, tmp_path: P
 
 
 def test_option_overrides_default(
-    cli: Any, env: dict[str, str], server: Any, tmp_path: Path
+    cli: Cli, env: dict[str, str], server: ImageServer, tmp_path: Path
 ) -> None:
     job = write_job(tmp_path / "job.json", [visit("RP04944", server.url("/img/63x45.png"))])
     result = cli("submit", str(job), "--gpu-delay", "0", "--store-master", str(VARIANT))
@@ -106,7 +109,11 @@ def test_option_overrides_default(
 
 
 def test_option_wins_over_env_var(
-    cli: Any, env: dict[str, str], server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    cli: Cli,
+    env: dict[str, str],
+    server: ImageServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("RETAILPULSE_STORE_MASTER", str(tmp_path / "does-not-exist.csv"))
     job = write_job(tmp_path / "job.json", [visit("S00339218", server.url("/img/64x46.png"))])
@@ -115,7 +122,11 @@ def test_option_wins_over_env_var(
 
 
 def test_env_var_is_used_by_the_in_process_cli(
-    cli: Any, env: dict[str, str], server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    cli: Cli,
+    env: dict[str, str],
+    server: ImageServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("RETAILPULSE_STORE_MASTER", str(FIXTURES / "crlf.csv"))
     job = write_job(tmp_path / "job.json", [visit("RP00200", server.url("/img/65x47.png"))])
@@ -149,7 +160,7 @@ def test_loader_accepts_header_spellings_and_quirks(name: str) -> None:
     ["lowercase-header.csv", "crlf.csv", "bom.csv", "stray-spaces.csv", "all-quirks.csv"],
 )
 def test_quirky_store_master_works_end_to_end(
-    cli: Any, env: dict[str, str], server: Any, tmp_path: Path, name: str
+    cli: Cli, env: dict[str, str], server: ImageServer, tmp_path: Path, name: str
 ) -> None:
     job = write_job(
         tmp_path / "job.json",
@@ -192,7 +203,7 @@ def assert_store_master_error(result: Any, env: dict[str, str], path: Path, why:
     ],
 )
 def test_bad_store_master_option(
-    cli: Any, env: dict[str, str], server: Any, tmp_path: Path, name: str, why: str
+    cli: Cli, env: dict[str, str], server: ImageServer, tmp_path: Path, name: str, why: str
 ) -> None:
     path = FIXTURES / name
     url_path = "/img/67x49.png"
@@ -203,7 +214,7 @@ def test_bad_store_master_option(
     assert server.hits[url_path] == before
 
 
-def test_store_master_is_a_directory(cli: Any, env: dict[str, str], tmp_path: Path) -> None:
+def test_store_master_is_a_directory(cli: Cli, env: dict[str, str], tmp_path: Path) -> None:
     job = write_job(tmp_path / "job.json", [visit("RP00001", "a.png")])
     result = cli("submit", str(job), "--gpu-delay", "0", "--store-master", str(FIXTURES))
     assert_store_master_error(result, env, FIXTURES, "directory")
@@ -234,7 +245,7 @@ def test_bad_store_master_from_env_var_in_subprocess(env: dict[str, str], tmp_pa
 
 
 def test_unknown_store_fails_job_without_download_and_others_go_on(
-    cli: Any, env: dict[str, str], server: Any, tmp_path: Path
+    cli: Cli, env: dict[str, str], server: ImageServer, tmp_path: Path
 ) -> None:
     unknown = f"S-NOPE-{uuid.uuid4().hex[:6]}"
     unknown_paths = ["/img/101x99.png", "/img/101x98.jpg"]
@@ -279,7 +290,9 @@ def test_unknown_store_fails_job_without_download_and_others_go_on(
     assert {e["store_id"] for e in doc["error"]} == {unknown}
 
 
-def test_only_unknown_stores(cli: Any, env: dict[str, str], server: Any, tmp_path: Path) -> None:
+def test_only_unknown_stores(
+    cli: Cli, env: dict[str, str], server: ImageServer, tmp_path: Path
+) -> None:
     before = server.hits["/img/105x95.png"]
     job = write_job(
         tmp_path / "job.json",

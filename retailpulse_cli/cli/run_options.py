@@ -1,70 +1,34 @@
-"""One option set for every command that runs jobs, built from `config.OPTIONS`.
-
-Typer reads a command's parameters from its signature, so `run_options` adds the shared
-options to the signature and hands the command one `RunFlags` instead of fifteen loose
-parameters: submit, resume, retry and inbox cannot drift apart (`inbox --rate` once did).
+"""The option group of every command that runs jobs, built from the option table
+(config.options.OPTIONS): each command receives them as one `run_flags` (config.RunFlags),
+and submit, resume, retry and inbox cannot drift apart.
 """
 
 from __future__ import annotations
 
-import functools
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
 
-from retailpulse_cli.config.options import OPTIONS, Option
+from retailpulse_cli.cli.option_groups import ConfigOpt, option, with_group
+from retailpulse_cli.config.options import OPTIONS, Option, RunFlags
 
 F = TypeVar("F", bound=Callable[..., Any])
 PANEL = "Run options (also from RETAILPULSE_<NAME> or the config file)"
-
-
-@dataclass(frozen=True)
-class RunFlags:
-    """What was given on the command line: dest -> value (None = not given)."""
-
-    values: dict[str, Any]
-    config_file: Path | None
-
-
-ConfigOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--config",
-        metavar="FILE",
-        help="TOML config file. [env: RETAILPULSE_CONFIG; default: the per-user one]",
-        show_default=False,
-    ),
-]
 
 
 def _parameter(opt: Option) -> inspect.Parameter:
     default_text = f" [default: {_default_text(opt)}]" if opt.default is not None else ""
     help_text = f"{opt.help}{default_text} [env: {opt.env}]"
     if opt.switch:
-        annotation: Any = Annotated[
-            bool, typer.Option(f"--{opt.name}", help=help_text, rich_help_panel=PANEL)
-        ]
-        default: Any = False
-    else:
-        metavar = "MIN:MAX" if opt.name == "gpu-delay" else None
-        annotation = Annotated[
-            opt.flag_type | None,
-            typer.Option(
-                f"--{opt.name}",
-                help=help_text,
-                show_default=False,
-                metavar=metavar,
-                rich_help_panel=PANEL,
-            ),
-        ]
-        default = None
-    return inspect.Parameter(
-        opt.dest, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation
+        switch = typer.Option(*opt.flags, help=help_text, rich_help_panel=PANEL)
+        return option(opt.dest, Annotated[bool, switch], False)
+    metavar = "MIN:MAX" if opt.name == "gpu-delay" else None
+    flag = typer.Option(
+        *opt.flags, help=help_text, show_default=False, metavar=metavar, rich_help_panel=PANEL
     )
+    return option(opt.dest, Annotated[opt.flag_type | None, flag])
 
 
 def _default_text(opt: Option) -> str:
@@ -75,26 +39,13 @@ def _default_text(opt: Option) -> str:
     return str(opt.default)
 
 
+def _flags(given: dict[str, Any]) -> RunFlags:
+    config_file = given.pop("config_file", None)
+    return RunFlags(given, config_file)
+
+
 def run_options(func: F) -> F:
     """Give `func` every run option plus --config; it receives them as `run_flags`."""
-    own = inspect.signature(func, eval_str=True)
-    kept = [p for name, p in own.parameters.items() if name != "run_flags"]
     extra = [_parameter(o) for o in OPTIONS]
-    extra.append(
-        inspect.Parameter(
-            "config_file", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=ConfigOpt
-        )
-    )
-    names = {o.dest for o in OPTIONS}
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        values = {k: kwargs.pop(k) for k in list(kwargs) if k in names}
-        flags = RunFlags(values, kwargs.pop("config_file", None))
-        return func(*args, run_flags=flags, **kwargs)
-
-    params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in kept] + extra
-    wrapper.__signature__ = own.replace(parameters=params)  # type: ignore[attr-defined]
-    wrapper.__annotations__ = {p.name: p.annotation for p in params}
-    del wrapper.__wrapped__  # Typer must read our signature, not the original's
-    return wrapper  # type: ignore[return-value]
+    extra.append(option("config_file", ConfigOpt))
+    return with_group(func, "run_flags", extra, _flags)

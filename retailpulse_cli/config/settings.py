@@ -13,6 +13,7 @@ DEFAULT_WORKERS = 32
 # Retry-After hold of their host, at twice the threads and connections to that host.
 DEFAULT_DOWNLOADS = 128
 DEFAULT_GPU_DELAY = (0.1, 0.4)
+DEFAULT_CLUSTER = "local"  # --cluster: images run in this process
 DEFAULT_SHARD_SIZE = 1000  # images per Dask task (--cluster): one task per image was 2.5x slower
 DEFAULT_MAX_BYTES = 50 * 1024 * 1024
 DEFAULT_MAX_PIXELS = 100_000_000  # ~ a 12,000 x 8,000 photo; bombs declare far more
@@ -36,11 +37,15 @@ class Settings:
     max_pixels: int = DEFAULT_MAX_PIXELS
     max_redirects: int = 5
     per_host: int = DEFAULT_DOWNLOADS  # concurrent connections to one host
+    # --per-host was set (flag, variable, config file, or the job's own setting); if not, it
+    # follows --downloads, also when a resume or retry changes --downloads (meta.json says)
+    per_host_given: bool = False
     rate: float = 0.0  # requests per second per host; 0 = unlimited
     allow_local_files: bool = True
     block_private_networks: bool = False
     user_agent: str = ""
     save_images: str | None = None  # folder or fsspec URL for the image bytes (storage.py)
+    results_db: str | None = None  # SQLAlchemy URL the records also go to (storage/results_db)
 
     def __post_init__(self) -> None:
         if self.workers < 1:

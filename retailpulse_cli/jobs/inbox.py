@@ -13,6 +13,7 @@ import fcntl
 import os
 import secrets
 import stat
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from retailpulse_cli.text.escape import safe
 
 PROCESSING, DONE, REJECTED = ".processing", "done", "rejected"
 JOB_SUFFIX, REASON_SUFFIX = ".job", ".reason"
+SETTLE_SECONDS = 5.0  # a file modified this recently may be an upload still under way
 
 
 @dataclass
@@ -59,7 +61,8 @@ def prepare(inbox: Path) -> None:
 
 def claim_all(inbox: Path) -> tuple[list[Claim], list[str]]:
     """Orphans of dead runs first, then every *.json file in the inbox, oldest first.
-    Also returns the names of *.json entries that are not regular files (left alone)."""
+    Also returns a note per *.json entry left alone: not a regular file, or modified in
+    the last SETTLE_SECONDS (an upload still being written)."""
     prepare(inbox)
     claims = _orphans(inbox / PROCESSING)
     files, odd = _oldest_first(inbox)
@@ -78,12 +81,18 @@ def claim_all(inbox: Path) -> tuple[list[Claim], list[str]]:
 
 
 def _oldest_first(inbox: Path) -> tuple[list[Path], list[str]]:
-    """Regular *.json files by age (one another run renames away meanwhile is left out),
-    and the names of other *.json entries: folders, FIFOs, symbolic links."""
+    """Settled regular *.json files by age (one another run renames away meanwhile is
+    left out), and the other *.json entries with why they are left: folders, FIFOs,
+    symbolic links, and files still being written.
+
+    Only `*.json` is a job file: an upload under a temporary name (`.NAME`, `NAME.tmp`,
+    `NAME.part`) is never taken. A file modified in the last SETTLE_SECONDS may be an
+    upload caught half-way (its JSON cut off): the next run takes it whole."""
     try:
         names = list(inbox.glob("*.json"))
     except OSError as exc:
         raise _storage_error("read", inbox, exc) from None
+    now = time.time()
     aged, odd = [], []
     for path in names:
         if path.name.startswith("."):
@@ -94,10 +103,16 @@ def _oldest_first(inbox: Path) -> tuple[list[Path], list[str]]:
             st = path.lstat()
         except FileNotFoundError:
             continue
-        if stat.S_ISREG(st.st_mode):
-            aged.append((st.st_mtime, path.name, path))
+        age = now - st.st_mtime
+        if not stat.S_ISREG(st.st_mode):
+            odd.append(f"skipped {path}: not a regular file")
+        elif abs(age) < SETTLE_SECONDS:  # abs: a clock skewed a little ahead is "now" too
+            odd.append(
+                f"left {path} for the next run: modified {max(age, 0):.1f}s ago "
+                "(an upload still being written?)"
+            )
         else:
-            odd.append(path.name)
+            aged.append((st.st_mtime, path.name, path))
     return [path for _, _, path in sorted(aged)], sorted(odd)
 
 

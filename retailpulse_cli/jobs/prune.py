@@ -14,20 +14,32 @@ import shutil
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from retailpulse_cli.errors import JobBusy, RetailpulseError, StorageError
+from retailpulse_cli.model import JobState
 from retailpulse_cli.storage.job_dir import Job, JobStore, Lock, fsync_dir, parse_time
 
-DEFAULT_STATUSES = ("completed", "failed")
-PRUNABLE = ("completed", "failed", "interrupted")
+DEFAULT_STATUSES = (JobState.COMPLETED, JobState.FAILED)
+PRUNABLE = (JobState.COMPLETED, JobState.FAILED, JobState.INTERRUPTED, JobState.CANCELLED)
 TRASH_PREFIX = ".trash-"
+
+
+class _Candidate(TypedDict):
+    job_id: str
+    status: str
+    created_at: str | None
+
+
+class PrunedJob(_Candidate, total=False):
+    """A job removed (or, with dry_run, to remove), as `prune --json` prints it."""
+
+    bytes: int
 
 
 @dataclass
 class PruneResult:
-    # {job_id, status, created_at, bytes} per job removed (or, with dry_run, to remove)
-    removed: list[dict[str, Any]] = field(default_factory=list)
+    removed: list[PrunedJob] = field(default_factory=list)
     busy: list[str] = field(default_factory=list)  # old enough, but locked by a live process
     trash_bytes: int = 0  # freed by clearing what an earlier prune left behind
 
@@ -60,15 +72,15 @@ def _age_from(status: dict[str, Any]) -> datetime | None:
 
 def _candidate(
     job: Job, statuses: tuple[str, ...], cutoff: datetime, *, locked: bool = False
-) -> dict[str, Any] | None:
+) -> PrunedJob | None:
     """The job's row if it is old enough and in one of `statuses`; damaged jobs never are.
     `locked`: we hold the job's lock, so an `ongoing` job is one whose worker died."""
     try:
         status = job.status()
     except RetailpulseError:
         return None
-    if locked and status.get("status") == "ongoing":
-        status["status"] = "interrupted"
+    if locked and status.get("status") == JobState.ONGOING:
+        status["status"] = JobState.INTERRUPTED.value
     when = _age_from(status)
     if status.get("status") not in statuses or when is None or when >= cutoff:
         return None
@@ -86,7 +98,7 @@ def clear_trash(root: Path) -> int:
     return freed
 
 
-def _remove(job: Job, row: dict[str, Any], statuses: tuple[str, ...], cutoff: datetime) -> bool:
+def _remove(job: Job, row: PrunedJob, statuses: tuple[str, ...], cutoff: datetime) -> bool:
     """Remove one job while holding its lock; False if it is busy or changed meanwhile."""
     try:
         lock = Lock.acquire(job.lock_path, wait=0)

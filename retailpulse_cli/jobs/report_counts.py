@@ -60,15 +60,36 @@ class Failures:
         ]
 
 
+Span = tuple[datetime, datetime]
+
+
+def run_spans(status: dict[str, Any]) -> list[Span]:
+    """When the job's runs (submit, each resume and retry) ran, from status.json's `runs`;
+    a job written before `runs` existed has its last run only (started_at to its end)."""
+    runs = status.get("runs")
+    if not isinstance(runs, list) or not runs:
+        end = status.get("finished_at") or status.get("updated_at")
+        runs = [{"started_at": status.get("started_at"), "ended_at": end}]
+    spans = []
+    for run in runs:
+        if not isinstance(run, dict):
+            continue
+        start, end = parse_time(run.get("started_at")), parse_time(run.get("ended_at"))
+        if start is not None and end is not None and end >= start:
+            spans.append((start, end))
+    return spans
+
+
 @dataclass
 class JobSummary:
     job_id: str
     status: str
     created_at: str | None
-    started_at: str | None
+    started_at: str | None  # the first run's start
     ended_at: str | None  # finished_at, else the last status update of an unfinished job
     stores: dict[str, StoreCounts] = field(default_factory=dict)
     failures: Failures = field(default_factory=Failures)
+    runs: list[Span] | None = None  # None: the span started_at..ended_at is the one run
 
     @property
     def images(self) -> int:
@@ -83,11 +104,18 @@ class JobSummary:
         return sum(s.failed for s in self.stores.values())
 
     @property
-    def duration_s(self) -> float | None:
+    def spans(self) -> list[Span]:
+        if self.runs is not None:
+            return self.runs
         start, end = parse_time(self.started_at), parse_time(self.ended_at)
-        if start is None or end is None:
-            return None
-        return max((end - start).total_seconds(), 0.0)
+        return [(start, end)] if start is not None and end is not None and end >= start else []
+
+    @property
+    def duration_s(self) -> float | None:
+        """The time its runs took, together: a resumed or retried job's speed is that of
+        all its runs, not of the last one (which may have redone a single image)."""
+        spans = self.spans
+        return sum((end - start).total_seconds() for start, end in spans) if spans else None
 
     @property
     def images_per_s(self) -> float | None:
@@ -101,6 +129,7 @@ class JobSummary:
             "created_at": self.created_at,
             "started_at": self.started_at,
             "ended_at": self.ended_at,
+            "runs": len(self.spans),
             "duration_s": self.duration_s,
             "images_per_s": self.images_per_s,
             "images": self.images,
@@ -145,13 +174,7 @@ class Summary:
     def busy_seconds(self) -> float | None:
         """Time during which at least one of the jobs ran: jobs that ran side by side (one
         `inbox` run) are not counted twice, nights apart add up."""
-        spans = sorted(
-            (start, end)
-            for j in self.jobs
-            if (start := parse_time(j.started_at))
-            and (end := parse_time(j.ended_at))
-            and end >= start
-        )
+        spans = sorted(span for j in self.jobs for span in j.spans)
         if not spans:
             return None
         total, (cur_start, cur_end) = 0.0, spans[0]
@@ -178,12 +201,14 @@ def summarize_job(job: Job, status: dict[str, Any] | None = None) -> JobSummary:
     """One job's counts, streamed from its records (a retry not yet merged included)."""
     st = status or job.status()
     ended = st.get("finished_at") or st.get("updated_at")
+    spans = run_spans(st)
     out = JobSummary(
         job_id=job.id,
         status=str(st.get("status")),
         created_at=st.get("created_at"),
-        started_at=st.get("started_at"),
+        started_at=_first_start(st),
         ended_at=ended if isinstance(ended, str) else None,
+        runs=spans,
     )
     for rec in job.iter_records():
         counts = out.stores.setdefault(str(rec.get("store_id")), StoreCounts())
@@ -196,6 +221,13 @@ def summarize_job(job: Job, status: dict[str, Any] | None = None) -> JobSummary:
         counts.unknown_store = counts.unknown_store or code == STORE_NOT_FOUND
         out.failures.add(code, str(rec.get("image_url", "")))
     return out
+
+
+def _first_start(status: dict[str, Any]) -> str | None:
+    runs = status.get("runs")
+    first = runs[0] if isinstance(runs, list) and runs else None
+    started = first.get("started_at") if isinstance(first, dict) else status.get("started_at")
+    return started if isinstance(started, str) else None
 
 
 def _latest_readable(store: JobStore, ids: list[str]) -> Job:

@@ -1,255 +1,67 @@
 """Where a job's images run: this process (the default) or a Dask cluster (`--cluster`).
 
-`DaskEngine.run` keeps the contract of `runner.run`: tasks in, records handed to `sink` in
-the calling thread (the job's one writer), `tick` about every 0.2 s, True when every task
-is done. The job is cut into shards; each shard is a Dask task running the same per-image
-pipeline as the single-process mode in a worker process (`run_shard`). Nothing here
-imports Dask until a cluster is asked for: `--cluster local` never loads it.
+`DaskEngine.run` keeps the contract of `Pipeline.run`: tasks in, records handed to `sink`
+in the calling thread (the job's one writer), `tick` about every 0.2 s, True when every
+task is done. The job is cut into shards; each shard is a Dask task running the same
+pipeline as the single-process mode in a worker process (`dask_worker.run_shard`). Nothing
+here imports Dask until a cluster is asked for: `--cluster local` never loads it.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
+import math
 import os
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from retailpulse_cli.config.settings import DEFAULT_SHARD_SIZE, Settings
-from retailpulse_cli.errors import ExitCode, RetailpulseError
+from retailpulse_cli.model import Record
+from retailpulse_cli.processing.cluster_spec import INSTALL_HINT as INSTALL_HINT
+from retailpulse_cli.processing.cluster_spec import ClusterError as ClusterError
+from retailpulse_cli.processing.cluster_spec import ClusterSpec as ClusterSpec
+from retailpulse_cli.processing.cluster_spec import parse_cluster as parse_cluster
+from retailpulse_cli.processing.cluster_spec import require_dask as require_dask
+from retailpulse_cli.processing.dask_quiet import QuietLogs, quiet_helpers
 from retailpulse_cli.processing.spec import ImageTask
 from retailpulse_cli.text.redaction import redact
 
 if TYPE_CHECKING:
+    from retailpulse_cli.processing.dask_worker import ShardResult
     from retailpulse_cli.processing.download import StopFlag
-    from retailpulse_cli.processing.fetch import Fetcher
-    from retailpulse_cli.storage.image_archive import ImageStore
 
-Record = dict[str, Any]
 WORKER_CRASHED = "worker_crashed"
-INSTALL_HINT = "pip install 'retailpulse[dask]'"
 GRACE = 3.0  # the runner's own 2 s grace inside a shard, plus the trip back to the driver
+SCHEDULER_TIMEOUT = 10.0  # seconds to reach a tcp:// scheduler and hear it answer
+# Shards are sized from what is left of the job: remaining / (SHARDS_AHEAD x worker
+# threads), between 2 x --workers (a shard that fills a worker's GPU slots twice) and
+# --shard-size. They shrink toward the end of the job, so the workers finish together:
+# 1,200 images in 1,000-image shards left one of two workers idle most of the run.
+SHARDS_AHEAD = 2
+# A cluster without a single worker for this long cannot finish the job: it is stopped
+# (interrupted, resumable) rather than left waiting for good.
+NO_WORKER_SECONDS = 30.0
 
 
-class ClusterError(RetailpulseError):
-    """The cluster named by --cluster cannot be used (extra missing, unreachable, mismatch).
-    Exit code 2 (usage): like a bad flag, it is fixed by changing the command or the
-    installation, and no image was processed."""
-
-    exit_code = ExitCode.USAGE
-    hint = "use --cluster local (the default) to run in this process"
-
-
-@dataclass(frozen=True)
-class ClusterSpec:
-    """'local' (this process), 'local:N' (N Dask worker processes here) or a scheduler."""
-
-    kind: str  # "local", "local-cluster" or "scheduler"
-    workers: int = 0
-    address: str = ""
-
-    @property
-    def is_dask(self) -> bool:
-        return self.kind != "local"
-
-
-def parse_cluster(text: str | None) -> ClusterSpec:
-    """'local' | 'local:N' | 'tcp://HOST:PORT'; None or '' mean local."""
-    value = (text or "local").strip()
-    if value == "local":
-        return ClusterSpec("local")
-    if value.startswith("local:"):
-        count = value.split(":", 1)[1]
-        if not count.isdigit() or not 1 <= int(count) <= 256:
-            raise ClusterError(
-                f"--cluster {value!r}: N in local:N must be a number of worker processes "
-                "from 1 to 256",
-                hint="e.g. --cluster local:2",
-            )
-        return ClusterSpec("local-cluster", workers=int(count))
-    if value.startswith("tcp://"):
-        return ClusterSpec("scheduler", address=_scheduler_address(value))
-    if value.startswith("tls://"):
-        # Dask's tls:// needs a certificate, a key and a CA (a `Security` object) that
-        # no flag of ours passes on: refused here rather than failing inside Dask.
-        raise ClusterError(
-            f"--cluster {redact(value)!r}: tls:// scheduler addresses are not supported "
-            "(retailpulse cannot pass Dask the certificates they need)",
-            hint="use tcp://HOST:PORT, over a VPN or an SSH tunnel if the network is untrusted",
-        )
-    raise ClusterError(
-        f"--cluster {redact(value)!r}: use local, local:N or tcp://HOST:PORT (a Dask scheduler)",
-        hint="e.g. --cluster local:2 or --cluster tcp://10.0.0.5:8786",
-    )
-
-
-def _scheduler_address(value: str) -> str:
-    """`value` (tcp://...) checked the way Dask will read it: a host, a port from 1 to
-    65535 and nothing else. A user:password@ part is refused without being echoed: Dask
-    has no use for it and would print it in its own errors."""
-    from urllib.parse import urlsplit
-
-    example = "e.g. --cluster tcp://10.0.0.5:8786 (IPv6: tcp://[::1]:8786)"
-    if "@" in value:
-        raise ClusterError(
-            "--cluster: a Dask scheduler address cannot carry a user name or password "
-            "(user:password@ before the host); give tcp://HOST:PORT",
-            hint=example,
-        )
-    shown = repr(value)
-    try:
-        parts = urlsplit(value)
-        host, port = parts.hostname, parts.port
-    except ValueError as exc:  # "[::1" (unclosed IPv6 bracket), a port not a number
-        raise ClusterError(
-            f"--cluster {shown}: not a scheduler address ({exc})", hint=example
-        ) from None
-    if not host or port is None or not 1 <= port <= 65535:
-        raise ClusterError(
-            f"--cluster {shown}: a scheduler address needs a host and a port from 1 to 65535 "
-            "(tcp://HOST:PORT)",
-            hint=example,
-        )
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise ClusterError(
-            f"--cluster {shown}: a scheduler address is only tcp://HOST:PORT, nothing after "
-            "the port",
-            hint=example,
-        )
-    return f"tcp://[{host}]:{port}" if ":" in host else f"tcp://{host}:{port}"
-
-
-def require_dask() -> None:
-    """Fail with one line naming the install command when the `dask` extra is missing."""
-    try:
-        import distributed  # noqa: F401
-    except ImportError as exc:
-        raise ClusterError(
-            f"--cluster needs Dask distributed, which is not installed ({exc})",
-            hint=f"install it with: {INSTALL_HINT}",
-        ) from None
-
-
-def split_budgets(settings: Settings, threads: int) -> Settings:
-    """--per-host and --rate are budgets of the whole job: each of `threads` shard runners
-    (one per worker thread) gets an equal share, at least one connection."""
-    n = max(1, threads)
+def split_budgets(settings: Settings, processes: int) -> Settings:
+    """--per-host and --rate are budgets of the whole job: each of `processes` worker
+    processes (one connection pool each, shared by its shards) gets an equal share, at
+    least one connection."""
+    n = max(1, processes)
     rate = settings.rate / n if settings.rate > 0 else 0.0
     return dataclasses.replace(settings, per_host=max(1, settings.per_host // n), rate=rate)
 
 
-# -- worker side -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ShardResult:
-    """What one shard sends back: its records, and whether every image of it was done."""
-
-    shard_id: int
-    records: list[Record]
-    complete: bool
-
-
-_FETCHERS: dict[tuple[Settings, int], Fetcher] = {}
-_FETCHERS_LOCK = threading.Lock()
-
-
-def _fetcher_for(settings: Settings) -> Fetcher:
-    """One fetcher (one connection pool, one set of per-host caps) per worker thread and
-    settings, made on first use in the worker process and kept for the next shards."""
-    from retailpulse_cli.processing.fetch import Fetcher
-
-    key = (settings, threading.get_ident())
-    with _FETCHERS_LOCK:
-        fetcher = _FETCHERS.get(key)
-        if fetcher is None:
-            if len(_FETCHERS) >= 16:  # jobs with other settings came and went
-                _FETCHERS.pop(next(iter(_FETCHERS))).close()
-            fetcher = _FETCHERS[key] = Fetcher(settings)
-    return fetcher
-
-
-def _run_tasks_locally(
-    tasks: list[ImageTask], settings: Settings, base_dir: Path, fetcher: Fetcher, stop: StopFlag
-) -> tuple[list[Record], bool]:
-    """The single-process pipeline (both stages) on one shard."""
-    from retailpulse_cli.processing.pipeline import Pipeline
-
-    records: list[Record] = []
-    store = _store_for(settings.save_images) if settings.save_images else None
-    keep = None
-    if store is not None:
-        from retailpulse_cli.processing.download import store_keep
-
-        keep = store_keep(store, settings, stop)  # each worker writes its own images
-    # unknown stores were recorded by the driver and never sent
-    pipeline = Pipeline(settings, fetcher, base_dir, stop, keep=keep)
-    complete = pipeline.run(tasks, records.append, lambda: None)
-    if store is not None:
-        store.flush()  # durable before the driver fsyncs the records that name them
-    return records, complete
-
-
-@functools.lru_cache(maxsize=4)
-def _store_for(dest: str) -> ImageStore:
-    """One image store per destination in a worker process, kept for the next shards."""
-    from retailpulse_cli.storage.image_archive import open_store
-
-    return open_store(dest)
-
-
-def _watch_stop(event_name: str, stop: StopFlag, fetcher: Fetcher) -> Callable[[], None]:
-    """Poll the job's stop Event (set by the driver on Ctrl-C/SIGTERM); return `done`."""
-    from distributed import Event
-
-    event = Event(event_name)
-    event.is_set()  # first use in the task's thread: it binds the Event to this worker
-    finished = threading.Event()
-
-    def poll() -> None:
-        while not finished.wait(0.25):
-            try:
-                is_set = event.is_set()
-            except Exception:  # a scheduler hiccup: the next poll asks again
-                continue
-            if is_set:
-                stop.request("stop")
-                fetcher.watchdog.abort_all()  # cut downloads in flight; resume redoes them
-                return
-
-    threading.Thread(target=poll, name="rp-stop-watch", daemon=True).start()
-    return finished.set
-
-
-def run_shard(
-    tasks: list[ImageTask], settings: Settings, base_dir: Path, shard_id: int, stop_name: str
-) -> ShardResult:
-    """A Dask task: run one shard's images in this worker process; plain data in and out."""
-    from retailpulse_cli.processing.download import StopFlag
-
-    stop = StopFlag()
-    fetcher = _fetcher_for(settings)
-    fetcher.stop = stop  # this thread's fetcher serves one shard at a time
-    done = _watch_stop(stop_name, stop, fetcher)
-    try:
-        records, complete = _run_tasks_locally(tasks, settings, base_dir, fetcher, stop)
-    finally:
-        done()
-    return ShardResult(shard_id, records, complete)
-
-
-def _retailpulse_version() -> str:
-    import retailpulse_cli
-
-    return retailpulse_cli.__version__
-
-
-# -- driver side -----------------------------------------------------------------------------
+def shard_size(remaining: int | None, threads: int, settings: Settings, most: int) -> int:
+    """The next shard's size (see SHARDS_AHEAD); `most` (--shard-size) when the job's size
+    is not known."""
+    if remaining is None:
+        return most
+    guided = math.ceil(remaining / (SHARDS_AHEAD * max(1, threads)))
+    return max(1, min(most, max(2 * settings.workers, guided)))
 
 
 class _Seen:
@@ -287,11 +99,15 @@ def _shards(
     tasks: Iterable[ImageTask],
     is_known: Callable[[str], bool],
     sink: Callable[[Record], None],
-    size: int,
+    size_of_next: Callable[[int], int],
 ) -> Iterator[list[ImageTask]]:
-    """Cut tasks into shards; images of unknown stores are recorded here and never sent."""
+    """Cut tasks into shards, each as big as `size_of_next(tasks taken so far)`; images of
+    unknown stores are recorded here and never sent."""
+    taken = 0
+    size = size_of_next(0)
     shard: list[ImageTask] = []
     for task in tasks:
+        taken += 1
         if not is_known(task.store_id):
             from retailpulse_cli.processing.download import unknown_store_record
 
@@ -301,6 +117,7 @@ def _shards(
         if len(shard) >= size:
             yield shard
             shard = []
+            size = size_of_next(taken)
     if shard:
         yield shard
 
@@ -310,8 +127,19 @@ def _shards(
 FORKSERVER_PRELOAD = [
     "distributed",
     "retailpulse_cli.processing.dask_engine",
-    "retailpulse_cli.processing.pipeline",
+    "retailpulse_cli.processing.dask_worker",
 ]
+
+
+def _start_forkserver() -> None:
+    """Start the forkserver the workers will be forked from, with its preloads, now: it
+    imports them (~1 s) while this process imports Dask and starts the scheduler, where it
+    used to start only when the first worker was asked for."""
+    import multiprocessing
+    from multiprocessing import forkserver
+
+    multiprocessing.get_context("forkserver").set_forkserver_preload(FORKSERVER_PRELOAD)
+    forkserver.ensure_running()
 
 
 def _start_workers_from_a_forkserver() -> None:
@@ -347,36 +175,27 @@ def _lost_reason(exc: Exception) -> str:
     return text if len(text) <= 200 else text[:199] + "…"
 
 
-class _QuietLogs:
-    """Dask's loggers (`distributed` and every child it made, which can carry their own
-    levels: `distributed.client` printed with only the parent set), and the `tornado` and
-    `asyncio` loops under it, kept off stderr while an engine is open; put back on close."""
+def _check_answers(address: str) -> None:
+    """Connect and let the scheduler greet us, within SCHEDULER_TIMEOUT. Dask's own connect
+    bounds the TCP connection only: its handshake then waits for the first message with no
+    timeout, so a listener that accepts and never speaks (a stuck process, the wrong port
+    behind a proxy) held `Client(address, timeout=...)` for good (issue 17)."""
+    import asyncio
 
-    ROOTS = ("distributed", "tornado", "asyncio")
+    from distributed.comm.core import connect
 
-    def __init__(self) -> None:
-        self.saved: list[tuple[logging.Logger, int, bool]] = []
+    async def greet() -> None:
+        comm = await connect(address, timeout=SCHEDULER_TIMEOUT)
+        await comm.close()
 
-    def enter(self) -> None:
-        if self.saved:
-            return
-        names = [
-            name
-            for name, lg in logging.root.manager.loggerDict.items()
-            if isinstance(lg, logging.Logger) and name.split(".")[0] in self.ROOTS
-        ]
-        for name in dict.fromkeys([*self.ROOTS, *names]):
-            lg = logging.getLogger(name)
-            self.saved.append((lg, lg.level, lg.propagate))
-            lg.setLevel(logging.CRITICAL + 1)  # nothing, not even a CRITICAL line
-            if name in self.ROOTS:
-                lg.propagate = False  # children made later inherit the level; root never sees them
-
-    def restore(self) -> None:
-        for lg, level, propagate in reversed(self.saved):
-            lg.setLevel(level)
-            lg.propagate = propagate
-        self.saved = []
+    try:
+        asyncio.run(asyncio.wait_for(greet(), SCHEDULER_TIMEOUT))
+    except asyncio.TimeoutError:  # not the builtin TimeoutError before Python 3.11
+        raise ClusterError(
+            f"the Dask scheduler at {redact(address)} accepted the connection but did not "
+            f"answer within {SCHEDULER_TIMEOUT:g} s (is a Dask scheduler listening there?)",
+            hint="start `dask scheduler` and `dask worker ADDRESS`, or check the address",
+        ) from None
 
 
 class DaskEngine:
@@ -387,7 +206,7 @@ class DaskEngine:
         self.shard_size = max(1, shard_size)
         self.client: Any = None
         self.cluster: Any = None
-        self.quiet = _QuietLogs()
+        self.quiet = QuietLogs()
 
     def __enter__(self) -> DaskEngine:
         self.open()
@@ -399,16 +218,22 @@ class DaskEngine:
     def open(self) -> None:
         """Start or reach the cluster, then check every worker runs our version. Whatever
         Dask raises on the way is one ClusterError (exit 2), never an internal error."""
-        require_dask()
-        self.quiet.enter()  # from here on, the CLI's stderr stays ours
+        quiet_helpers()
         try:
+            if self.spec.kind == "local-cluster":
+                _start_forkserver()  # it imports Dask for the workers while we import it here
+            require_dask(load=True)
+            # From here on, the CLI's stderr stays ours. Not before the import: importing
+            # Dask sets its loggers' levels from its config.
+            self.quiet.enter()
             self._connect()
         except BaseException as exc:  # Ctrl-C while starting, too: nothing left running
             self.close()
             if isinstance(exc, ClusterError) or not isinstance(exc, Exception):
                 raise
             raise self._unreachable(exc) from None
-        self._check_versions()
+        if self.spec.kind == "scheduler":  # local:N workers are forks of this very code
+            self._check_versions()
 
     def _unreachable(self, exc: Exception) -> ClusterError:
         if self.spec.kind == "local-cluster":
@@ -443,7 +268,8 @@ class DaskEngine:
             )
             self.client = distributed.Client(self.cluster)
         else:
-            self.client = distributed.Client(self.spec.address, timeout="10s")
+            _check_answers(self.spec.address)
+            self.client = distributed.Client(self.spec.address, timeout=SCHEDULER_TIMEOUT)
             try:
                 self.client.wait_for_workers(1, timeout=60)
             except TimeoutError:
@@ -457,8 +283,10 @@ class DaskEngine:
         import retailpulse_cli
 
         ours = retailpulse_cli.__version__  # read now, not at import: tests patch it
+        from retailpulse_cli.processing.dask_worker import retailpulse_version
+
         try:
-            theirs: dict[str, str] = self.client.run(_retailpulse_version)
+            theirs: dict[str, str] = self.client.run(retailpulse_version)
         except Exception as exc:
             self.close()
             raise ClusterError(
@@ -485,8 +313,10 @@ class DaskEngine:
         self.client = self.cluster = None
         self.quiet.restore()
 
-    def threads(self) -> int:
-        return max(1, int(sum(self.client.nthreads().values())))
+    def threads(self) -> tuple[int, int]:
+        """Worker processes and worker threads in the cluster now (at least 1 each)."""
+        nthreads: dict[str, int] = self.client.nthreads()
+        return max(1, len(nthreads)), max(1, int(sum(nthreads.values())))
 
     def run(
         self,
@@ -499,11 +329,17 @@ class DaskEngine:
         tick: Callable[[], None],
         stop: StopFlag,
         name: str,
+        total: int | None = None,
     ) -> bool:
-        """As `runner.run`, on the cluster. Return True when every task is done."""
-        return _DriverRun(self, settings, base_dir, sink, tick, stop, name).run(
-            _shards(tasks, is_known, sink, self.shard_size)
-        )
+        """As `Pipeline.run`, on the cluster; `total` (the number of tasks, when known)
+        sizes the shards. Return True when every task is done."""
+        run = _DriverRun(self, settings, base_dir, sink, tick, stop, name)
+
+        def size_of_next(taken: int) -> int:
+            remaining = None if total is None else max(0, total - taken)
+            return shard_size(remaining, run.threads, settings, self.shard_size)
+
+        return run.run(_shards(tasks, is_known, sink, size_of_next))
 
 
 class _DriverRun:
@@ -522,9 +358,9 @@ class _DriverRun:
         from distributed import Event
 
         self.client = engine.client
-        threads = engine.threads()
-        self.cap = 2 * threads  # shards in flight: the driver's memory stays flat
-        self.settings = split_budgets(settings, threads)
+        processes, self.threads = engine.threads()
+        self.cap = 2 * self.threads  # shards in flight: the driver's memory stays flat
+        self.settings = split_budgets(settings, processes)
         self.base_dir = base_dir
         self.sink, self.tick, self.stop = sink, tick, stop
         self.job_id = name
@@ -536,9 +372,16 @@ class _DriverRun:
         self.undone = False
         self.next_id = 0
         self.strikes: set[int] = set()  # images that killed a worker running alone, once
+        self.isolating = False  # a shard killed workers: shards no longer overlap (`split`)
+        self.workers_seen = time.monotonic()  # when the cluster last had a worker
 
-    def submit(self, shard: list[ImageTask]) -> None:
-        fn = globals()["run_shard"]  # looked up now, so a test can swap in a crashing shard
+    def submit(self, shard: list[ImageTask], *, last: bool = False) -> None:
+        """Send a shard to the cluster. It may overlap the worker's next shard unless it is
+        the job's `last` (nothing to overlap: seceding then only delayed its result, by up
+        to 0.6 s measured on a 1-image job) or a shard killed workers (`split`)."""
+        from retailpulse_cli.processing import dask_worker
+
+        fn = dask_worker.run_shard  # looked up now, so a test can swap in a crashing shard
         future = self.client.submit(
             fn,
             shard,
@@ -546,6 +389,7 @@ class _DriverRun:
             self.base_dir,
             self.next_id,
             self.stop_name,
+            not (self.isolating or last),
             pure=False,
             retries=1,
         )
@@ -553,34 +397,26 @@ class _DriverRun:
         self.next_id += 1
 
     def run(self, shards: Iterator[list[ImageTask]]) -> bool:
-        from distributed import wait
-
         exhausted = False
         stopped_at: float | None = None
         last_tick = time.monotonic()
+        upcoming = next(shards, None)  # one shard ahead: the last one is sent as such
         try:
             while True:
                 while not exhausted and len(self.pending) < self.cap and not self.stop.is_set():
-                    shard = next(shards, None)
+                    shard, upcoming = upcoming, next(shards, None)
                     if shard is None:
                         exhausted = True
                     else:
-                        self.submit(shard)
+                        self.submit(shard, last=upcoming is None)
                 if not self.pending and (exhausted or self.stop.is_set()):
                     break
-                try:
-                    done, _ = wait(list(self.pending), timeout=0.2, return_when="FIRST_COMPLETED")
-                except TimeoutError:
-                    done = set()
-                except Exception as exc:  # the client lost its scheduler
-                    if not self.stop.is_set():
-                        raise self.lost(exc) from None
+                if not self.wait_and_collect():
                     break
-                for future in done:
-                    self.collect(future)
                 now = time.monotonic()
                 if now - last_tick >= 0.2:
                     self.tick()
+                    self.check_workers(now)
                     last_tick = now
                 if self.stop.is_set():
                     if stopped_at is None:
@@ -589,14 +425,46 @@ class _DriverRun:
                     elif now - stopped_at > GRACE:
                         break
         finally:
-            if self.pending:
-                self.undone = True  # left to resume
-                try:
-                    self.client.cancel(list(self.pending))
-                except Exception:  # the scheduler is gone, and its tasks with it
-                    logging.getLogger(__name__).debug("cancel failed", exc_info=True)
+            self.cancel_pending()
         self.tick()
         return exhausted and not self.undone and not self.stop.is_set()
+
+    def wait_and_collect(self) -> bool:
+        """Collect the shards that finish within 0.2 s; False when the scheduler is gone
+        after a stop (nothing more will come back)."""
+        from distributed import wait
+
+        try:
+            done, _ = wait(list(self.pending), timeout=0.2, return_when="FIRST_COMPLETED")
+        except TimeoutError:
+            done = set()
+        except Exception as exc:  # the client lost its scheduler
+            if not self.stop.is_set():
+                raise self.lost(exc) from None
+            return False
+        for future in done:
+            self.collect(future)
+        return True
+
+    def check_workers(self, now: float) -> None:
+        """A cluster that has had no worker for NO_WORKER_SECONDS (every process lost, and
+        none restarted or joining) ends the run, rather than waiting for good."""
+        try:
+            workers = self.client.scheduler_info().get("workers") or {}
+        except Exception:  # a hiccup: the next look decides
+            return
+        if workers:
+            self.workers_seen = now
+        elif now - self.workers_seen > NO_WORKER_SECONDS and not self.stop.is_set():
+            raise self.lost(RuntimeError(f"no worker for {NO_WORKER_SECONDS:g} s"))
+
+    def cancel_pending(self) -> None:
+        if self.pending:
+            self.undone = True  # left to resume
+            try:
+                self.client.cancel(list(self.pending))
+            except Exception:  # the scheduler is gone, and its tasks with it
+                logging.getLogger(__name__).debug("cancel failed", exc_info=True)
 
     def collect(self, future: Any) -> None:
         """Take a finished shard's records (once each), or split a shard that kills workers."""
@@ -631,6 +499,7 @@ class _DriverRun:
     def split(self, shard: list[ImageTask]) -> None:
         """Dask gave up on a shard after it killed `allowed-failures` workers: run its halves
         apart until the culprit image is alone, then record that image as failed."""
+        self.isolating = True  # a death must take down only the shard that caused it
         if len(shard) == 1:
             index = shard[0].image_index
             if index not in self.strikes:  # a bystander of the culprit's crash, maybe: again

@@ -15,13 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from retailpulse_cli.config.settings import Settings
+from retailpulse_cli.model import Record
 from retailpulse_cli.processing.fetch import Fetcher, FetchFailure, RetryLater, Tries, redact, scrub
 from retailpulse_cli.processing.imaging import ImageFailure, Size, measure
 from retailpulse_cli.processing.spec import ImageTask
 from retailpulse_cli.processing.tally import STORE_NOT_FOUND
 from retailpulse_cli.storage.image_archive import ImageStore, StoreFailed
-
-Record = dict[str, Any]
 
 
 class StopFlag(threading.Event):

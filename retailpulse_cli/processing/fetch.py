@@ -1,15 +1,14 @@
 """URL or local path -> bytes, with timeouts, retries, size caps and safety checks.
 
 Failures are data: `FetchFailure` carries a stable code (see README, "Error codes"), a
-message with any credentials redacted, and how many attempts were made.
+message with any credentials redacted, and how many attempts were made. Connections keep
+the image's deadline from the name lookup to the last body byte (`connections`, `lookup`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
-import ipaddress
-import itertools
 import random
 import re
 import socket
@@ -25,272 +24,25 @@ from urllib.request import url2pathname
 
 import requests
 import urllib3
-from requests.adapters import HTTPAdapter
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
-from urllib3.util.connection import allowed_gai_family
 
 from retailpulse_cli import __version__
 from retailpulse_cli.config.settings import Settings
+from retailpulse_cli.processing.connections import Call, GuardedAdapter, Watchdog, guarded
+from retailpulse_cli.processing.fetch_failure import FetchFailure as FetchFailure
+from retailpulse_cli.processing.fetch_failure import blocked, dns_failure
+from retailpulse_cli.processing.lookup import is_blocked_address, resolve
 from retailpulse_cli.text.redaction import (
     redact as redact,  # re-exported: runner imports both from here
 )
 from retailpulse_cli.text.redaction import scrub as scrub
 
+# Web servers refuse request lines over 8-16 KB (414) and paths stop at 4 KB; a longer
+# "URL" is a mistake or an attack, and each image in flight held several copies of it
+# (a 200 MB job file of 1 MB URLs peaked at 812 MB).
+MAX_URL_LENGTH = 16_384
 DNS_ATTEMPTS = 2  # a temporary resolver failure gets one more try, not --retries
 _BODY_PIECE = 16 * 1024 * 1024  # the most a body read holds twice (see _read_all)
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504}) | frozenset(range(505, 600))
-
-
-class FetchFailure(Exception):
-    """A download that failed for good; `retryable` says whether another attempt may help."""
-
-    def __init__(self, code: str, message: str, *, retryable: bool = False) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.retryable = retryable
-        self.retry_after: float | None = None
-        self.attempts = 1
-
-
-def is_blocked_address(address: str) -> bool:
-    """Loopback, private, link-local (cloud metadata), CGNAT, multicast or unspecified."""
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return (
-        ip.is_private
-        or ip.is_loopback
-        or ip.is_link_local
-        or ip.is_multicast
-        or ip.is_unspecified
-        or ip.is_reserved
-        or ip in ipaddress.ip_network("100.64.0.0/10")
-    )
-
-
-class Watchdog:
-    """Enforces the per-image deadline by shutting down the socket of a request still in
-    flight when its deadline passes (armed from connect to the last body byte, see
-    "guarded connections"): a server that trickles one byte a second never trips a read
-    timeout, and reading the body in one call leaves no loop to check.
-
-    Arming is a dict insert under a lock; a thread sweeps every TICK seconds. No wake-up
-    per image and no heap of stale entries: at 1,000+ images/s both showed in profiles."""
-
-    TICK = 0.25
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._armed: dict[int, tuple[float, socket.socket]] = {}
-        self._ids = itertools.count()
-        self._thread: threading.Thread | None = None
-
-    def arm(self, deadline: float, sock: socket.socket) -> int:
-        token = next(self._ids)  # itertools.count is atomic under the GIL
-        with self._lock:
-            self._armed[token] = (deadline, sock)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="rp-watchdog", daemon=True)
-                self._thread.start()
-        return token
-
-    def disarm(self, token: int) -> None:
-        with self._lock:
-            self._armed.pop(token, None)
-
-    def abort_all(self) -> None:
-        """Cut every response being read (used on Ctrl-C / SIGTERM)."""
-        with self._lock:
-            socks = [sock for _, sock in self._armed.values()]
-            self._armed.clear()
-        for sock in socks:
-            _shutdown(sock)
-
-    def _run(self) -> None:
-        while True:
-            time.sleep(self.TICK)
-            now = time.monotonic()
-            with self._lock:
-                expired = [t for t, (deadline, _) in self._armed.items() if deadline <= now]
-                socks = [self._armed.pop(t)[1] for t in expired]
-            for sock in socks:
-                _shutdown(sock)
-
-
-def _shutdown(sock: socket.socket) -> None:
-    with contextlib.suppress(OSError):
-        sock.shutdown(socket.SHUT_RDWR)
-
-
-# -- guarded connections -------------------------------------------------------------
-#
-# How the deadline reaches the socket: `Fetcher._get` puts a `_Call` (the image's deadline,
-# the watchdog, the address policy) in a thread-local for the length of one request, and
-# the connection classes below, installed on this run's adapter only, pick it up. The
-# thread that calls `session.get` is the thread that connects, sends and reads, so a
-# thread-local is exact, needs no change to requests' API and costs one attribute lookup.
-# The connection registers its socket with the watchdog the moment it exists (new
-# connection) or is taken from the pool (keep-alive), so the deadline covers connect, TLS
-# handshake, status line, headers and body whatever the response's framing; `_Call.close`
-# disarms when the response is done. The same hook resolves the name once, checks every
-# address and connects only to a checked one (the Host header, SNI and certificate check
-# still use the name): a resolver that answers differently the next time changes nothing.
-
-_context = threading.local()
-
-
-class _Call:
-    """One request's guard: what the connection classes need from the fetcher."""
-
-    __slots__ = ("block_private", "deadline", "guards", "tokens", "watchdog")
-
-    def __init__(self, deadline: Deadline, watchdog: Watchdog, block_private: bool) -> None:
-        self.deadline = deadline
-        self.watchdog = watchdog
-        self.block_private = block_private
-        self.tokens: list[int] = []
-        self.guards: list[socket.socket] = []
-
-    def arm(self, sock: socket.socket) -> None:
-        self.tokens.append(self.watchdog.arm(self.deadline.at, sock))
-
-    def close(self) -> None:
-        for token in self.tokens:
-            self.watchdog.disarm(token)
-        for guard in self.guards:
-            guard.close()
-
-    def open(self, conn: HTTPConnection, *, tls: bool) -> socket.socket:
-        """Resolve once, refuse blocked addresses, connect to a checked one, arm it."""
-        host, port = conn.host, conn.port or (443 if tls else 80)
-        try:
-            infos = socket.getaddrinfo(host, port, allowed_gai_family(), socket.SOCK_STREAM)
-        except socket.gaierror as exc:
-            raise _dns_failure(host, exc) from None
-        # Through a proxy the address is the proxy's (often private, by design); the name
-        # of the target is checked before the request (`_check_resolves_public`).
-        if self.block_private and not conn.proxy:
-            for info in infos:
-                if is_blocked_address(str(info[4][0])):
-                    raise _blocked(host, str(info[4][0]))
-        sock = self._connect_any(conn, infos)
-        if tls:
-            # The TLS wrapper takes over the file descriptor and detaches this socket
-            # object, so the watchdog holds a duplicate: shutdown() acts on the
-            # connection, whichever descriptor it is called through.
-            sock_guard = sock.dup()
-            self.guards.append(sock_guard)
-            self.arm(sock_guard)
-        else:
-            self.arm(sock)
-        return sock
-
-    def _connect_any(self, conn: HTTPConnection, infos: list[Any]) -> socket.socket:
-        last: OSError | None = None
-        for family, kind, proto, _, sockaddr in infos:
-            remaining = self.deadline.remaining()
-            if remaining <= 0:
-                break
-            limit = conn.timeout if isinstance(conn.timeout, int | float) else remaining
-            sock = socket.socket(family, kind, proto)
-            try:
-                for option in conn.socket_options or ():
-                    sock.setsockopt(*option)
-                if conn.source_address:
-                    sock.bind(conn.source_address)
-                sock.settimeout(min(limit, remaining))
-                sock.connect(sockaddr)
-                return sock
-            except OSError as exc:
-                sock.close()
-                last = exc
-        if last is None or isinstance(last, TimeoutError):
-            raise ConnectTimeoutError(conn, f"connection to {conn.host} timed out")
-        raise NewConnectionError(conn, f"Failed to establish a new connection: {last}")
-
-
-def _current_call() -> _Call | None:
-    call: _Call | None = getattr(_context, "call", None)
-    return call
-
-
-class _GuardedHTTPConnection(HTTPConnection):
-    """Connects through the current call (deadline, pinned address) and re-arms its
-    watchdog when a kept-alive connection is reused."""
-
-    tls = False
-
-    def _new_conn(self) -> socket.socket:
-        call = _current_call()
-        return super()._new_conn() if call is None else call.open(self, tls=self.tls)
-
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        call = _current_call()
-        if call is not None and self.sock is not None:  # a kept-alive connection
-            call.arm(self.sock)
-        super().request(*args, **kwargs)
-
-
-class _GuardedHTTPSConnection(_GuardedHTTPConnection, HTTPSConnection):
-    tls = True
-
-
-class _GuardedPool(HTTPConnectionPool):
-    ConnectionCls = _GuardedHTTPConnection
-
-
-class _GuardedHTTPSPool(HTTPSConnectionPool):
-    ConnectionCls = _GuardedHTTPSConnection
-
-
-class _GuardedAdapter(HTTPAdapter):
-    """requests' adapter with the guarded connection classes, direct and through HTTP(S)
-    proxies (a SOCKS proxy keeps urllib3's own classes: only the pre-check applies)."""
-
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        _install(self.poolmanager)
-
-    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
-        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
-        if not proxy.lower().startswith("socks"):
-            _install(manager)
-        return manager
-
-
-def _install(manager: Any) -> None:
-    manager.pool_classes_by_scheme = {"http": _GuardedPool, "https": _GuardedHTTPSPool}
-
-
-@contextlib.contextmanager
-def _guarded(call: _Call) -> Iterator[_Call]:
-    _context.call = call
-    try:
-        yield call
-    finally:
-        _context.call = None
-        call.close()
-
-
-def _blocked(hostname: str, address: str) -> FetchFailure:
-    return FetchFailure(
-        "blocked_address",
-        f"{hostname} resolves to {address}, a private/loopback/link-local address "
-        "(--block-private-networks)",
-    )
-
-
-def _dns_failure(hostname: str, exc: socket.gaierror) -> FetchFailure:
-    """EAI_AGAIN ("temporary failure") may pass and is retried (once, see DNS_ATTEMPTS);
-    "name or service not known" and the rest are answers, not accidents."""
-    return FetchFailure(
-        "dns_error",
-        f"cannot resolve {hostname}: {exc.strerror or exc}",
-        retryable=exc.errno == socket.EAI_AGAIN,
-    )
 
 
 class RetryLater(Exception):  # a request to the caller, not an error
@@ -360,7 +112,7 @@ class Fetcher:
         self.stop = stop or threading.Event()
         self.watchdog = Watchdog()
         self.session = requests.Session()
-        adapter = _GuardedAdapter(
+        adapter = GuardedAdapter(
             pool_connections=16, pool_maxsize=max(settings.downloads, 1), max_retries=0
         )
         self.session.mount("http://", adapter)
@@ -383,6 +135,12 @@ class Fetcher:
         for good, or RetryLater when another attempt is due after a pause. The pause is not
         slept here: the caller queues the image, so a worker never idles in a back-off."""
         tries = tries or Tries(Deadline(self.settings.timeout))
+        if len(url) > MAX_URL_LENGTH:  # before any copy: requests alone makes several
+            raise FetchFailure(
+                "invalid_url",
+                f"the URL is {len(url):,} characters long, longer than the "
+                f"{MAX_URL_LENGTH:,} any server or file system takes",
+            )
         try:
             parts = urlsplit(url)
         except ValueError as exc:
@@ -414,6 +172,8 @@ class Fetcher:
         if not path.is_absolute():
             path = base_dir / path
         shown = redact(str(path))  # a path is a string derived from the URL too
+        if "\0" in str(path):  # no file name holds one; open() would raise ValueError
+            raise FetchFailure("invalid_url", f"a file path cannot hold a NUL byte: {shown}")
         try:
             with path.open("rb") as fh:
                 data = fh.read(self.settings.max_bytes + 1)
@@ -494,7 +254,7 @@ class Fetcher:
         """GET one URL: the body, or the Location of a redirect."""
         parts = urlsplit(url)
         if self.settings.block_private_networks:
-            self._check_resolves_public(parts)
+            self._check_resolves_public(parts, deadline)
         host = self._host(parts)
         wait = host.reserve_start()
         if wait > 0:
@@ -510,8 +270,14 @@ class Fetcher:
         if remaining <= 0:
             raise FetchFailure("timeout", f"gave up after --timeout {s.timeout:g}s")
         timeout = (min(s.connect_timeout, remaining), min(s.read_timeout, remaining))
-        call = _Call(deadline, self.watchdog, s.block_private_networks)
-        with _guarded(call):  # the watchdog covers every phase until the response is closed
+        call = Call(
+            deadline,
+            self.watchdog,
+            block_private=s.block_private_networks,
+            stop=self.stop,
+            limit=s.timeout,
+        )
+        with guarded(call):  # the watchdog covers every phase until the response is closed
             try:
                 r = self.session.get(url, stream=True, timeout=timeout, allow_redirects=False)
             except requests.exceptions.RequestException as exc:
@@ -520,10 +286,9 @@ class Fetcher:
                         "timeout", f"no response within --timeout {s.timeout:g}s"
                     ) from None
                 raise _classify_request_error(exc, url) from None
-            except ValueError:  # requests parses a redirect's Location even when not following
-                raise FetchFailure(
-                    "invalid_url", "a URL in the response cannot be parsed"
-                ) from None
+            except ValueError as exc:  # the URL, or a redirect's Location (requests parses
+                # it even when not following), that urllib3 or the IDNA codec cannot take
+                raise FetchFailure("invalid_url", scrub(f"not a valid URL: {exc}", url)) from None
             try:
                 if r.is_redirect:
                     _drain(r)
@@ -573,15 +338,47 @@ class Fetcher:
             )
         return data
 
-    def _check_resolves_public(self, parts: SplitResult) -> None:
+    def _check_resolves_public(self, parts: SplitResult, deadline: Deadline) -> None:
         hostname = parts.hostname or ""
-        try:
-            infos = socket.getaddrinfo(hostname, parts.port or 443, proto=socket.IPPROTO_TCP)
-        except socket.gaierror as exc:
-            raise _dns_failure(hostname, exc) from None
+        port = parts.port or 443
+        infos = resolve(
+            hostname,
+            port,
+            proto=socket.IPPROTO_TCP,
+            deadline=deadline,
+            stop=self.stop,
+            limit=self.settings.timeout,
+        )
         for info in infos:
             if is_blocked_address(str(info[4][0])):
-                raise _blocked(hostname, str(info[4][0]))
+                raise blocked(hostname, str(info[4][0]))
+
+
+def guarded_session() -> requests.Session:
+    """A session whose connections go through the guard of the block they are used in
+    (`guarded_request`); for other outgoing calls than image downloads (callbacks)."""
+    session = requests.Session()
+    adapter = GuardedAdapter(max_retries=0)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.trust_env = _environment_matters()
+    return session
+
+
+@contextlib.contextmanager
+def guarded_request(watchdog: Watchdog, seconds: float, *, block_private: bool) -> Iterator[None]:
+    """Requests on a `guarded_session` in this block connect only to addresses the policy
+    allows (checked after resolving, so a name that turns private later is caught) and
+    are cut when `seconds` have passed. Raises FetchFailure("blocked_address") if not."""
+    call = Call(
+        Deadline(seconds),
+        watchdog,
+        block_private=block_private,
+        stop=threading.Event(),
+        limit=seconds,
+    )
+    with guarded(call):
+        yield
 
 
 def _environment_matters() -> bool:
@@ -652,8 +449,8 @@ def _reason(exc: BaseException) -> str:
 
 def _classify_request_error(exc: requests.exceptions.RequestException, url: str) -> FetchFailure:
     gai = _gaierror_in(exc)
-    if gai is not None:  # resolved by urllib3 itself (a SOCKS proxy's name), not by _Call
-        return _dns_failure(urlsplit(url).hostname or "", gai)
+    if gai is not None:  # resolved by urllib3 itself (a SOCKS proxy's name), not by Call
+        return dns_failure(urlsplit(url).hostname or "", gai)
     if isinstance(exc, requests.exceptions.ConnectTimeout):
         return FetchFailure("timeout", "connect timed out", retryable=True)
     if isinstance(exc, requests.exceptions.ReadTimeout):

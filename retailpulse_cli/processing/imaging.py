@@ -182,8 +182,12 @@ def _jpeg_problem(data: bytes, start: int = 0) -> str | None:
 
 
 def _mpo_problem(data: bytes) -> str | None:
-    """An MPO (e.g. a stereo photo) is complete when each of its JPEG images is; the images
-    are found as Pillow finds them, from the MP index in the first image's APP2 segment."""
+    """An MPO (e.g. a stereo photo) is complete when each of its JPEG images that has any
+    data is; the images are found as Pillow finds them, from the MP index in the first
+    image's APP2 segment. An image whose index entry points at or past the end of the file
+    has no data at all (Pillow: "No data found for frame"; a broken index, or a file that
+    ends where an image ends): there is nothing of it to be cut, and Pillow decodes the
+    rest, so it is not a problem (sugarshack_no_data.mpo in Pillow's own tests)."""
     problem = _jpeg_problem(data)
     if problem:
         return problem
@@ -192,8 +196,10 @@ def _mpo_problem(data: bytes) -> str | None:
     base = data.find(b"MPF\x00")
     for number, entry in enumerate(entries[1:], start=2):
         offset = base + 4 + int(entry["DataOffset"])
-        if base < 0 or offset + 2 > len(data):
+        if base < 0:
             return f"{_CUT}: image {number} of {len(entries)} is missing"
+        if offset + 2 >= len(data):  # where Pillow reads the image's first marker: none
+            continue
         problem = _jpeg_problem(data, offset)
         if problem:
             return f"image {number} of {len(entries)} {problem}"

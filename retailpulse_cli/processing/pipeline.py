@@ -25,15 +25,16 @@ from pathlib import Path
 from typing import Any
 
 from retailpulse_cli.config.settings import Settings
+from retailpulse_cli.model import Record
 from retailpulse_cli.processing.download import (
     Download,
     Keep,
     Later,
     Measured,
-    Record,
     failed,
     unknown_store_record,
 )
+from retailpulse_cli.processing.download_window import DownloadWindow
 from retailpulse_cli.processing.fetch import Fetcher, Tries, scrub
 from retailpulse_cli.processing.gpu import GpuItem, GpuStage, SimulatedGpu
 from retailpulse_cli.processing.spec import ImageTask
@@ -45,13 +46,6 @@ MAX_WAITING_RETRIES = 10_000  # ~3 MB; beyond it new images wait for retries to 
 BUFFER_PER_SLOT = 2
 BUFFER_BYTES = 256 * 1024 * 1024  # when the GPU stage takes bytes: stop downloading past it
 TICK_SECONDS = 0.2
-# Slow start: a run begins with one download per GPU slot and widens to --downloads as
-# downloads finish (two more per finished one) or, when none finish (a dead host), doubling
-# every RAMP_SECONDS. Starting all --downloads at once shares the bandwidth and the cores
-# among them, so the first image reached the GPU only when most of them were done: measured
-# +0.17-0.20 s to the first GPU start at 128 downloads against +0.06-0.09 s at 32, idle GPU
-# time paid once per run and once per shard on a cluster (bench/README.md).
-RAMP_SECONDS = 0.2
 
 
 @dataclass
@@ -81,6 +75,7 @@ class _Feed:
         self._cond = threading.Condition()
         self._items: deque[Measured] = deque()
         self.nbytes = 0
+        self.waits = 0  # times a GPU slot found it empty: the GPU stage waited for images
         self._closed = False
 
     def __len__(self) -> int:
@@ -98,6 +93,7 @@ class _Feed:
             while not self._items:
                 if self._closed:
                     return None
+                self.waits += 1
                 self._cond.wait()
             batch = [self._items.popleft() for _ in range(min(most, len(self._items)))]
             self.nbytes -= sum(m.nbytes for m in batch)
@@ -121,6 +117,7 @@ class GpuDone:
     items: list[Measured]
     results: list[dict[str, Any] | None]
     error: str | None = None  # the stage raised: every image of the batch failed
+    seconds: float = 0.0  # how long the batch held its GPU slot
 
 
 @dataclass
@@ -128,6 +125,7 @@ class Counts:
     """The most there ever were at once; read by tests and the benchmark."""
 
     downloading: int = 0  # downloads in flight
+    window: int = 0  # the widest the download window was sized (slow-host replacements aside)
     held: int = 0  # downloads in flight + measured images waiting in the buffer
     buffered_bytes: int = 0
 
@@ -138,12 +136,12 @@ class _State:
 
     pending: Iterator[ImageTask]
     sink: Callable[[Record], None]
+    window: DownloadWindow
     exhausted: bool = False
     downloading: int = 0
-    finished: int = 0  # downloads finished so far (the slow start widens with them)
-    ramped: bool = False  # the slow start is over: --downloads at once
-    started: float = field(default_factory=time.monotonic)
     feed: _Feed = field(default_factory=_Feed)
+    feed_waits: int = 0  # the feed's `waits` when last looked at
+    on_exhausted: Callable[[], None] | None = None
     measured: int = 0  # in the feed or in the GPU stage
     waiting: list[tuple[float, int, Later]] = field(default_factory=list)  # retries by due time
     undone: int = 0
@@ -190,12 +188,20 @@ class Pipeline:
         self._aborted = False
 
     def run(
-        self, tasks: Iterable[ImageTask], sink: Callable[[Record], None], tick: Callable[[], None]
+        self,
+        tasks: Iterable[ImageTask],
+        sink: Callable[[Record], None],
+        tick: Callable[[], None],
+        *,
+        on_exhausted: Callable[[], None] | None = None,
     ) -> bool:
         """Pass each image's record to `sink` (in this thread); call `tick` about every
-        0.2 s. Images that asked to be tried again later wait in a heap, not in a download
-        slot, and go before new images once due. Return True when every task is done."""
-        state = _State(iter(tasks), sink)
+        0.2 s, and `on_exhausted` once every task has been taken (only the tail of the run
+        is left). Images that asked to be tried again later wait in a heap, not in a
+        download slot, and go before new images once due. Return True when every task is
+        done."""
+        window = DownloadWindow(self.gpu.slots, self.settings.downloads)
+        state = _State(iter(tasks), sink, window, on_exhausted=on_exhausted)
         own = self.pools is None
         pools = self.pools or Pools.for_settings(self.settings.downloads, self.gpu.slots)
         if not self.gpu.instant:
@@ -235,18 +241,10 @@ class Pipeline:
         """One GPU slot: take images from the feed, run them, report; until closed."""
         while (batch := feed.take(self.gpu.batch)) is not None:
             with slots:
+                began = time.monotonic()
                 done = self._run_gpu(batch)
+                done.seconds = time.monotonic() - began
             self._done.put(done)
-
-    def _download_limit(self, state: _State, now: float) -> int:
-        """--downloads, after the slow start (see RAMP_SECONDS)."""
-        most = self.settings.downloads
-        if state.ramped:
-            return most
-        doublings = min(16, int((now - state.started) / RAMP_SECONDS))
-        limit = max(self.gpu.slots << doublings, self.gpu.slots + state.finished)
-        state.ramped = limit >= most
-        return min(limit, most)
 
     def _room(self, state: _State, limit: int) -> bool:
         return (
@@ -257,10 +255,14 @@ class Pipeline:
 
     def _feed_downloads(self, state: _State, pools: Pools) -> None:
         now = time.monotonic()
-        limit = self._download_limit(state, now)
+        window = state.window
+        if self.gpu.instant or state.feed.waits != state.feed_waits:
+            state.feed_waits = state.feed.waits
+            window.gpu_waited()
+        limit = window.limit(now)
         while state.waiting and state.waiting[0][0] <= now and self._room(state, limit):
             later = heapq.heappop(state.waiting)[2]
-            self._submit_download(state, pools, later.task, later.tries)
+            self._submit_download(state, pools, later.task, later.tries, now)
         while (
             not state.exhausted
             and len(state.waiting) < MAX_WAITING_RETRIES
@@ -269,15 +271,22 @@ class Pipeline:
             task = next(state.pending, None)
             if task is None:
                 state.exhausted = True
+                if state.on_exhausted is not None:
+                    state.on_exhausted()
             elif not self.is_known(task.store_id):
                 state.sink(unknown_store_record(task))  # never touches the network
             else:
-                self._submit_download(state, pools, task, None)
+                self._submit_download(state, pools, task, None, now)
+        more = not state.exhausted or bool(state.waiting)
+        window.held(by_window=more and state.downloading >= limit)
+        self.counts.window = max(self.counts.window, window.widest)
 
     def _submit_download(
-        self, state: _State, pools: Pools, task: ImageTask, tries: Tries | None
+        self, state: _State, pools: Pools, task: ImageTask, tries: Tries | None, now: float
     ) -> None:
-        pools.download.submit(self.download, task, tries).add_done_callback(self._done.put)
+        future = pools.download.submit(self.download, task, tries)
+        state.window.started(future, now)
+        future.add_done_callback(self._done.put)
         state.downloading += 1
         c = self.counts
         c.downloading = max(c.downloading, state.downloading)
@@ -305,13 +314,14 @@ class Pipeline:
             return
         if isinstance(item, GpuDone):
             state.measured -= len(item.items)
+            state.window.gpu_batch(item.seconds)
             self._gpu_finished(state, item)
         else:
+            state.window.finished(item, time.monotonic())
             self._download_finished(state, item.result())
 
     def _download_finished(self, state: _State, result: Measured | Record | Later | None) -> None:
         state.downloading -= 1
-        state.finished += 1
         if result is None:
             state.undone += 1
         elif isinstance(result, Later):

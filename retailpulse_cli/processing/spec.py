@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from retailpulse_cli.errors import InvalidJobFile
+from retailpulse_cli.model import ProblemObject
 
 MAX_PROBLEMS = 50  # beyond this the message stops helping; the count still says how many
 
@@ -68,17 +69,17 @@ def _problem(parts: Path_, message: str) -> Problem:
     return Problem(f"{path_text(parts)}: {message}", parts, message)
 
 
-def problem_objects(problems: list[str]) -> list[dict[str, Any]]:
+def problem_objects(problems: list[str]) -> list[ProblemObject]:
     """Problems as `--json` prints them everywhere (validate, submit, inbox):
     {path, message, line, column}; null where not known (a file that is not there has
     no line; a required field that is missing points at the object that lacks it)."""
-    out = []
+    out: list[ProblemObject] = []
     for p in problems:
         if isinstance(p, Problem):
             path = None if p.parts is None else json_path(p.parts)
-            row = {"path": path, "message": p.message, "line": p.line, "column": p.column}
+            row = ProblemObject(path=path, message=p.message, line=p.line, column=p.column)
         else:
-            row = {"path": None, "message": str(p), "line": None, "column": None}
+            row = ProblemObject(path=None, message=str(p), line=None, column=None)
         out.append(row)
     return out
 

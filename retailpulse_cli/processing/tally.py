@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+
+from retailpulse_cli.model import JobCounts, Record, StoreProblem
 
 STORE_NOT_FOUND = "store_not_found"
 
@@ -23,7 +24,7 @@ class Tally:
     by_code: Counter[str] = field(default_factory=Counter)
     failed_by_store: dict[str, Counter[str]] = field(default_factory=dict)
 
-    def add(self, record: dict[str, Any]) -> None:
+    def add(self, record: Record) -> None:
         self.done += 1
         if record.get("status") == "ok":
             self.ok += 1
@@ -34,7 +35,7 @@ class Tally:
         self.by_code[code] += 1
         self.failed_by_store.setdefault(str(record.get("store_id")), Counter())[code] += 1
 
-    def forget(self, record: dict[str, Any]) -> None:
+    def forget(self, record: Record) -> None:
         """Undo `add` for a record that a retry is about to replace."""
         self.done -= 1
         if record.get("status") == "ok":
@@ -58,7 +59,7 @@ class Tally:
     def unknown_stores(self) -> list[str]:
         return [s for s, codes in self.failed_by_store.items() if STORE_NOT_FOUND in codes]
 
-    def counts(self) -> dict[str, Any]:
+    def counts(self) -> JobCounts:
         return {
             "visits": self.visits,
             "images_total": self.images_total,
@@ -70,9 +71,9 @@ class Tally:
             "failures_by_code": dict(sorted(self.by_code.items(), key=lambda kv: (-kv[1], kv[0]))),
         }
 
-    def errors(self) -> list[dict[str, Any]]:
+    def errors(self) -> list[StoreProblem]:
         """One entry per store with a problem, in the shape clients parse."""
-        out: list[dict[str, Any]] = []
+        out: list[StoreProblem] = []
         for store_id, codes in self.failed_by_store.items():
             total = self.images_per_store.get(store_id, 0)
             if STORE_NOT_FOUND in codes:

@@ -26,7 +26,7 @@ from retailpulse_cli.storage.photo_sync import Pending, Syncer
 from retailpulse_cli.text.redaction import redact, scrub
 
 STORE_FAILED = "store_failed"
-S3_EXTRA_HINT = "pip install 'retailpulse[s3]'"
+S3_EXTRA_HINT = "pip install 'retailpulse[s3]' (in a checkout: pip install -e '.[s3]')"
 
 # Pillow's format names (imaging.Size.format) -> file extension; MPO is a multi-picture JPEG.
 EXTENSIONS: dict[str, str] = {

@@ -17,21 +17,19 @@ import errno
 import fcntl
 import json
 import os
-import secrets
-import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
 from retailpulse_cli.errors import JobBusy, JobDamaged, JobNotFound, StorageError
+from retailpulse_cli.model import JobState
+from retailpulse_cli.text.escape import without_surrogates
 
 SCHEMA_VERSION = 1
 ENV_VAR = "RETAILPULSE_JOBS_DIR"
-LIVE_STATES = ("ongoing",)
-FINAL_STATES = ("completed", "failed", "interrupted")
 RESULTS_HEADER = {"retailpulse": "results", "schema_version": SCHEMA_VERSION}
 
 
@@ -76,6 +74,8 @@ def _storage_error(action: str, path: Path, exc: OSError) -> StorageError:
 
 def write_atomic(path: Path, data: bytes) -> None:
     """Write to a temp file in the same folder, fsync, then os.replace: never half a file."""
+    import secrets  # here, not at the top: `status` and `list` never write (start-up)
+
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(3)}.tmp")
     try:
         with tmp.open("wb") as fh:
@@ -107,6 +107,8 @@ def fsync_dir(path: Path) -> None:
 def new_job_id() -> str:
     """YYYYMMDD-HHMMSS-mmm-xxxx (UTC, milliseconds, 4 random hex digits): ids sort by
     creation time, and two submits in the same millisecond still differ."""
+    import secrets
+
     now = datetime.now(timezone.utc)
     return f"{now:%Y%m%d-%H%M%S}-{now.microsecond // 1000:03d}-{secrets.token_hex(2)}"
 
@@ -200,16 +202,18 @@ class Job:
     def is_live(self) -> bool:
         return lock_is_held(self.lock_path)
 
-    def status(self) -> dict[str, Any]:
-        """status.json, with `ongoing` turned into `interrupted` when nobody holds the lock."""
-        self.meta()  # a job whose meta.json is damaged cannot be resumed: say so now
+    def status(self, meta: dict[str, Any] | None = None) -> dict[str, Any]:
+        """status.json, with `ongoing` turned into `interrupted` when nobody holds the lock.
+        `meta`: meta.json, if the caller read it already (it is checked either way)."""
+        if meta is None:
+            self.meta()  # a job whose meta.json is damaged cannot be resumed: say so now
         doc = _checked_status(self.read_json("status.json"), self.dir / "status.json")
-        if doc.get("status") in LIVE_STATES and not self.is_live():
+        if doc.get("status") == JobState.ONGOING and not self.is_live():
             # Re-read: the worker may have finished between our two reads.
             doc = self.read_json("status.json")
             doc = _checked_status(doc, self.dir / "status.json")
-            if doc.get("status") in LIVE_STATES and not self.is_live():
-                doc["status"] = "interrupted"
+            if doc.get("status") == JobState.ONGOING and not self.is_live():
+                doc["status"] = JobState.INTERRUPTED.value
                 doc["interrupted_by"] = doc.get("interrupted_by") or "worker died"
         return doc
 
@@ -219,7 +223,7 @@ class Job:
             raise JobDamaged(f"job {self.id}: {self.dir / 'errors.json'} has no list of errors")
         return errors
 
-    def write_state(self, status: dict[str, Any], errors: list[dict[str, Any]]) -> None:
+    def write_state(self, status: Mapping[str, Any], errors: Sequence[Mapping[str, Any]]) -> None:
         # errors first: a reader that sees the new status also sees errors at least as new
         write_json(self.dir / "errors.json", {"schema_version": SCHEMA_VERSION, "error": errors})
         write_json(self.dir / "status.json", status)
@@ -334,6 +338,9 @@ class ResultsWriter:
         self.fh = fh
         self.unsynced = 0
         self.last_sync = time.monotonic()
+        # Run after every sync with the bytes now durable: the results database follows
+        # the file that far (storage/results_db/follower.py).
+        self.after_sync: Callable[[int], None] | None = None
 
     @classmethod
     def open(cls, path: Path) -> ResultsWriter:
@@ -347,8 +354,13 @@ class ResultsWriter:
         return cls(path, fh)
 
     def append(self, record: dict[str, Any]) -> None:
+        text = json.dumps(record, ensure_ascii=False)
         try:
-            self.fh.write(json.dumps(record, ensure_ascii=False).encode() + b"\n")
+            line = text.encode()
+        except UnicodeEncodeError:  # e.g. an error naming a folder whose name is not UTF-8
+            line = json.dumps(without_surrogates(record), ensure_ascii=False).encode()
+        try:
+            self.fh.write(line + b"\n")
         except OSError as exc:
             raise _storage_error("write", self.path, exc) from None
         self.unsynced += 1
@@ -361,6 +373,8 @@ class ResultsWriter:
             raise _storage_error("write", self.path, exc) from None
         self.unsynced = 0
         self.last_sync = time.monotonic()
+        if self.after_sync is not None:
+            self.after_sync(self.fh.tell())
 
     def close(self) -> None:
         if self.fh.closed:
@@ -410,24 +424,39 @@ class JobStore:
             raise JobNotFound(f"no job {shown!r} in {self.root}")
         path = self.root / job_id
         if not (path / "status.json").exists() and not (path / "meta.json").exists():
-            if path.is_dir():
+            if _is_job_dir(path):
                 raise JobDamaged(f"job {job_id}: {path} has no status.json or meta.json")
+            self._check_root()
             raise JobNotFound(f"no job {job_id!r} in {self.root}")
         return Job(path)
 
+    def _check_root(self) -> None:
+        """A jobs dir that is a file fails as `list` fails (exit 7), not as 'no job'."""
+        try:
+            os.scandir(self.root).close()
+        except FileNotFoundError:
+            return  # no jobs dir yet: simply no such job
+        except OSError as exc:
+            raise _storage_error("read", self.root, exc) from None
+
     def job_ids(self) -> list[str]:
-        """Job ids, newest first (ids sort by creation time); stray files are not jobs."""
+        """Job ids, newest first (ids sort by creation time). Stray files, and folders
+        holding none of a job's files (notes/, lost+found/), are not jobs."""
         try:
             entries = list(os.scandir(self.root))
         except FileNotFoundError:
             return []
         except OSError as exc:
             raise _storage_error("read", self.root, exc) from None
-        names = (e.name for e in entries if not e.name.startswith(".") and e.is_dir())
+        names = (
+            e.name
+            for e in entries
+            if not e.name.startswith(".") and e.is_dir() and _is_job_dir(Path(e.path))
+        )
         return sorted(names, reverse=True)
 
     def create(
-        self, job_file: bytes, meta: dict[str, Any], status: dict[str, Any]
+        self, job_file: bytes, meta: dict[str, Any], status: Mapping[str, Any]
     ) -> tuple[Job, Lock]:
         """Create a job directory atomically (built under a temp name, then renamed) and
         return it locked, so no reader ever sees a half-made job and nobody can steal it."""
@@ -469,6 +498,13 @@ class JobStore:
 
 
 NAME_MAX = 255  # bytes in one file name on Linux and macOS file systems
+# What `create` writes, and what runs add: a folder with any of them is a job (maybe a
+# damaged one); a folder with none of them was never a job.
+JOB_FILES = ("status.json", "meta.json", "job.json", "errors.json", "results.jsonl")
+
+
+def _is_job_dir(path: Path) -> bool:
+    return any(os.path.lexists(path / name) for name in JOB_FILES)
 
 
 def _could_be_job_id(job_id: str) -> bool:
@@ -490,4 +526,6 @@ def _remove_tree(path: Path) -> None:
 
 
 def host_info() -> dict[str, Any]:
+    import socket
+
     return {"pid": os.getpid(), "host": socket.gethostname()}

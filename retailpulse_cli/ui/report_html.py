@@ -11,27 +11,48 @@ from typing import TYPE_CHECKING
 
 from retailpulse_cli.errors import ExitCode, RetailpulseError, StorageError
 from retailpulse_cli.storage.job_dir import now_iso, write_atomic
-from retailpulse_cli.ui.report_text import fmt_duration, fmt_rate
+from retailpulse_cli.text.figures import rate_text
+from retailpulse_cli.ui.report_text import fmt_duration
 
 if TYPE_CHECKING:
     from retailpulse_cli.jobs.report_counts import Summary
 
 TOP_STORES = 10
-BAR_HEIGHT, BAR_GAP, CHART_WIDTH = 22, 8, 760
 LABEL_CHARS = 32  # longer codes are cut in the label; the bar's tooltip has them whole
+NARROW = "560px"  # below this the chart's labels go above their bars and tables stack
 
-CSS = """
-body{font:15px/1.4 system-ui,sans-serif;margin:2em auto;max-width:1080px;color:#222;padding:0 1em}
-h1{font-size:1.6em;margin-bottom:.2em}h2{font-size:1.15em;margin-top:1.8em}
-.sub{color:#666;margin-top:0}
-.cards{display:flex;flex-wrap:wrap;gap:12px}
-.card{border:1px solid #ddd;border-radius:8px;padding:10px 16px;min-width:110px}
-.card .n{font-size:1.6em;font-weight:600}.card .l{color:#666;font-size:.85em}
-.card.bad .n{color:#c0392b}.card.good .n{color:#1e8449}
-table{border-collapse:collapse;width:100%}th,td{padding:5px 10px;border-bottom:1px solid #eee}
-th{text-align:left;background:#f6f6f6}td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
-td.url{font-family:monospace;font-size:.85em;word-break:break-all}
-.none{color:#888}svg text{font:13px system-ui,sans-serif}
+CSS = f"""
+body{{font:15px/1.4 system-ui,sans-serif;margin:2em auto;max-width:1080px;color:#222;
+padding:0 1em}}
+h1{{font-size:1.6em;margin-bottom:.2em}}h2{{font-size:1.15em;margin-top:1.8em}}
+.sub{{color:#666;margin-top:0}}
+.cards{{display:flex;flex-wrap:wrap;gap:12px}}
+.card{{border:1px solid #ddd;border-radius:8px;padding:10px 16px;min-width:110px}}
+.card .n{{font-size:1.6em;font-weight:600}}.card .l{{color:#666;font-size:.85em}}
+.card.bad .n{{color:#c0392b}}.card.good .n{{color:#1e8449}}
+.chart{{margin:.6em 0 1.2em;max-width:760px}}
+.chart .row{{display:flex;align-items:center;gap:8px;margin:6px 0}}
+.chart .code{{flex:0 0 var(--label);text-align:right;overflow:hidden;
+text-overflow:ellipsis;white-space:nowrap}}
+.chart .track{{flex:1;display:flex;align-items:center;gap:6px;min-width:0}}
+.chart svg{{display:block;flex:none;height:22px;min-width:2px}}
+.chart .count{{white-space:nowrap;font-variant-numeric:tabular-nums}}
+.scroll{{overflow-x:auto}}
+table{{border-collapse:collapse;width:100%}}th,td{{padding:5px 10px;border-bottom:1px solid #eee}}
+th{{text-align:left;background:#f6f6f6}}td.n,th.n{{text-align:right;
+font-variant-numeric:tabular-nums}}
+td.url{{font-family:monospace;font-size:.85em;word-break:break-all}}
+.none{{color:#888}}
+@media (max-width:{NARROW}){{
+.chart .row{{flex-wrap:wrap;gap:2px 8px}}.chart .code{{flex-basis:100%;text-align:left}}
+table.stack thead{{display:none}}
+table.stack,table.stack tbody,table.stack tr{{display:block}}
+table.stack tr{{border:1px solid #ddd;border-radius:8px;margin:0 0 10px;padding:4px 0}}
+table.stack td{{display:flex;justify-content:space-between;gap:1em;border:0;
+padding:3px 12px;text-align:right}}
+table.stack td::before{{content:attr(data-label);color:#666;font-weight:600;text-align:left;
+word-break:normal;white-space:nowrap}}
+}}
 """
 
 
@@ -55,46 +76,72 @@ def totals_html(summary: Summary) -> str:
 
 
 def chart_svg(summary: Summary) -> str:
-    """Horizontal bars, one per error code, longest first."""
+    """Horizontal bars, one per error code, longest first. Labels and numbers are text in
+    the page (they never shrink with the window); each bar is an SVG scaled through its
+    viewBox to its share of the room left once the longest number has its place, so on a
+    phone the bars keep their proportions and every number stays beside its bar."""
     failures = summary.failures().to_json()
     if not failures:
         return '<p class="none">No failures.</p>'
     top = max(f["count"] for f in failures)
     longest = max(len(f["code"]) for f in failures)
-    label_width = 16 + 8 * min(max(longest, 12), LABEL_CHARS)  # ~8 px per character
-    span = CHART_WIDTH - label_width - 70
-    height = len(failures) * (BAR_HEIGHT + BAR_GAP) + BAR_GAP
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{CHART_WIDTH}" height="{height}" '
-        f'role="img" aria-label="failures by error code">'
-    ]
-    for i, f in enumerate(failures):
-        y = BAR_GAP + i * (BAR_HEIGHT + BAR_GAP)
-        width = max(2, round(span * f["count"] / top))
-        mid = y + BAR_HEIGHT / 2 + 4
+    label = min(max(longest, 12), LABEL_CHARS)
+    number_room = len(f"{top:,}") + 2  # in ch, with the gap
+    rows = []
+    for f in failures:
         code = escape(f["code"])
-        label = f["code"] if len(f["code"]) <= LABEL_CHARS else f["code"][: LABEL_CHARS - 1] + "…"
-        parts.append(
-            f'<text x="{label_width - 8}" y="{mid}" text-anchor="end">{escape(label)}</text>'
-            f'<rect class="bar" x="{label_width}" y="{y}" width="{width}" '
-            f'height="{BAR_HEIGHT}" fill="#c0392b" rx="3"><title>{code}: {f["count"]:,}'
-            f"</title></rect>"
-            f'<text x="{label_width + width + 6}" y="{mid}">{f["count"]:,}</text>'
+        shown = f["code"] if len(f["code"]) <= LABEL_CHARS else f["code"][: LABEL_CHARS - 1] + "…"
+        share = f["count"] / top
+        rows.append(
+            f'<div class="row"><span class="code" title="{code}">{escape(shown)}</span>'
+            f'<span class="track"><svg viewBox="0 0 100 22" preserveAspectRatio="none" '
+            f'style="width:calc((100% - {number_room}ch) * {share:.4f})" aria-hidden="true">'
+            f'<rect class="bar" width="100" height="22" fill="#c0392b"><title>{code}: '
+            f'{f["count"]:,}</title></rect></svg><span class="count">{f["count"]:,}</span>'
+            "</span></div>"
         )
-    parts.append("</svg>")
-    return "".join(parts)
+    return (
+        f'<div class="chart" role="img" aria-label="failures by error code" '
+        f'style="--label:{label}ch">{"".join(rows)}</div>'
+    )
+
+
+Column = tuple[str, str]  # (heading, CSS class: "n" for numbers, "url", or "")
+
+
+def _table(table_id: str, columns: list[Column], rows: list[list[str]]) -> str:
+    """A table that scrolls inside its box when it is wider than the window, and on a
+    phone stacks: each row a card, each cell labelled with its column (data-label)."""
+
+    def attrs(kind: str) -> str:
+        return f' class="{kind}"' if kind else ""
+
+    head = "".join(f"<th{attrs(kind)}>{name}</th>" for name, kind in columns)
+    body = "".join(
+        "<tr>"
+        + "".join(
+            f'<td{attrs(kind)} data-label="{name}">{value}</td>'
+            for (name, kind), value in zip(columns, row, strict=True)
+        )
+        + "</tr>"
+        for row in rows
+    )
+    return (
+        f'<div class="scroll"><table id="{table_id}" class="stack">'
+        f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
+    )
 
 
 def samples_table(summary: Summary) -> str:
-    rows = "".join(
-        f'<tr><td>{escape(f["code"])}</td><td class="n">{f["count"]:,}</td>'
-        f'<td class="url">{"<br>".join(escape(u) for u in f["samples"])}</td></tr>'
-        for f in summary.failures().to_json()
-    )
-    if not rows:
+    failures = summary.failures().to_json()
+    if not failures:
         return ""
-    head = '<tr><th>code</th><th class="n">images</th><th>sample URLs</th></tr>'
-    return f'<table id="samples">{head}{rows}</table>'
+    columns = [("code", ""), ("images", "n"), ("sample URLs", "url")]
+    rows = [
+        [escape(f["code"]), f"{f['count']:,}", "<br>".join(escape(u) for u in f["samples"])]
+        for f in failures
+    ]
+    return _table("samples", columns, rows)
 
 
 def stores_table(summary: Summary) -> str:
@@ -104,31 +151,45 @@ def stores_table(summary: Summary) -> str:
     )[:TOP_STORES]
     if not worst:
         return '<p class="none">No store has a failed image.</p>'
-    head = (
-        '<tr><th>store</th><th class="n">images</th><th class="n">ok</th>'
-        '<th class="n">failed</th><th>unknown store</th></tr>'
-    )
-    rows = "".join(
-        f'<tr><td>{escape(s)}</td><td class="n">{c.images:,}</td><td class="n">{c.ok:,}</td>'
-        f'<td class="n">{c.failed:,}</td><td>{"yes" if c.unknown_store else ""}</td></tr>'
+    columns = [
+        ("store", ""),
+        ("images", "n"),
+        ("ok", "n"),
+        ("failed", "n"),
+        ("unknown store", ""),
+    ]
+    rows = [
+        [escape(s), f"{c.images:,}", f"{c.ok:,}", f"{c.failed:,}", "yes" if c.unknown_store else ""]
         for s, c in worst
-    )
-    return f'<table id="stores">{head}{rows}</table>'
+    ]
+    return _table("stores", columns, rows)
 
 
 def jobs_table(summary: Summary) -> str:
-    head = (
-        '<tr><th>job</th><th>status</th><th>started</th><th class="n">images</th>'
-        '<th class="n">failed</th><th class="n">duration</th><th class="n">images/s</th></tr>'
-    )
-    rows = "".join(
-        f"<tr><td>{escape(j.job_id)}</td><td>{escape(j.status)}</td>"
-        f'<td>{escape(j.started_at or "-")}</td><td class="n">{j.images:,}</td>'
-        f'<td class="n">{j.failed:,}</td><td class="n">{fmt_duration(j.duration_s)}</td>'
-        f'<td class="n">{fmt_rate(j.images_per_s)}</td></tr>'
+    columns = [
+        ("job", ""),
+        ("status", ""),
+        ("started", ""),
+        ("images", "n"),
+        ("failed", "n"),
+        ("runs", "n"),
+        ("duration", "n"),
+        ("images/s", "n"),
+    ]
+    rows = [
+        [
+            escape(j.job_id),
+            escape(j.status),
+            escape(j.started_at or "-"),
+            f"{j.images:,}",
+            f"{j.failed:,}",
+            f"{len(j.spans):,}",
+            fmt_duration(j.duration_s),
+            rate_text(j.images_per_s),
+        ]
         for j in summary.jobs
-    )
-    return f'<table id="jobs">{head}{rows}</table>'
+    ]
+    return _table("jobs", columns, rows)
 
 
 def render(summary: Summary) -> str:

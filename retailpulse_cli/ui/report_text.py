@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import csv
+import sys
 from typing import TYPE_CHECKING, TextIO
 
 from rich.table import Table
 from rich.text import Text
 
 from retailpulse_cli.text.escape import safe
-from retailpulse_cli.ui.console import STATUS_STYLE, Output, cell, print_json
+from retailpulse_cli.text.figures import plural, rate_text
+from retailpulse_cli.ui.console import STATUS_STYLE, cell
+from retailpulse_cli.ui.output import Output, print_json
 
 if TYPE_CHECKING:
     from retailpulse_cli.jobs.report_counts import Summary
@@ -29,26 +32,20 @@ def fmt_duration(seconds: float | None) -> str:
     return f"{hours}h {minutes:02d}m {secs:02d}s" if hours else f"{minutes}m {secs:02d}s"
 
 
-def fmt_rate(rate: float | None) -> str:
-    return "-" if rate is None else f"{rate:,.1f}"
-
-
-def _n(count: int, noun: str) -> str:
-    return f"{count:,} {noun}{'' if count == 1 else 's'}"
-
-
 def totals_line(summary: Summary) -> str:
     t = summary.totals()
+    jobs, stores = plural(t["jobs"], "job"), plural(t["stores"], "store")
     return (
-        f"{_n(t['jobs'], 'job')}, {_n(t['stores'], 'store')}, {_n(t['images'], 'image')}: "
-        f"{t['ok']:,} ok, {t['failed']:,} failed, {_n(t['unknown_stores'], 'unknown store')}; "
+        f"{jobs}, {stores}, {plural(t['images'], 'image')}: "
+        f"{t['ok']:,} ok, {t['failed']:,} failed, {plural(t['unknown_stores'], 'unknown store')}; "
         f"{fmt_duration(t['duration_s'])}"
     )
 
 
 def jobs_table(summary: Summary) -> Table:
     table = Table(title="jobs", title_justify="left", box=None, pad_edge=False)
-    for col in ("job_id", "status", "images", "ok", "failed", "duration", "img/s"):
+    # duration and img/s cover all of a job's runs (submit, resumes, retries): `runs`
+    for col in ("job_id", "status", "images", "ok", "failed", "runs", "duration", "img/s"):
         table.add_column(col, justify="left" if col in ("job_id", "status") else "right")
     for j in summary.jobs:
         table.add_row(
@@ -57,8 +54,9 @@ def jobs_table(summary: Summary) -> Table:
             f"{j.images:,}",
             f"{j.ok:,}",
             f"{j.failed:,}",
+            f"{len(j.spans):,}",
             fmt_duration(j.duration_s),
-            fmt_rate(j.images_per_s),
+            rate_text(j.images_per_s),
         )
     return table
 
@@ -110,3 +108,13 @@ def write_csv(summary: Summary, stream: TextIO) -> None:
 
 def write_json(summary: Summary) -> None:
     print_json(summary.to_json())
+
+
+def write(summary: Summary, fmt: str, output: Output) -> None:
+    """The report on stdout as `fmt` says: table, csv, json, or "" (nothing)."""
+    if fmt == "json":
+        write_json(summary)
+    elif fmt == "csv":
+        write_csv(summary, sys.stdout)
+    elif fmt == "table":
+        show(output, summary)
