@@ -12,10 +12,11 @@ so no round inherits the dirty pages of the one before); the best images/s of ea
 without saving, and at most 20 % while the other writer runs.
 
 The other writer is this script run again as a separate process (`--writer-only`): it writes
-zeros to one file in the same temp folder, like `dd`, at `--writer-mbps` (0 = as fast as it
-can), fsyncs every `--writer-fsync-mb` like a database checkpoint, wraps back to the start of
-the file at `--writer-mb` (so the file never grows past it), stops after `--writer-seconds`
-or when the run it shares the disk with ends, and its file is removed. "no saving + writer"
+zeros to one file in the same temp folder, like `dd`, at `--writer-mbps` (default 100; 0 = as
+fast as it can, which takes a core of its own here), fsyncs every `--writer-fsync-mb` (default
+1024: like `dd`, it leaves write-back to the kernel between), wraps back to the start of the
+file at `--writer-mb` (so the file never grows past it), stops after `--writer-seconds` or
+when the run it shares the disk with ends, and its file is removed. "no saving + writer"
 shows what the writer costs a job that saves nothing (its CPU and its I/O): the rest of the
 "folder + writer" cost is what the writer does to saving. The S3 figure is reported without
 a verdict (moto is a Python server on the same cores: a floor for S3, not an estimate).
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -48,17 +50,22 @@ ALONE_TARGET = 0.15  # issue 13
 WRITER_TARGET = 0.20  # issue 21
 
 
-def run(job: Path, jobs: Path, extra: list[str], env: dict[str, str]) -> float:
-    """Seconds for one `submit --gpu-delay 0` of `job` (start-up included)."""
+def run(job: Path, jobs: Path, extra: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Seconds for one `submit --gpu-delay 0` of `job` (start-up included), and the CPU
+    seconds the process used (user + system: steadier than the wall on a busy machine)."""
     cmd = [sys.executable, "-m", "retailpulse_cli", "submit", str(job), "--gpu-delay", "0"]
     os.sync()  # each run starts with no dirty pages of the runs before it
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
     r = subprocess.run(
         [*cmd, *extra], env={**env, "RETAILPULSE_JOBS_DIR": str(jobs)}, capture_output=True
     )
+    wall = time.monotonic() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if r.returncode != 0:
         raise SystemExit(f"retailpulse failed: {r.stderr.decode()[-500:]}")
-    return time.monotonic() - t0
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return wall, cpu
 
 
 # -- the other writer ------------------------------------------------------------------------
@@ -133,11 +140,15 @@ def one_round(
     for name, with_writer, extra in modes:
         with ExitStack() as stack:
             report = stack.enter_context(other_writer(tmp, a)) if with_writer else None
-            seconds = run(job, tmp / f"jobs-{k}-{len(rates)}", extra, env)
+            seconds, cpu = run(job, tmp / f"jobs-{k}-{len(rates)}", extra, env)
         shutil.rmtree(tmp / "photos", ignore_errors=True)
         rates[name] = a.images / seconds
         wrote = f"  (the other writer: {report[0]})" if report else ""
-        print(f"round {k}: {name:<20} {rates[name]:7.1f} img/s{wrote}", flush=True)
+        print(
+            f"round {k}: {name:<20} {rates[name]:7.1f} img/s"
+            f"  CPU {cpu / a.images * 1e3:.2f} ms/image{wrote}",
+            flush=True,
+        )
     return rates
 
 
@@ -167,8 +178,8 @@ def main() -> None:
     p.add_argument("--variants", type=int, default=400)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--s3", action="store_true", help="also save to a local moto S3 server")
-    p.add_argument("--writer-mbps", type=float, default=200, help="0: as fast as it can")
-    p.add_argument("--writer-fsync-mb", type=int, default=256)
+    p.add_argument("--writer-mbps", type=float, default=100, help="0: as fast as it can")
+    p.add_argument("--writer-fsync-mb", type=int, default=1024)
     p.add_argument("--writer-mb", type=int, default=1024, help="its file never grows past it")
     p.add_argument("--writer-seconds", type=float, default=120)
     p.add_argument("--writer-only", metavar="PATH", help=argparse.SUPPRESS)

@@ -170,6 +170,21 @@ def test_kill_9_mid_write_leaves_no_partial_image(tmp_path: Path) -> None:
     assert Path(stored.stored_as).read_bytes() == b"after the crash"
 
 
+def test_a_photo_that_cannot_be_synced_fails_the_flush_and_gets_no_name(tmp_path: Path) -> None:
+    store = open_store(str(tmp_path))
+    stored = store.put(image_bytes(64, 48, "png"), "PNG")
+    ticket = store.ticket()
+    for temp in tmp_path.rglob(f"*{TEMP_SUFFIX}"):  # gone before the syncer got to it
+        temp.unlink()
+    with pytest.raises(StoreFailed) as caught:
+        store.flush()
+    assert caught.value.message.startswith(f"cannot make the images stored in {tmp_path} durable")
+    assert caught.value.exit_code == ExitCode.STORAGE
+    with pytest.raises(StoreFailed):
+        store.durable(ticket)  # a record naming it is never written
+    assert not Path(stored.stored_as).exists()
+
+
 def test_folder_under_a_file_is_store_failed(tmp_path: Path) -> None:
     (tmp_path / "afile").write_text("x")
     store = open_store(str(tmp_path / "afile" / "photos"))

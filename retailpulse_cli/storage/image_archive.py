@@ -153,7 +153,9 @@ class LocalStore:
     def __init__(self, root: str | os.PathLike[str], *, dest: str | None = None) -> None:
         self.root = Path(root).expanduser().absolute()
         self.dest = dest if dest is not None else str(root)
-        self.syncer = Syncer(self.root, self._sync_failure)
+        self.root_str = str(self.root)
+        self.syncer = Syncer(self.root_str, self._sync_failure)
+        self._folders: set[str] = set()  # the hash-prefix folders known to exist
 
     def __reduce__(self) -> tuple[Any, ...]:
         # The absolute folder: a worker process may run in another working directory.
@@ -169,27 +171,41 @@ class LocalStore:
             raise self._failure(exc, self.root) from None
 
     def put(self, data: bytes, fmt: str) -> Stored:
+        # Plain str paths: this runs for every image, in the download threads, under the GIL.
         digest, name = object_name(data, fmt)
-        final = self.root / name
-        if self.syncer.knows(final):  # this run stored it already (or is storing it)
-            return Stored(digest, len(data), str(final), written=False)
+        final = f"{self.root_str}/{name}"
+        stored = Stored(digest, len(data), final, written=False)
+        if self.syncer.in_flight(final):  # another thread wrote it a moment ago
+            return stored
         try:
-            if final.stat().st_size == len(data):
-                self.syncer.hand_over(Pending(final, None))  # another run's: is it on disk?
-                return Stored(digest, len(data), str(final), written=False)
+            if os.stat(final).st_size == len(data):
+                self.syncer.found(final)
+                return stored
         except FileNotFoundError:
             pass
         except OSError as exc:
             raise self._failure(exc, final) from None
         try:
-            if not final.parent.is_dir():
-                final.parent.mkdir(parents=True, exist_ok=True)
-                self.syncer.new_dir(final.parent)
-            temp = _write_temp(final, data)
+            temp = self._write_temp(final, data)
         except OSError as exc:
             raise self._failure(exc, final) from None
         self.syncer.hand_over(Pending(final, temp))
-        return Stored(digest, len(data), str(final), written=True)
+        return Stored(digest, len(data), final, written=True)
+
+    def _write_temp(self, final: str, data: bytes) -> str:
+        folder = os.path.dirname(final)
+        if folder not in self._folders:  # 256 of them: one stat each per store, not per image
+            if not os.path.isdir(folder):
+                os.makedirs(folder, exist_ok=True)
+                self.syncer.new_dir(folder)
+            self._folders.add(folder)
+        try:
+            return _write_temp(final, data)
+        except FileNotFoundError:  # the folder was removed under us: make it again
+            self._folders.discard(folder)
+            os.makedirs(folder, exist_ok=True)
+            self.syncer.new_dir(folder)
+            return _write_temp(final, data)
 
     def ticket(self) -> int:
         return self.syncer.ticket()
@@ -200,33 +216,37 @@ class LocalStore:
     def flush(self) -> None:
         self.syncer.wait()
 
-    def _failure(self, exc: OSError, path: Path) -> StoreFailed:
+    def _failure(self, exc: OSError, path: str | Path) -> StoreFailed:
         cause = _CAUSES.get(exc.errno or 0) or exc.strerror or str(exc)
         retryable = exc.errno not in _PERMANENT_ERRNOS
         return StoreFailed(
             f"cannot store image in {self.root}: {cause} ({path})", retryable=retryable
         )
 
-    def _sync_failure(self, exc: OSError, path: Path) -> Exception:
+    def _sync_failure(self, exc: OSError, path: str) -> Exception:
         cause = _CAUSES.get(exc.errno or 0) or exc.strerror or str(exc)
         return StoreFailed(
             f"cannot make the images stored in {self.root} durable: {cause} ({path})"
         )
 
 
-def _write_temp(final: Path, data: bytes) -> Path:
+def _write_temp(final: str, data: bytes) -> str:
     """Write `data` under a temp name beside `final`; the syncer renames it once durable.
 
     A kill -9 leaves at most a hidden `.<sha>.<random>.tmp`, never read as an image.
     """
-    temp = final.with_name(f".{final.name}.{secrets.token_hex(6)}{TEMP_SUFFIX}")
+    folder, name = os.path.split(final)
+    temp = f"{folder}/.{name}.{secrets.token_hex(6)}{TEMP_SUFFIX}"
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # umask applies
     try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
     except BaseException:
-        temp.unlink(missing_ok=True)
+        os.close(fd)
+        os.unlink(temp)
         raise
+    os.close(fd)
     return temp
 
 
