@@ -62,6 +62,21 @@ def test_rows_equal_results_for_ok_failed_and_unknown_stores(
     assert [h["host"] for h in hosts] == [f"127.0.0.1:{server.port}"]
 
 
+def test_a_local_cluster_job_writes_every_record_once(
+    env: dict[str, str], server: ImageServer, tmp_path: Path
+) -> None:
+    """--cluster local:2 with --results-db: the shards' records reach results.jsonl through
+    the driver, and the database follows that file exactly as without a cluster."""
+    doc = mixed_job(server, n_ok=40)
+    job = write(tmp_path / "job.json", doc)
+    url = new_db("sqlite", tmp_path, None)
+    r = submit(env, job, url, "--cluster", "local:2", "--shard-size", "8")
+    assert r.returncode == 1, r.stderr  # the 404, the truncated image, the unknown store
+    (job_id,) = jobs_in(env)
+    assert assert_rows_equal_records(url, env, job_id) == 43
+    assert_job_row_follows_status(url, env, job_id)
+
+
 def test_retry_replaces_the_failed_rows(
     env: dict[str, str], server: ImageServer, tmp_path: Path, db_url: str
 ) -> None:
