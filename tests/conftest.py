@@ -131,13 +131,8 @@ def failures_in(env: dict[str, str]) -> list[dict[str, Any]]:
     """Every failed record of every job in the env's jobs dir: what an assertion message
     shows when a run that should have passed did not (a flake then explains itself)."""
     root = Path(env["RETAILPULSE_JOBS_DIR"])
-    found: list[dict[str, Any]] = []
-    for path in sorted(root.glob("*/results.jsonl")) if root.exists() else []:
-        for line in path.read_text().splitlines()[1:]:
-            record = json.loads(line)
-            if record.get("status") != "ok":
-                found.append(record)
-    return found
+    started = [j for j in jobs_in(env) if (root / j / "results.jsonl").exists()]
+    return [r for j in started for r in results_of(env, j) if r.get("status") != "ok"]
 
 
 STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ ", re.M)
